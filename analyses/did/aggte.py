@@ -1,0 +1,221 @@
+"""Aggregations of ATT(g,t) into summary parameters (R ``did::aggte``).
+
+Weights are cohort shares ``P(G = g)`` estimated from the units, so every
+aggregate's influence function includes the term from estimating those weights
+(R's ``wif``) wherever the weights differ across cells.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from analyses.did.attgt import AttGtResult, _method_lines
+from analyses.did.bootstrap import analytic_se, multiplier_bootstrap, uniform_critical_value
+
+_KEY_COLUMN = {"dynamic": "event_time", "group": "group", "calendar": "time"}
+_TITLES = {"simple": "simple weighted average", "dynamic": "event-study/dynamic aggregation",
+           "group": "group/cohort aggregation", "calendar": "calendar time aggregation"}
+
+
+@dataclass(repr=False)
+class AggteResult:
+    type: str
+    overall_att: float
+    overall_se: float
+    overall_ci_lower: float
+    overall_ci_upper: float
+    overall_pvalue: float
+    table: pd.DataFrame | None
+    crit_val: float
+    cband: bool
+    bstrap: bool
+    alp: float
+    n_treated: int  # treated units in the cohorts entering the aggregate
+    n_control: int  # units used as comparison in at least one entering cell
+    overall_inf_func: np.ndarray
+    inf_func: np.ndarray | None  # n_units x rows of table
+    source: AttGtResult
+    min_e: float = -np.inf
+    max_e: float = np.inf
+    balance_e: int | None = None
+
+    def summary(self) -> str:
+        level = int(round(100 * (1 - self.alp)))
+        lines = [f"Overall summary of ATT's based on {_TITLES[self.type]}:",
+                 f"{'ATT':>10} {'Std. Error':>11}   [{level}% Conf. Int.]   p-value",
+                 f"{self.overall_att:>10.4f} {self.overall_se:>11.4f}   [{self.overall_ci_lower:.4f}, "
+                 f"{self.overall_ci_upper:.4f}]   {self.overall_pvalue:.4f}",
+                 f"Treated units: {self.n_treated},  comparison units: {self.n_control}", ""]
+        if self.table is not None:
+            key = _KEY_COLUMN[self.type]
+            band = "Simult." if self.cband else "Pointwise"
+            lines.append(f"{key:>10} {'Estimate':>10} {'Std. Error':>11}   [{level}% {band} Conf. Band]")
+            for row in self.table.itertuples(index=False):
+                star = "" if (row.ci_lower <= 0 <= row.ci_upper) or np.isnan(row.se) else " *"
+                lines.append(f"{getattr(row, key):>10g} {row.att:>10.4f} {row.se:>11.4f}   "
+                             f"[{row.ci_lower:>8.4f}, {row.ci_upper:>8.4f}]{star}")
+            lines += ["---", "Signif. codes: `*' confidence band does not cover 0"]
+        lines += _method_lines(self.source)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"AggteResult(type={self.type!r}, overall_att={self.overall_att:.6g}, overall_se={self.overall_se:.6g})"
+
+
+def _weights_influence(keepers, pg_cell, unit_weight, unit_cohort, cell_group):
+    """R ``wif``: influence of estimating the cohort shares used as aggregation weights."""
+    pg_keep = pg_cell[keepers]
+    total = pg_keep.sum()
+    centred = unit_weight[:, None] * (unit_cohort[:, None] == cell_group[keepers][None, :]) - pg_keep
+    return centred / total - np.outer(centred.sum(axis=1), pg_keep / total**2)
+
+
+def _combine(inf_func, att, keepers, weights, wif=None):
+    combined = inf_func[:, keepers] @ weights
+    if wif is not None:
+        combined = combined + wif @ att[keepers]
+    return combined
+
+
+def aggte(
+    result: AttGtResult,
+    type: str = "group",
+    balance_e: int | None = None,
+    min_e: float = -np.inf,
+    max_e: float = np.inf,
+    na_rm: bool = False,
+    bstrap: bool | None = None,
+    biters: int | None = None,
+    cband: bool | None = None,
+    alp: float | None = None,
+    random_state=None,
+) -> AggteResult:
+    """Aggregate ATT(g,t) like R ``aggte``: ``simple``, ``dynamic`` (event study), ``group`` or ``calendar``."""
+    if type not in _TITLES:
+        raise ValueError(f"type must be one of {list(_TITLES)}, got {type!r}")
+    if balance_e is not None and (int(balance_e) != balance_e or balance_e < 0):
+        raise ValueError(f"balance_e must be a non-negative whole number, got {balance_e}")
+    bstrap = result.bstrap if bstrap is None else bstrap
+    biters = result.biters if biters is None else int(biters)
+    cband = result.cband_requested if cband is None else cband
+    alp = result.alp if alp is None else alp
+    rng = np.random.default_rng(random_state) if random_state is not None else result.rng
+
+    group, time, att, inf_func = result.group, result.time, result.att, result.inf_func
+    missing = np.isnan(att)
+    if missing.any():
+        if not na_rm:
+            cells = ", ".join(f"({g:g},{t:g})" for g, t in zip(group[missing], time[missing]))
+            raise ValueError(f"ATT(g,t) is NaN for cells {cells} (see result.failed_cells); "
+                             "pass na_rm=True to aggregate the remaining cells")
+        group, time, att, inf_func = group[~missing], time[~missing], att[~missing], inf_func[:, ~missing]
+    control_units = result.control_units[:, ~missing]
+    if not np.any(group <= time):
+        raise ValueError("no post-treatment ATT(g,t) cells to aggregate")
+
+    unit_weight, unit_cohort = result.panel.unit_weight, result.panel.unit_cohort
+    glist = np.unique(group)
+    pg_group = np.array([np.mean(unit_weight * (unit_cohort == g)) for g in glist])
+    pg_cell = pg_group[np.searchsorted(glist, group)]
+    event = time - group
+    in_window = (group <= time) & (event >= min_e) & (event <= max_e)
+
+    rows_att, rows_if, row_keys, row_cells = [], [], [], []
+    if type == "simple":
+        keepers = np.flatnonzero(in_window)
+        if keepers.size == 0:
+            raise ValueError(f"no post-treatment cells with event time in [{min_e}, {max_e}]")
+        weights = pg_cell[keepers] / pg_cell[keepers].sum()
+        overall_att = float(att[keepers] @ weights)
+        overall_if = _combine(inf_func, att, keepers, weights,
+                              _weights_influence(keepers, pg_cell, unit_weight, unit_cohort, group))
+        used_cells = keepers
+    elif type == "group":
+        for g in glist:
+            whichg = np.flatnonzero((group == g) & in_window)
+            if whichg.size == 0:
+                raise ValueError(f"cohort {g:g} has no post-treatment cell with event time in [{min_e}, {max_e}]")
+            rows_att.append(att[whichg].mean())
+            rows_if.append(_combine(inf_func, att, whichg, np.full(whichg.size, 1.0 / whichg.size)))
+            row_keys.append(g)
+            row_cells.append(whichg)
+        att_g, if_g = np.asarray(rows_att), np.column_stack(rows_if)
+        all_groups = np.arange(len(glist))
+        overall_att = float(att_g @ pg_group / pg_group.sum())
+        overall_if = _combine(if_g, att_g, all_groups, pg_group / pg_group.sum(),
+                              _weights_influence(all_groups, pg_group, unit_weight, unit_cohort, glist))
+        used_cells = np.concatenate(row_cells)
+    elif type == "dynamic":
+        include = np.ones(len(group), dtype=bool)
+        eseq = np.unique(event)
+        if balance_e is not None:
+            include = time.max() - group >= balance_e
+            eseq = np.unique(event[include])
+            first_time = min(result.panel.tlist.min(), glist.min())
+            eseq = eseq[(eseq <= balance_e) & (eseq >= balance_e - time.max() + first_time)]
+        eseq = eseq[(eseq >= min_e) & (eseq <= max_e)]
+        if eseq.size == 0:
+            raise ValueError("no event times fall in the requested window (min_e, max_e, balance_e)")
+        for e in eseq:
+            whiche = np.flatnonzero((event == e) & include)
+            weights = pg_cell[whiche] / pg_cell[whiche].sum()
+            rows_att.append(att[whiche] @ weights)
+            rows_if.append(_combine(inf_func, att, whiche, weights,
+                                    _weights_influence(whiche, pg_cell, unit_weight, unit_cohort, group)))
+            row_keys.append(e)
+            row_cells.append(whiche)
+        post = eseq >= 0
+        if not post.any():
+            raise ValueError("no event time >= 0 in the requested window; the overall effect is undefined")
+        att_e, if_e = np.asarray(rows_att), np.column_stack(rows_if)
+        overall_att = float(att_e[post].mean())
+        overall_if = if_e[:, post].mean(axis=1)
+        used_cells = np.concatenate([c for c, p in zip(row_cells, post) if p])
+    else:  # calendar
+        post_cells = group <= time
+        for t1 in np.unique(time[post_cells & (time >= group.min())]):
+            whicht = np.flatnonzero((time == t1) & post_cells)
+            weights = pg_cell[whicht] / pg_cell[whicht].sum()
+            rows_att.append(att[whicht] @ weights)
+            rows_if.append(_combine(inf_func, att, whicht, weights,
+                                    _weights_influence(whicht, pg_cell, unit_weight, unit_cohort, group)))
+            row_keys.append(t1)
+            row_cells.append(whicht)
+        overall_att = float(np.mean(rows_att))
+        overall_if = np.column_stack(rows_if).mean(axis=1)
+        used_cells = np.concatenate(row_cells)
+
+    columns = np.column_stack(rows_if + [overall_if]) if rows_if else overall_if[:, None]
+    cluster_codes = result.panel.cluster_codes
+    se_all = analytic_se(columns, cluster_codes)
+    pointwise = norm.ppf(1 - alp / 2)
+    crit_val, uniform = pointwise, False
+    needs_draws = bstrap or (cband and len(rows_if) > 0)
+    if needs_draws:
+        boot = multiplier_bootstrap(columns, biters, rng, cluster_codes, result.progress, f"aggte({type}) bootstrap")
+        if bstrap:
+            se_all = boot.se
+        if cband and rows_if:
+            crit_val, uniform = uniform_critical_value(boot, slice(0, len(rows_if)), alp)
+    se_all = np.where(np.isfinite(se_all) & (se_all > 0), se_all, np.nan)
+    overall_se = float(se_all[-1])
+
+    table = None
+    if rows_if:
+        row_att, row_se = np.asarray(rows_att, dtype=float), se_all[:-1]
+        table = pd.DataFrame({_KEY_COLUMN[type]: np.asarray(row_keys), "att": row_att, "se": row_se,
+                              "ci_lower": row_att - crit_val * row_se, "ci_upper": row_att + crit_val * row_se})
+    treated_cohorts = np.unique(group[used_cells])
+    return AggteResult(
+        type=type, overall_att=overall_att, overall_se=overall_se,
+        overall_ci_lower=overall_att - pointwise * overall_se, overall_ci_upper=overall_att + pointwise * overall_se,
+        overall_pvalue=float(2 * norm.sf(abs(overall_att / overall_se))) if overall_se > 0 else np.nan,
+        table=table, crit_val=float(crit_val), cband=uniform, bstrap=bool(bstrap), alp=alp,
+        n_treated=int(np.isin(unit_cohort, treated_cohorts).sum()),
+        n_control=int(control_units[:, used_cells].any(axis=1).sum()),
+        overall_inf_func=overall_if, inf_func=columns[:, :-1] if rows_if else None, source=result,
+        min_e=min_e, max_e=max_e, balance_e=balance_e,
+    )
