@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from analyses.did.attgt import AttGtResult, _method_lines
+from analyses.did.attgt import AttGtResult, _method_lines, _whole_numbers_as_int
 from analyses.did.bootstrap import analytic_se, multiplier_bootstrap, uniform_critical_value
 
 _KEY_COLUMN = {"dynamic": "event_time", "group": "group", "calendar": "time"}
@@ -206,7 +206,7 @@ def aggte(
     table = None
     if rows_if:
         row_att, row_se = np.asarray(rows_att, dtype=float), se_all[:-1]
-        table = pd.DataFrame({_KEY_COLUMN[type]: np.asarray(row_keys), "att": row_att, "se": row_se,
+        table = pd.DataFrame({_KEY_COLUMN[type]: _whole_numbers_as_int(np.asarray(row_keys, dtype=float)), "att": row_att, "se": row_se,
                               "ci_lower": row_att - crit_val * row_se, "ci_upper": row_att + crit_val * row_se})
     treated_cohorts = np.unique(group[used_cells])
     return AggteResult(

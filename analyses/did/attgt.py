@@ -85,6 +85,11 @@ def _method_lines(result) -> list[str]:
             f"Estimation Method: {methods[result.est_method]},  Standard errors: {se_kind}"]
 
 
+def _whole_numbers_as_int(values: np.ndarray) -> np.ndarray:
+    """Report periods as integers when they are (years), as the input data had them."""
+    return values.astype(np.int64) if np.all(values == np.round(values)) else values
+
+
 def _validate_choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -149,7 +154,7 @@ def att_gt(
     se = np.where(np.isfinite(se) & (se > _ZERO_SE), se, np.nan)
 
     W, Wpval = _pretest(att, group, time, inf_func, anticipation, base_period, tlist, panel, bstrap)
-    table = pd.DataFrame({"group": group, "time": time, "att": att, "se": se,
+    table = pd.DataFrame({"group": _whole_numbers_as_int(group), "time": _whole_numbers_as_int(time), "att": att, "se": se,
                           "ci_lower": att - crit_val * se, "ci_upper": att + crit_val * se})
     return AttGtResult(
         table=table, group=group, time=time, att=att, se=se, inf_func=inf_func, n_units=n, W=W, Wpval=Wpval,
