@@ -1,0 +1,239 @@
+"""Data contracts as data: the YAML files in ``data_contracts/`` turned into typed objects.
+
+The YAML follows the shape of the Open Data Contract Standard v3 (``schema[].properties``,
+``logicalType``, ``logicalTypeOptions``, ``quality``, ``relationships``, ``slaProperties``,
+``customProperties``) so that evaluators can read it and tools can map it; this module is
+the only place that knows that layout.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+SOURCES = ("firms", "financials", "participation", "exports")
+"""The four landing files, in dependency order (firms are the reference for all others)."""
+
+DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "data_contracts"
+LOGICAL_TYPES = ("string", "integer", "number", "date", "boolean")
+DEFAULT_QUARANTINE_THRESHOLD = 0.05
+
+
+class ContractError(ValueError):
+    """A structural failure: the input cannot be used at all. ``str()`` is one human line."""
+
+    def __init__(self, rule: str, detail: str, file: str | None = None, column: str | None = None):
+        self.file = file
+        self.column = column
+        self.rule = rule
+        self.detail = detail
+        where = ", ".join(part for part in (file, f"column {column}" if column else None) if part)
+        super().__init__(f"{where}: {rule}: {detail}" if where else f"{rule}: {detail}")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of a contract: its type and the row rules its values must satisfy."""
+
+    name: str
+    logical_type: str
+    required: bool = True
+    unique: bool = False
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    valid_values: tuple[str, ...] | None = None
+    valid_values_source: str | None = None
+    normalise: str | None = None
+    references: str | None = None
+    within_panel_years_of: str | None = None
+    examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A versioned contract for one landing source."""
+
+    id: str
+    version: str
+    source: str
+    title: str
+    owner: str
+    description: str
+    columns: list[ColumnSpec]
+    quarantine_threshold: float = DEFAULT_QUARANTINE_THRESHOLD
+    freshness: str = ""
+    usage: str = ""
+    limitations: str = ""
+    unique_combinations: list[tuple[str, ...]] = field(default_factory=list)
+    not_before: list[tuple[str, str]] = field(default_factory=list)
+    no_exact_duplicates: bool = True
+    sheet: str | int | None = None
+    path: Path | None = None
+
+    @property
+    def column_names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+    def column(self, name: str) -> ColumnSpec:
+        return next(column for column in self.columns if column.name == name)
+
+
+def _fail(path: Path, detail: str) -> ContractError:
+    return ContractError("contract file", detail, file=str(path))
+
+
+def _parse_column(path: Path, prop: dict) -> ColumnSpec:
+    name = prop.get("name")
+    logical_type = prop.get("logicalType")
+    if not name or logical_type not in LOGICAL_TYPES:
+        raise _fail(path, f"property {name!r} needs a name and a logicalType among {', '.join(LOGICAL_TYPES)}")
+    options = prop.get("logicalTypeOptions") or {}
+    valid_values, valid_values_source = None, None
+    for rule in prop.get("quality") or []:
+        if rule.get("rule") != "validValues":
+            raise _fail(path, f"property {name}: unknown quality rule {rule.get('rule')!r}")
+        if "validValues" in rule:
+            valid_values = tuple(str(value) for value in rule["validValues"])
+        else:
+            valid_values_source = f"{rule['referenceFile']}#{rule['referenceColumn']}"
+    references, panel = None, None
+    for relation in prop.get("relationships") or []:
+        if relation.get("type") == "foreignKey":
+            references = relation["to"]
+        elif relation.get("type") == "withinPanelYears":
+            panel = relation["to"]
+        else:
+            raise _fail(path, f"property {name}: unknown relationship type {relation.get('type')!r}")
+    normalise = prop.get("normalise")
+    if normalise not in (None, "upper", "lower"):
+        raise _fail(path, f"property {name}: normalise must be upper or lower, not {normalise!r}")
+    return ColumnSpec(
+        name=name,
+        logical_type=logical_type,
+        required=bool(prop.get("required", False)),
+        unique=bool(prop.get("unique", False)),
+        description=" ".join(str(prop.get("description", "")).split()),
+        minimum=options.get("minimum"),
+        maximum=options.get("maximum"),
+        pattern=options.get("pattern"),
+        valid_values=valid_values,
+        valid_values_source=valid_values_source,
+        normalise=normalise,
+        references=references,
+        within_panel_years_of=panel,
+        examples=tuple(str(example) for example in prop.get("examples", [])),
+    )
+
+
+def load_contract(source: str, contracts_dir: Path | None = None) -> Contract:
+    """Read ``<contracts_dir>/<source>.yaml`` into a :class:`Contract` (defaults to the repo's)."""
+    path = Path(contracts_dir or DEFAULT_CONTRACTS_DIR) / f"{source}.yaml"
+    if not path.is_file():
+        raise ContractError("contract file", f"no contract for source {source!r} (looked for {path})")
+    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    missing = [key for key in ("id", "version", "schema") if key not in document]
+    if missing:
+        raise _fail(path, f"missing top-level key(s) {', '.join(missing)}")
+    (table,) = document["schema"]
+    custom = {entry["property"]: entry.get("value") for entry in document.get("customProperties") or []}
+    sla = {entry["property"]: entry for entry in document.get("slaProperties") or []}
+    freshness = sla.get("freshness", {})
+    description = document.get("description") or {}
+    unique_combinations, not_before, no_exact_duplicates = [], [], False
+    for rule in table.get("quality") or []:
+        kind = rule.get("rule")
+        if kind == "uniqueCombination":
+            unique_combinations.append(tuple(rule["columns"]))
+        elif kind == "notBefore":
+            not_before.append((rule["column"], rule["other"]))
+        elif kind == "noExactDuplicateRows":
+            no_exact_duplicates = True
+        else:
+            raise _fail(path, f"unknown table quality rule {kind!r}")
+    contract = Contract(
+        id=str(document["id"]),
+        version=str(document["version"]),
+        source=table.get("physicalName", source),
+        title=str(document.get("name", source)),
+        owner=str(document.get("owner", "")),
+        description=" ".join(str(description.get("purpose", "")).split()),
+        usage=" ".join(str(description.get("usage", "")).split()),
+        limitations=" ".join(str(description.get("limitations", "")).split()),
+        columns=[_parse_column(path, prop) for prop in table["properties"]],
+        quarantine_threshold=float(custom.get("quarantineThreshold", DEFAULT_QUARANTINE_THRESHOLD)),
+        freshness=(
+            f"{freshness['value']} {freshness['unit']}: {freshness.get('description', '')}".strip()
+            if freshness
+            else ""
+        ),
+        unique_combinations=unique_combinations,
+        not_before=not_before,
+        no_exact_duplicates=no_exact_duplicates,
+        sheet=custom.get("sheet"),
+        path=path,
+    )
+    if contract.source != source:
+        raise _fail(path, f"schema physicalName {contract.source!r} does not match source {source!r}")
+    names = set(contract.column_names)
+    for first, second in contract.not_before:
+        if {first, second} - names:
+            raise _fail(path, f"notBefore rule names unknown column(s) {first}, {second}")
+    for combination in contract.unique_combinations:
+        if set(combination) - names:
+            raise _fail(path, f"uniqueCombination names unknown column(s) {combination}")
+    return contract
+
+
+def load_contracts(contracts_dir: Path | None = None) -> dict[str, Contract]:
+    """All four contracts, in :data:`SOURCES` order."""
+    return {source: load_contract(source, contracts_dir) for source in SOURCES}
+
+
+@lru_cache(maxsize=4)
+def _countries(path: Path) -> tuple[tuple[str, str, int | None, int | None], ...]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return tuple(
+            (
+                row["iso2"],
+                row["name"],
+                int(row["eu_member_from"]) if row["eu_member_from"] else None,
+                int(row["eu_member_until"]) if row["eu_member_until"] else None,
+            )
+            for row in csv.DictReader(handle)
+        )
+
+
+def load_countries(contracts_dir: Path | None = None):
+    """The ISO 3166-1 alpha-2 reference list with EU membership years, as a DataFrame.
+
+    ``eu_member_from`` is the year of accession; ``eu_member_until`` the year of leaving
+    (the country counts as non-EU from that year on, e.g. GB from 2020); empty means never/still.
+    """
+    import pandas as pd
+
+    rows = _countries(Path(contracts_dir or DEFAULT_CONTRACTS_DIR) / "countries.csv")
+    frame = pd.DataFrame(rows, columns=["iso2", "name", "eu_member_from", "eu_member_until"])
+    for column in ("eu_member_from", "eu_member_until"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def is_eu_member(iso2: str, year: int, contracts_dir: Path | None = None) -> bool:
+    """Whether ``iso2`` belonged to the EU in calendar ``year`` (GB: up to 2019; HR: from 2013)."""
+    rows = _countries(Path(contracts_dir or DEFAULT_CONTRACTS_DIR) / "countries.csv")
+    code = iso2.strip().upper()
+    for iso, _name, member_from, member_until in rows:
+        if iso == code:
+            return member_from is not None and member_from <= year and (member_until is None or year < member_until)
+    raise ValueError(f"{iso2!r} is not an ISO 3166-1 alpha-2 code in countries.csv")
+
+
+def country_codes(contracts_dir: Path | None = None) -> frozenset[str]:
+    """All officially assigned ISO 3166-1 alpha-2 codes from the reference list."""
+    return frozenset(row[0] for row in _countries(Path(contracts_dir or DEFAULT_CONTRACTS_DIR) / "countries.csv"))

@@ -1,0 +1,76 @@
+"""Accounting for every delivered row: quarantine files, the data-quality record, human summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from analyses.contracts.model import SOURCES, ContractError
+from analyses.contracts.reading import RawSource
+from analyses.contracts.validation import ValidationResult
+
+
+def write_quarantine(result: ValidationResult, output_dir: Path) -> Path:
+    """Write ``<output_dir>/quarantine/<source>.csv``: original text, ``source_row``, ``quarantine_reason``.
+
+    Always written (header only when nothing was quarantined) so a stale file never survives a rerun.
+    """
+    path = Path(output_dir) / "quarantine" / f"{result.source}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.quarantine.to_csv(path, index=False, encoding="utf-8")
+    return path
+
+
+def data_quality_summary(raws: dict[str, RawSource], results: dict[str, ValidationResult]) -> dict:
+    """JSON-able record per source: file fingerprint, contract version and the row accounting."""
+    sources = {}
+    for source in [name for name in SOURCES if name in results]:
+        raw, result = raws[source], results[source]
+        if result.rows_in != len(raw.frame):
+            raise AssertionError(f"{source}: {result.rows_in} rows accounted for but {len(raw.frame)} delivered")
+        sources[source] = {
+            "file": raw.path.name,
+            "sha256": raw.sha256,
+            "format": raw.format,
+            "encoding": raw.encoding,
+            "delimiter": raw.delimiter,
+            "contract_id": result.contract.id,
+            "contract_version": result.contract.version,
+            "rows_in": result.rows_in,
+            "rows_clean": result.rows_clean,
+            "rows_quarantined": result.rows_quarantined,
+            "quarantine_share": round(result.quarantine_share, 6),
+            "quarantine_threshold": result.contract.quarantine_threshold,
+            "rules": dict(result.rule_counts),
+            "warnings": list(result.warnings),
+            "quarantine_file": f"quarantine/{source}.csv",
+        }
+    return {"sources": sources}
+
+
+def failure_summary(results_or_error: dict[str, ValidationResult] | ContractError) -> str:
+    """A few lines a non-programmer can act on: file, column, rule, how many rows, an example, where to look."""
+    if isinstance(results_or_error, ContractError):
+        error = results_or_error
+        lines = [f"The delivery was rejected: {error.file or 'landing directory'} cannot be used."]
+        if error.column:
+            lines.append(f"  Column: {error.column}")
+        lines += [f"  Rule: {error.rule}", f"  Problem: {error.detail}", "  Nothing was processed; fix the file and run again."]
+        return "\n".join(lines)
+    lines = []
+    for source, result in results_or_error.items():
+        if not result.rows_quarantined:
+            continue
+        share = next(check for check in result.checks if check.name == "quarantine_share")
+        verdict = "REJECTED: too many rows set aside" if share.blocking else "accepted without these rows"
+        lines.append(
+            f"{result.file or source}: {result.rows_quarantined} of {result.rows_in} rows quarantined "
+            f"({result.quarantine_share:.1%}, limit {result.contract.quarantine_threshold:.0%}) - {verdict}. "
+            f"Rows and reasons: quarantine/{source}.csv"
+        )
+        for failure in result.failures:
+            where = f"column {', '.join(failure.columns)}" if failure.columns else "whole row"
+            lines.append(
+                f"  - {where}: {failure.rows} row(s), rule '{failure.group}: {failure.rule}' "
+                f"(e.g. {failure.example_value!r} in row {failure.example_row})"
+            )
+    return "\n".join(lines) if lines else "All delivered rows passed their data contracts; nothing was quarantined."

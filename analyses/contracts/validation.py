@@ -1,0 +1,584 @@
+"""Validating typed sources with Great Expectations: blocking structure, row-level quarantine.
+
+The contract compiles into one GX expectation suite per source. Text is first typed under the
+contract (parse failures become boolean "readable" columns that GX checks), then GX runs the
+type, completeness, range, allowed-value, uniqueness and cross-source rules and returns the
+``source_row`` of every failing row. A row failing any rule is quarantined with its original
+text; the rest flow on, typed. GX is imported lazily: reading and structure checks do not pay
+its import cost.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from analyses.contracts.model import SOURCES, ColumnSpec, Contract, ContractError
+from analyses.contracts.parsing import parse_boolean, parse_date, parse_integer, parse_number, parse_string
+from analyses.contracts.reading import RawSource
+
+ROW_RULE_GROUPS = (
+    "types",
+    "completeness",
+    "ranges",
+    "allowed_values",
+    "uniqueness",
+    "referential_integrity",
+    "panel_years",
+    "date_order",
+)
+"""Rule groups, one Dagster asset check each; their row failures are quarantined, not blocking."""
+
+_TYPE_PHRASES = {
+    "integer": "a whole number",
+    "number": "a number",
+    "date": "a date (YYYY-MM-DD or DD.MM.YYYY)",
+    "boolean": "true/false, yes/no or 1/0",
+}
+_DUPLICATE_FLAG = "__exact_duplicate"
+
+
+@dataclass
+class CheckOutcome:
+    """The outcome of one rule group on one source, ready to become a Dagster asset check."""
+
+    source: str
+    name: str
+    passed: bool
+    blocking: bool
+    severity: str
+    description: str
+    observed: float | int
+    threshold: float | int
+    metadata: dict[str, str | int | float] = field(default_factory=dict)
+
+
+@dataclass
+class ValidationResult:
+    """A source split into typed clean rows and quarantined original rows, with the reasons."""
+
+    source: str
+    contract: Contract
+    clean: pd.DataFrame
+    quarantine: pd.DataFrame
+    rule_counts: dict[str, int]
+    checks: list[CheckOutcome]
+    warnings: list[str] = field(default_factory=list)
+    file: str = ""
+    failures: list[RuleFailure] = field(default_factory=list)
+
+    @property
+    def rows_clean(self) -> int:
+        return len(self.clean)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return len(self.quarantine)
+
+    @property
+    def rows_in(self) -> int:
+        return self.rows_clean + self.rows_quarantined
+
+    @property
+    def quarantine_share(self) -> float:
+        return self.rows_quarantined / self.rows_in if self.rows_in else 0.0
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """A rule that quarantined rows: its text, columns, row count and the first offending value."""
+
+    rule_id: str
+    group: str
+    rule: str
+    columns: tuple[str, ...]
+    rows: int
+    example_value: str
+    example_row: int
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One row rule: where it comes from, how it reads to a person and which GX expectation runs it."""
+
+    id: str
+    group: str
+    columns: tuple[str, ...]
+    text: str
+    expectation: str
+    arguments: dict
+
+
+@dataclass
+class _Typed:
+    """A source's text typed under its contract: values, unreadable cells and header mapping."""
+
+    values: dict[str, pd.Series]
+    unreadable: dict[str, pd.Series]
+    header_of: dict[str, str]
+
+
+def row_rule_groups(contract: Contract) -> list[str]:
+    """Names of the asset checks a source gets after validation (row rule groups + quarantine share)."""
+    groups = {rule.group for rule in _row_rules(contract, None)}
+    return [group for group in ROW_RULE_GROUPS if group in groups] + ["quarantine_share"]
+
+
+def check_structure(raw: RawSource, contract: Contract) -> CheckOutcome:
+    """Blocking check: required columns present, at least one data row, no column wrong-typed throughout."""
+    problems = _structure_problems(raw, contract)
+    found = [column for column in raw.frame.columns if column != "source_row"]
+    if problems:
+        description = " | ".join(str(problem) for problem in problems)
+    else:
+        description = (
+            f"{raw.path.name}: readable ({raw.format}), {len(raw.frame)} data rows, "
+            f"all {len(contract.columns)} contract columns present and typed"
+        )
+    return CheckOutcome(
+        source=contract.source,
+        name="structure",
+        passed=not problems,
+        blocking=True,
+        severity="ERROR",
+        description=description,
+        observed=len(problems),
+        threshold=0,
+        metadata={
+            "rule": "file readable, not empty, every contract column present, no column wrong-typed throughout",
+            "file": raw.path.name,
+            "rows": len(raw.frame),
+            "columns_found": ", ".join(found),
+            "columns_expected": ", ".join(contract.column_names),
+            "contract": f"{contract.id} v{contract.version}",
+        },
+    )
+
+
+def validate_sources(raws: dict[str, RawSource], contracts: dict[str, Contract]) -> dict[str, ValidationResult]:
+    """Validate all four sources in dependency order; cross-source rules use the *clean* references.
+
+    Raises :class:`ContractError` for the first structural failure (nothing is validated then).
+    """
+    missing = [source for source in SOURCES if source not in raws or source not in contracts]
+    if missing:
+        raise ContractError("file present", f"no delivery for {', '.join(missing)}; all of {', '.join(SOURCES)} are needed")
+    for source in SOURCES:
+        problems = _structure_problems(raws[source], contracts[source])
+        if problems:
+            raise problems[0]
+    runner = GXRunner()
+    results: dict[str, ValidationResult] = {}
+    for source in SOURCES:
+        references = {name: result.clean for name, result in results.items()}
+        results[source] = validate_source(raws[source], contracts[source], references, runner)
+    return results
+
+
+def validate_source(
+    raw: RawSource,
+    contract: Contract,
+    references: dict[str, pd.DataFrame],
+    runner: GXRunner | None = None,
+) -> ValidationResult:
+    """Validate one structurally sound source; ``references`` maps source name to its clean table."""
+    typed = _typed(raw, contract)
+    rules = _row_rules(contract, references)
+    frame = _validation_frame(raw, contract, typed)
+    failing = (runner or GXRunner()).failing_rows(contract.source, frame, rules)
+    source_rows = raw.frame["source_row"].to_numpy()
+    masks = {rule.id: np.isin(source_rows, failing[rule.id]) for rule in rules}
+    quarantined = np.zeros(len(source_rows), dtype=bool)
+    for mask in masks.values():
+        quarantined |= mask
+    quarantine = raw.frame.loc[quarantined].copy()
+    quarantine["quarantine_reason"] = _reasons(rules, masks, quarantined)
+    clean = _clean_frame(raw, contract, typed, ~quarantined)
+    failures = [_failure(raw, typed, rule, masks[rule.id]) for rule in rules if masks[rule.id].any()]
+    result = ValidationResult(
+        source=contract.source,
+        contract=contract,
+        clean=clean,
+        quarantine=quarantine.reset_index(drop=True),
+        rule_counts={rule.id: int(masks[rule.id].sum()) for rule in rules},
+        checks=[],
+        warnings=list(raw.warnings) + _header_warnings(typed),
+        file=raw.path.name,
+        failures=failures,
+    )
+    result.checks = [
+        *(_group_outcome(contract, group, rules, masks, failures) for group in row_rule_groups(contract)[:-1]),
+        _share_outcome(result),
+    ]
+    return result
+
+
+class GXRunner:
+    """One ephemeral GX context (analytics and progress bars off) reused for every suite of a run."""
+
+    @cached_property
+    def _gx(self):
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        import great_expectations as gx
+
+        return gx
+
+    @cached_property
+    def _datasource(self):
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = self._gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        return context.data_sources.add_pandas("landing")
+
+    def failing_rows(self, name: str, frame: pd.DataFrame, rules: list[_Rule]) -> dict[str, np.ndarray]:
+        """Run the rules as one GX suite on ``frame``; return the failing ``source_row``s per rule id."""
+        gx, datasource = self._gx, self._datasource  # the context must exist before a suite is built
+        from great_expectations.expectations.row_conditions import Column
+
+        suite = gx.ExpectationSuite(name=f"{name}_contract")
+        for rule in rules:
+            arguments = dict(rule.arguments)
+            if "row_condition" in arguments:
+                flag, wanted = arguments.pop("row_condition")
+                arguments["row_condition"] = Column(flag) == wanted
+            suite.add_expectation(getattr(gx.expectations, rule.expectation)(**arguments, meta={"rule_id": rule.id}))
+        asset = datasource.add_dataframe_asset(f"{name}_{len(datasource.assets)}")
+        batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": frame})
+        outcome = batch.validate(
+            suite,
+            result_format={
+                "result_format": "COMPLETE",
+                "unexpected_index_column_names": ["source_row"],
+                "return_unexpected_index_query": False,
+            },
+        )
+        failing: dict[str, np.ndarray] = {}
+        for result in outcome.results:
+            rule_id = result.expectation_config.meta["rule_id"]
+            if result.exception_info and result.exception_info.get("raised_exception"):
+                raise RuntimeError(f"GX could not evaluate rule {rule_id}: {result.exception_info['exception_message']}")
+            rows = result.result.get("unexpected_index_list") or []
+            failing[rule_id] = np.fromiter((row["source_row"] for row in rows), dtype="int64", count=len(rows))
+        return failing
+
+
+def _typed(raw: RawSource, contract: Contract) -> _Typed:
+    """Parse every contract column once per raw source (structure check and validation share it)."""
+    key = (contract.id, contract.version)
+    if key not in raw.parse_cache:
+        header_of = _header_mapping(raw, contract)
+        comma_decimal = raw.delimiter == ";"
+        values, unreadable = {}, {}
+        for column in contract.columns:
+            if column.name in header_of:
+                values[column.name], unreadable[column.name] = _parse(raw.frame[header_of[column.name]], column, comma_decimal)
+        raw.parse_cache[key] = _Typed(values, unreadable, header_of)
+    return raw.parse_cache[key]
+
+
+def _parse(text: pd.Series, column: ColumnSpec, comma_decimal: bool) -> tuple[pd.Series, pd.Series]:
+    if column.logical_type == "integer":
+        return parse_integer(text, comma_decimal)
+    if column.logical_type == "number":
+        return parse_number(text, comma_decimal)
+    if column.logical_type == "date":
+        return parse_date(text)
+    if column.logical_type == "boolean":
+        return parse_boolean(text)
+    return parse_string(text, column.normalise)
+
+
+def _header_mapping(raw: RawSource, contract: Contract) -> dict[str, str]:
+    """Contract column -> file header, matching letter case and surrounding spaces loosely."""
+    by_key: dict[str, list[str]] = {}
+    for header in raw.frame.columns:
+        if header != "source_row":
+            by_key.setdefault(header.strip().lower(), []).append(header)
+    mapping = {}
+    for name in contract.column_names:
+        headers = by_key.get(name.lower(), [])
+        if len(headers) > 1:
+            raise ContractError(
+                "structure", f"found {len(headers)} columns named like {name} ({', '.join(headers)}); expected one",
+                file=raw.path.name, column=name,
+            )
+        if headers:
+            mapping[name] = headers[0]
+    return mapping
+
+
+def _header_warnings(typed: _Typed) -> list[str]:
+    renamed = [f"{header!r} read as {name}" for name, header in typed.header_of.items() if header != name]
+    return [f"column names differ from the contract only in letter case/spaces: {', '.join(renamed)}"] if renamed else []
+
+
+def _structure_problems(raw: RawSource, contract: Contract) -> list[ContractError]:
+    name = raw.path.name
+    found = [column for column in raw.frame.columns if column != "source_row"]
+    try:
+        typed = _typed(raw, contract)
+    except ContractError as error:
+        return [error]
+    problems = []
+    missing = [column for column in contract.column_names if column not in typed.header_of]
+    if missing:
+        hints = []
+        for column in missing:
+            close = difflib.get_close_matches(column.lower(), [header.lower() for header in found], n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{close[0]!r} instead of {column}?")
+        problems.append(
+            ContractError(
+                "required columns",
+                f"missing {', '.join(missing)}; found columns {', '.join(found) or '(none)'}; "
+                f"expected {', '.join(contract.column_names)}" + (f" (did you mean {'; '.join(hints)})" if hints else ""),
+                file=name, column=missing[0],
+            )
+        )
+    if raw.frame.empty:
+        problems.append(ContractError("not empty", "header only: found column names but no data rows; expected at least one data row", file=name))
+    for column in contract.columns:
+        if column.name not in typed.values or column.logical_type == "string":
+            continue
+        text = raw.frame[typed.header_of[column.name]]
+        given = int(text.str.strip().ne("").sum())
+        bad = typed.unreadable[column.name]
+        if given and int(bad.sum()) == given:
+            first = int(np.argmax(bad.to_numpy()))
+            problems.append(
+                ContractError(
+                    "column type",
+                    f"none of the {given} values can be read as {_TYPE_PHRASES[column.logical_type]} "
+                    f"(e.g. {text.iloc[first]!r} in row {int(raw.frame['source_row'].iloc[first])}); "
+                    f"expected {_TYPE_PHRASES[column.logical_type]}",
+                    file=name, column=column.name,
+                )
+            )
+    return problems
+
+
+def _reference_values(references: dict[str, pd.DataFrame] | None, target: str, contract: Contract) -> pd.Series:
+    """The clean values of ``source.column`` named by a relationship (empty when only compiling)."""
+    source, column = target.split(".", 1)
+    if references is None:
+        return pd.Series([], dtype=object)
+    if source not in references:
+        raise ContractError(
+            "contract order", f"{contract.source} needs the clean {source} table; validate {source} first",
+            file=contract.path.name if contract.path else None,
+        )
+    return references[source][column]
+
+
+def _country_codes(contract: Contract, reference: str) -> list[str]:
+    file_name, column = reference.split("#", 1)
+    table = pd.read_csv(contract.path.parent / file_name, dtype=str, keep_default_na=False)
+    return sorted(table[column])
+
+
+def _row_rules(contract: Contract, references: dict[str, pd.DataFrame] | None) -> list[_Rule]:
+    """Compile a contract and the clean reference tables into row rules, in reporting order.
+
+    ``references=None`` only compiles the rule list (for naming checks), without reference values.
+    """
+    rules: list[_Rule] = []
+    for column in contract.columns:
+        name = column.name
+        if column.logical_type != "string":
+            phrase = _TYPE_PHRASES[column.logical_type]
+            rules.append(_Rule(f"types.{name}", "types", (name,), f"{name} must be {phrase}",
+                               "ExpectColumnValuesToBeInSet", {"column": f"{name}__readable", "value_set": [True]}))
+    for column in contract.columns:
+        if column.required:
+            condition = {"row_condition": (f"{column.name}__readable", True)} if column.logical_type != "string" else {}
+            rules.append(_Rule(f"completeness.{column.name}", "completeness", (column.name,), f"{column.name} must not be empty",
+                               "ExpectColumnValuesToNotBeNull", {"column": column.name, **condition}))
+    for column in contract.columns:
+        if column.minimum is not None or column.maximum is not None:
+            if column.maximum is None:
+                text = f"{column.name} must be >= {column.minimum:g}"
+            elif column.minimum is None:
+                text = f"{column.name} must be <= {column.maximum:g}"
+            else:
+                text = f"{column.name} must be between {column.minimum:g} and {column.maximum:g}"
+            rules.append(_Rule(f"ranges.{column.name}", "ranges", (column.name,), text, "ExpectColumnValuesToBeBetween",
+                               {"column": column.name, "min_value": column.minimum, "max_value": column.maximum}))
+    for column in contract.columns:
+        if column.pattern:
+            examples = f" (e.g. {', '.join(column.examples)})" if column.examples else ""
+            rules.append(_Rule(f"allowed_values.{column.name}", "allowed_values", (column.name,),
+                               f"{column.name} must match the pattern {column.pattern}{examples}",
+                               "ExpectColumnValuesToMatchRegex", {"column": column.name, "regex": column.pattern}))
+        if column.valid_values:
+            rules.append(_Rule(f"allowed_values.{column.name}", "allowed_values", (column.name,),
+                               f"{column.name} must be one of {', '.join(column.valid_values)}",
+                               "ExpectColumnValuesToBeInSet", {"column": column.name, "value_set": list(column.valid_values)}))
+        if column.valid_values_source:
+            file_name = column.valid_values_source.split("#")[0]
+            rules.append(_Rule(f"allowed_values.{column.name}", "allowed_values", (column.name,),
+                               f"{column.name} must be a code listed in {file_name}",
+                               "ExpectColumnValuesToBeInSet",
+                               {"column": column.name, "value_set": _country_codes(contract, column.valid_values_source)}))
+    not_duplicate = {"row_condition": (_DUPLICATE_FLAG, False)} if contract.no_exact_duplicates else {}
+    if contract.no_exact_duplicates:
+        rules.append(_Rule("uniqueness.exact_duplicate_row", "uniqueness", (), "row is an exact duplicate of an earlier row",
+                           "ExpectColumnValuesToBeInSet", {"column": _DUPLICATE_FLAG, "value_set": [False]}))
+    for column in contract.columns:
+        if column.unique:
+            rules.append(_Rule(f"uniqueness.{column.name}", "uniqueness", (column.name,),
+                               f"{column.name} must be unique (the value appears in more than one row)",
+                               "ExpectColumnValuesToBeUnique", {"column": column.name, **not_duplicate}))
+    for combination in contract.unique_combinations:
+        rules.append(_Rule(f"uniqueness.{'+'.join(combination)}", "uniqueness", combination,
+                           f"only one row allowed per {' and '.join(combination)}",
+                           "ExpectCompoundColumnsToBeUnique", {"column_list": list(combination), **not_duplicate}))
+    for column in contract.columns:
+        if column.references:
+            known = _reference_values(references, column.references, contract)
+            rules.append(_Rule(f"referential_integrity.{column.name}", "referential_integrity", (column.name,),
+                               f"{column.name} not in {column.references.split('.')[0]}",
+                               "ExpectColumnValuesToBeInSet", {"column": column.name, "value_set": sorted(set(known))}))
+    for column in contract.columns:
+        if column.within_panel_years_of:
+            years = _reference_values(references, column.within_panel_years_of, contract)
+            rules.append(_panel_rule(column, column.within_panel_years_of.split(".")[0], years))
+    for later, earlier in contract.not_before:
+        rules.append(_Rule(f"date_order.{later}", "date_order", (earlier, later), f"{later} must not be before {earlier}",
+                           "ExpectColumnPairValuesAToBeGreaterThanB",
+                           {"column_A": later, "column_B": earlier, "or_equal": True, "ignore_row_if": "either_value_is_missing"}))
+    return rules
+
+
+def _panel_rule(column: ColumnSpec, source: str, years: pd.Series) -> _Rule:
+    """Years (or dates) must fall inside the calendar years present in the clean reference table."""
+    rule_id = f"panel_years.{column.name}"
+    if years.empty:
+        return _Rule(rule_id, "panel_years", (column.name,), f"{column.name} outside the panel years of {source} (none are clean)",
+                     "ExpectColumnValuesToBeNull", {"column": column.name})
+    first, last = int(years.min()), int(years.max())
+    text = f"{column.name} outside the panel years of {source} ({first}-{last})"
+    if column.logical_type == "date":
+        bounds = {"min_value": pd.Timestamp(first, 1, 1), "max_value": pd.Timestamp(last, 12, 31)}
+    else:
+        bounds = {"min_value": first, "max_value": last}
+    return _Rule(rule_id, "panel_years", (column.name,), text, "ExpectColumnValuesToBeBetween", {"column": column.name, **bounds})
+
+
+def _validation_frame(raw: RawSource, contract: Contract, typed: _Typed) -> pd.DataFrame:
+    """Typed values, one ``<column>__readable`` flag per typed column and the exact-duplicate flag."""
+    columns: dict[str, object] = {"source_row": raw.frame["source_row"].to_numpy()}
+    for name, values in typed.values.items():
+        columns[name] = values.to_numpy()
+        if contract.column(name).logical_type != "string":
+            columns[f"{name}__readable"] = ~typed.unreadable[name].to_numpy()
+    if contract.no_exact_duplicates:
+        data_columns = [column for column in raw.frame.columns if column != "source_row"]
+        columns[_DUPLICATE_FLAG] = raw.frame.duplicated(subset=data_columns, keep="first").to_numpy()
+    return pd.DataFrame(columns)
+
+
+def _reasons(rules: list[_Rule], masks: dict[str, np.ndarray], quarantined: np.ndarray) -> list[str]:
+    """``"group: rule text; group: rule text"`` for every quarantined row, in rule order."""
+    parts: list[list[str]] = [[] for _ in range(int(quarantined.sum()))]
+    positions = np.cumsum(quarantined) - 1
+    for rule in rules:
+        for position in positions[masks[rule.id]]:
+            parts[position].append(f"{rule.group}: {rule.text}")
+    return ["; ".join(reasons) for reasons in parts]
+
+
+def _clean_frame(raw: RawSource, contract: Contract, typed: _Typed, keep: np.ndarray) -> pd.DataFrame:
+    """Typed contract columns (dtypes the panel builder relies on), extra columns as text, source_row."""
+    clean = {}
+    for column in contract.columns:
+        values = typed.values[column.name][keep]
+        if column.logical_type == "integer":
+            values = values.astype("int64") if column.required else values.astype("Int64")
+        elif column.logical_type == "boolean":
+            values = values.astype(bool) if column.required else values.astype("boolean")
+        elif column.logical_type == "date":
+            values = values.astype("datetime64[ns]")
+        elif column.logical_type == "number":
+            values = values.astype("float64")
+        else:
+            values = values.astype(object)
+        clean[column.name] = values.to_numpy()
+    mapped = set(typed.header_of.values())
+    for header in raw.frame.columns:
+        if header not in mapped and header != "source_row":
+            clean[header] = raw.frame[header].to_numpy()[keep]
+    clean["source_row"] = raw.frame["source_row"].to_numpy()[keep]
+    frame = pd.DataFrame(clean)
+    frame.attrs["contract_id"] = contract.id
+    frame.attrs["contract_version"] = contract.version
+    return frame
+
+
+def _failure(raw: RawSource, typed: _Typed, rule: _Rule, mask: np.ndarray) -> RuleFailure:
+    """Summarise a rule's failures with the original text of its first failing row."""
+    position = int(np.argmax(mask))
+    row = raw.frame.iloc[position]
+    headers = [typed.header_of[column] for column in rule.columns] or [c for c in raw.frame.columns if c != "source_row"]
+    value = row[headers[0]] if len(headers) == 1 else ", ".join(f"{header}={row[header]}" for header in headers)
+    return RuleFailure(rule.id, rule.group, rule.text, rule.columns, int(mask.sum()), str(value), int(row["source_row"]))
+
+
+def _group_outcome(
+    contract: Contract, group: str, rules: list[_Rule], masks: dict[str, np.ndarray], failures: list[RuleFailure]
+) -> CheckOutcome:
+    """One asset check per rule group: failing rows are quarantined, so it warns and never blocks."""
+    group_rules = [rule for rule in rules if rule.group == group]
+    failing = np.zeros(len(next(iter(masks.values()))), dtype=bool)
+    for rule in group_rules:
+        failing |= masks[rule.id]
+    metadata: dict[str, str | int | float] = {
+        "rule": "; ".join(rule.text for rule in group_rules),
+        "contract": f"{contract.id} v{contract.version}",
+        "quarantine_file": f"quarantine/{contract.source}.csv",
+    }
+    for rule in group_rules:
+        metadata[f"rows_failing {rule.id}"] = int(masks[rule.id].sum())
+    observed = int(failing.sum())
+    broken = [failure for failure in failures if failure.group == group]
+    if broken:
+        metadata.update(
+            {"example_value": broken[0].example_value, "example_row": broken[0].example_row, "example_rule": broken[0].rule}
+        )
+        description = (
+            f"{observed} row(s) quarantined: "
+            + "; ".join(f"{failure.rows} with {failure.rule}" for failure in broken)
+            + f" (e.g. {broken[0].example_value!r} in row {broken[0].example_row}); threshold 0"
+        )
+    else:
+        description = f"no rows break the {group.replace('_', ' ')} rules ({metadata['rule']}); threshold 0"
+    return CheckOutcome(
+        source=contract.source, name=group, passed=observed == 0, blocking=False, severity="WARN",
+        description=description, observed=observed, threshold=0, metadata=metadata,
+    )
+
+
+def _share_outcome(result: ValidationResult) -> CheckOutcome:
+    """Quarantine share against the contract's threshold: warns below it, fails and blocks above it."""
+    share = result.quarantine_share
+    threshold = result.contract.quarantine_threshold
+    too_many = share > threshold
+    description = (
+        f"{result.rows_quarantined} of {result.rows_in} rows quarantined ({share:.1%}); "
+        f"threshold {threshold:.1%}" + (" — too many, nothing downstream uses this source" if too_many else "")
+    )
+    return CheckOutcome(
+        source=result.source, name="quarantine_share", passed=result.rows_quarantined == 0,
+        blocking=too_many, severity="ERROR" if too_many else "WARN", description=description,
+        observed=round(share, 6), threshold=threshold,
+        metadata={
+            "rule": f"share of quarantined rows must not exceed {threshold:.1%}",
+            "rows_in": result.rows_in, "rows_clean": result.rows_clean, "rows_quarantined": result.rows_quarantined,
+            "quarantine_file": f"quarantine/{result.source}.csv",
+        },
+    )
