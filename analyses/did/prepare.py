@@ -41,6 +41,12 @@ class PreparedPanel:
     small_groups: list = field(default_factory=list)
 
 
+def _plain(value):
+    """Numbers as a reader writes them in messages (2004, not np.float64(2004.0))."""
+    value = value.item() if hasattr(value, "item") else value
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _note(notes: list[str], message: str) -> None:
     warnings.warn(message, stacklevel=4)
     notes.append(message)
@@ -83,7 +89,7 @@ def prepare_panel(
         if not pd.api.types.is_numeric_dtype(data[col]):
             raise ValueError(f"column '{col}' must be numeric, got dtype {data[col].dtype}")
 
-    frame = data.copy()
+    frame = data.reset_index(drop=True)  # positional labels: the design matrix is aligned on them
     frame[gname] = frame[gname].fillna(0)  # NaN first-treatment period = never treated
     for col in (tname, idname):
         if frame[col].isna().any():
@@ -119,12 +125,13 @@ def prepare_panel(
     if duplicated.any():
         row = frame.loc[duplicated].iloc[0]
         raise ValueError(
-            f"{int(duplicated.sum())} duplicate ({idname}, {tname}) rows; first: {idname}={row[idname]!r}, {tname}={row[tname]!r}"
+            f"{int(duplicated.sum())} duplicate ({idname}, {tname}) rows; first: {idname}={_plain(row[idname])!r}, "
+            f"{tname}={_plain(row[tname])!r}"
         )
     per_unit_g = frame.groupby(idname)[gname].nunique()
     if (per_unit_g > 1).any():
         bad = per_unit_g.index[per_unit_g > 1][0]
-        raise ValueError(f"'{gname}' must be constant within each unit; {idname}={bad!r} has several values")
+        raise ValueError(f"'{gname}' must be constant within each unit; {idname}={_plain(bad)!r} has several values")
     if cluster_name is not None and (frame.groupby(idname)[cluster_name].nunique() > 1).any():
         raise ValueError(f"cluster variable '{cluster_name}' must be constant within each unit")
 
@@ -134,7 +141,7 @@ def prepare_panel(
     glist = np.sort(frame[gname].unique())
     latest_cohort = None
     if not (glist == 0).any():
-        latest_cohort = glist.max()
+        latest_cohort = _plain(glist.max())
         cutoff = latest_cohort - anticipation
         if control_group == "nevertreated":
             _note(notes, (
@@ -157,9 +164,9 @@ def prepare_panel(
     treated_at_start = (frame[gname] > 0) & (frame[gname] <= first_period + anticipation)
     if treated_at_start.any():
         dropped_first_period_units = frame.loc[treated_at_start, idname].nunique()
-        cohorts = sorted(frame.loc[treated_at_start, gname].unique().tolist())
+        cohorts = sorted(_plain(g) for g in frame.loc[treated_at_start, gname].unique())
         _note(notes, (
-            f"dropped {dropped_first_period_units} units already treated in the first period {first_period} "
+            f"dropped {dropped_first_period_units} units already treated in the first period {_plain(first_period)} "
             f"(cohorts {cohorts}); as in R did they have no pre-treatment period"))
         frame = frame.loc[~treated_at_start]
         design = design.loc[frame.index]
@@ -211,7 +218,7 @@ def prepare_panel(
 
     min_size = design.shape[1] - 1 + 5  # R: number of covariates + 5
     sizes = {g: int(np.sum(unit_cohort == g)) for g in np.append(glist, 0)}
-    prepared.small_groups = [g for g, size in sizes.items() if 0 < size < min_size]
+    prepared.small_groups = [_plain(g) for g, size in sizes.items() if 0 < size < min_size]
     if prepared.small_groups:
         _note(notes, f"small groups (fewer than {min_size} units): {prepared.small_groups}; their estimates are imprecise")
     if control_group == "nevertreated" and sizes[0] < min_size:
