@@ -1,0 +1,183 @@
+"""Figures for the report, rendered with matplotlib's Agg canvas to inline PNG.
+
+Figures use the object API (no pyplot) so rendering has no global state,
+and they rely on marker shape, fill and line style rather than colour so
+they stay readable when printed in greyscale. Every figure comes with alt
+text generated from the plotted numbers.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from analyses.reporting.summary import format_number, outcome_spec, service_title
+
+DPI = 110
+PRE_COLOUR = "0.55"
+POST_COLOUR = "0.0"
+TWFE_COLOUR = "0.35"
+TWFE_OFFSET = 0.22
+
+
+@dataclass(frozen=True)
+class Plot:
+    png_base64: str
+    alt: str
+
+    @property
+    def data_uri(self) -> str:
+        return f"data:image/png;base64,{self.png_base64}"
+
+
+def _render(figure: Figure) -> str:
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _to_display(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    spec = outcome_spec(outcome)
+    out = frame.sort_values("event_time").copy()
+    for column in ("estimate", "ci_lower", "ci_upper"):
+        out[column] = out[column].map(spec.display)
+    return out
+
+
+def _errorbars(axes, frame: pd.DataFrame, offset: float, colour: str, marker: str, filled: bool, label: str):
+    x = frame["event_time"].to_numpy(dtype=float) + offset
+    y = frame["estimate"].to_numpy(dtype=float)
+    yerr = np.vstack([y - frame["ci_lower"].to_numpy(dtype=float), frame["ci_upper"].to_numpy(dtype=float) - y])
+    container = axes.errorbar(
+        x, y, yerr=yerr, fmt=marker, color=colour, ecolor=colour, capsize=2.5, markersize=5,
+        markerfacecolor=colour if filled else "white", markeredgecolor=colour, linewidth=1.1, label=label,
+    )
+    if not filled:
+        container[2][0].set_linestyle("--")
+    return container
+
+
+def event_study_plot(cs_dynamic: pd.DataFrame, twfe_dynamic: pd.DataFrame | None,
+                     treatment: str, outcome: str) -> Plot:
+    """CS-DiD dynamic effects with uniform bands, TWFE event-study estimates beside them."""
+    spec = outcome_spec(outcome)
+    cs = _to_display(cs_dynamic, outcome)
+    twfe = _to_display(twfe_dynamic, outcome) if twfe_dynamic is not None and not twfe_dynamic.empty else None
+    figure = Figure(figsize=(6.6, 3.1))
+    axes = figure.add_subplot()
+    all_times = pd.concat([cs["event_time"], twfe["event_time"] if twfe is not None else cs["event_time"]])
+    left, right = float(all_times.min()) - 0.6, float(all_times.max()) + 0.6
+    axes.axvspan(left, -0.5, color="0.92", zorder=0, linewidth=0)
+    axes.axvline(-0.5, color="0.3", linestyle=":", linewidth=1)
+    axes.axhline(0, color="0.2", linewidth=0.8)
+    pre, post = cs[cs["event_time"] < 0], cs[cs["event_time"] >= 0]
+    if not pre.empty:
+        _errorbars(axes, pre, 0.0, PRE_COLOUR, "o", True, "Callaway\u2013Sant'Anna, pre-period (placebo)")
+    if not post.empty:
+        _errorbars(axes, post, 0.0, POST_COLOUR, "o", True, "Callaway\u2013Sant'Anna (95 % uniform band)")
+    if twfe is not None:
+        _errorbars(axes, twfe, TWFE_OFFSET, TWFE_COLOUR, "s", False, "Two-way fixed effects (95 % CI)")
+    axes.set_xlim(left, right)
+    axes.set_xlabel("Years since first support (e = t \u2212 g)")
+    axes.set_ylabel(f"Effect ({spec.unit})")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # below the axes, so the legend never hides an estimate
+    axes.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.tick_params(labelsize=8)
+    figure.tight_layout()
+    return Plot(_render(figure), _event_study_alt(cs, twfe, treatment, outcome))
+
+
+def _range_text(frame: pd.DataFrame, decimals: int) -> str:
+    low, high = frame.loc[frame["estimate"].idxmin()], frame.loc[frame["estimate"].idxmax()]
+    return (f"from {format_number(low['estimate'], decimals)} (e = {low['event_time']:g}) "
+            f"to {format_number(high['estimate'], decimals)} (e = {high['event_time']:g})")
+
+
+def _excluding_zero(frame: pd.DataFrame) -> int:
+    return int(((frame["ci_lower"] > 0) | (frame["ci_upper"] < 0)).sum())
+
+
+def _event_study_alt(cs: pd.DataFrame, twfe: pd.DataFrame | None, treatment: str, outcome: str) -> str:
+    spec = outcome_spec(outcome)
+    parts = [f"Event-study estimates for {service_title(treatment).lower()} on "
+             f"{spec.label.lower()}, in {spec.unit}."]
+    pre, post = cs[cs["event_time"] < 0], cs[cs["event_time"] >= 0]
+    if not pre.empty:
+        parts.append(f"Before support, Callaway\u2013Sant'Anna placebo estimates range {_range_text(pre, spec.decimals)}; "
+                     f"{_excluding_zero(pre)} of {len(pre)} uniform bands exclude zero.")
+    if not post.empty:
+        parts.append(f"After support, estimates range {_range_text(post, spec.decimals)}; "
+                     f"{_excluding_zero(post)} of {len(post)} uniform bands exclude zero.")
+    if twfe is not None:
+        twfe_post = twfe[twfe["event_time"] >= 0]
+        if not twfe_post.empty:
+            parts.append(f"Two-way fixed-effects estimates after support range {_range_text(twfe_post, spec.decimals)}.")
+    return " ".join(parts)
+
+
+def overlap_plot(overlap: pd.DataFrame, treatment: str) -> Plot:
+    """Mirrored propensity-score histograms (densities, since pooled bins differ in width)."""
+    figure = Figure(figsize=(6.6, 2.6))
+    axes = figure.add_subplot()
+    ranges = []
+    for group, sign, face, hatch in (("treated", 1, "0.35", None), ("comparison", -1, "0.85", "///")):
+        rows = overlap[(overlap["treatment"] == treatment) & (overlap["group"] == group)]
+        total = rows["n_firms"].sum()
+        if rows.empty or total == 0:
+            continue
+        width = (rows["bin_upper"] - rows["bin_lower"]).to_numpy(dtype=float)
+        density = rows["n_firms"].to_numpy(dtype=float) / (total * width)
+        axes.bar(rows["bin_lower"], sign * density, width=width, align="edge", color=face, edgecolor="0.2",
+                 hatch=hatch, linewidth=0.6, label="Supported firms" if sign > 0 else "Comparison firms")
+        occupied = rows[rows["n_firms"] > 0]
+        ranges.append(f"{group} firms between {occupied['bin_lower'].min():.2f} and {occupied['bin_upper'].max():.2f}")
+    axes.axhline(0, color="0.2", linewidth=0.8)
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("Estimated propensity score")
+    axes.set_ylabel("Density (comparison below)")
+    axes.legend(fontsize=7, frameon=False)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.tick_params(labelsize=8)
+    figure.tight_layout()
+    alt = (f"Propensity-score overlap for {service_title(treatment).lower()}: "
+           + ("; ".join(ranges) if ranges else "no firms to show") + ".")
+    return Plot(_render(figure), alt)
+
+
+def balance_plot(balance: pd.DataFrame, treatment: str) -> Plot:
+    """Standardised mean differences before (open) and after (filled) weighting."""
+    rows = balance[balance["treatment"] == treatment].reset_index(drop=True)
+    figure = Figure(figsize=(6.6, 0.45 * len(rows) + 1.0))
+    axes = figure.add_subplot()
+    positions = np.arange(len(rows))[::-1]
+    for limit in (0.1, 0.25):
+        for side in (-limit, limit):
+            axes.axvline(side, color="0.6", linestyle=":" if limit == 0.1 else "--", linewidth=0.8)
+    axes.axvline(0, color="0.2", linewidth=0.8)
+    axes.scatter(rows["smd_unweighted"], positions, marker="o", facecolors="white", edgecolors="0.2",
+                 label="Before weighting")
+    axes.scatter(rows["smd_weighted"], positions, marker="o", color="0.0", label="After weighting")
+    axes.set_yticks(positions, rows["covariate"].astype(str).tolist())
+    axes.set_xlabel("Standardised mean difference")
+    axes.legend(fontsize=7, frameon=False, loc="lower right")
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.tick_params(labelsize=8)
+    figure.tight_layout()
+    if rows.empty:
+        alt = f"No covariate balance available for {service_title(treatment).lower()}."
+    else:
+        before = rows.loc[rows["smd_unweighted"].abs().idxmax()]
+        after = rows.loc[rows["smd_weighted"].abs().idxmax()]
+        alt = (f"Covariate balance for {service_title(treatment).lower()}: the largest absolute standardised "
+               f"mean difference is {abs(before['smd_unweighted']):.2f} ({before['covariate']}) before weighting "
+               f"and {abs(after['smd_weighted']):.2f} ({after['covariate']}) after weighting.")
+    return Plot(_render(figure), alt)

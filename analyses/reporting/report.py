@@ -1,0 +1,456 @@
+"""Build the publishable impact report (HTML, PDF) and the analyst companions.
+
+The order of work matters for confidentiality: disclosure rules are applied
+first, the report is rendered to memory, the rendered text is scanned for
+firm identifiers, and only then is anything written to disk.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from analyses.reporting import lineage as lineage_module
+from analyses.reporting.disclosure import (
+    SUPPRESSED_MARK, DisclosureResult, check_disclosure, cohort_cells, coarsen_overlap, describe_panel,
+    drop_suppressed, estimate_key, scan_for_identifiers,
+)
+from analyses.reporting.plots import balance_plot, event_study_plot, overlap_plot
+from analyses.reporting.rating import rate_estimate, unsupported_share
+from analyses.reporting.settings import ReportSettings
+from analyses.reporting.summary import (
+    OUTCOMES, SERVICES, comparison_phrase, display_interval, format_number, outcome_spec, service_title,
+    summary_paragraphs,
+)
+
+ESTIMATE_COLUMNS = ["treatment", "outcome", "estimator", "aggregation", "event_time", "estimate",
+                    "std_error", "ci_lower", "ci_upper", "p_value", "n_treated", "n_control"]
+ALLOWED_VALUES = {"treatment": set(SERVICES), "outcome": set(OUTCOMES), "estimator": {"cs_did", "twfe"},
+                  "aggregation": {"simple", "dynamic", "group", "calendar"}}
+DIAGNOSTIC_COLUMNS = {
+    "pretests": ["treatment", "outcome", "W", "df", "p_value"],
+    "balance": ["treatment", "covariate", "mean_treated", "mean_control_unweighted", "mean_control_weighted",
+                "smd_unweighted", "smd_weighted"],
+    "overlap": ["treatment", "group", "bin_lower", "bin_upper", "n_firms"],
+    "mde": ["treatment", "outcome", "aggregation", "mde"],
+    "cohorts": ["treatment", "cohort", "n_firms"],
+}
+SOURCE_KEYS = ["rows_in", "rows_clean", "rows_quarantined"]
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+SECTION_TITLES = ["Executive summary", "Headline results", "Event studies", "Diagnostics", "Data quality",
+                  "Methods annex", "Limitations", "Lineage and reproducibility"]
+
+
+@dataclass
+class ReportResult:
+    html_path: Path
+    pdf_path: Path | None
+    disclosure: DisclosureResult
+    headline: pd.DataFrame
+    headline_markdown: str
+    summary_paragraphs: dict[str, str]
+    estimate_files: dict[str, Path] = field(default_factory=dict)
+    pdf_bookmarks: list[str] = field(default_factory=list)
+    pdf_pages: int = 0
+    seconds: float = 0.0
+
+
+# --- validation -------------------------------------------------------------
+
+def validate_estimates(estimates: pd.DataFrame) -> None:
+    """Fail with the row and column at fault rather than deep inside rendering."""
+    if list(estimates.columns) != ESTIMATE_COLUMNS:
+        missing = [c for c in ESTIMATE_COLUMNS if c not in estimates.columns]
+        extra = [c for c in estimates.columns if c not in ESTIMATE_COLUMNS]
+        raise ValueError(f"estimates must have exactly the columns {ESTIMATE_COLUMNS} in this order; "
+                         f"missing {missing}, unexpected {extra}")
+    for column, allowed in ALLOWED_VALUES.items():
+        bad = estimates[~estimates[column].isin(allowed)]
+        if not bad.empty:
+            raise ValueError(f"estimates row {bad.index[0]}: column {column!r} has value {bad[column].iloc[0]!r}; "
+                             f"allowed: {sorted(allowed)}")
+    for column in ESTIMATE_COLUMNS[4:]:
+        if not pd.api.types.is_numeric_dtype(estimates[column]):
+            raise ValueError(f"estimates column {column!r} must be numeric, got dtype {estimates[column].dtype}")
+    for column in ("estimate", "ci_lower", "ci_upper", "n_treated", "n_control"):
+        bad = estimates[estimates[column].isna()]
+        if not bad.empty:
+            raise ValueError(f"estimates row {bad.index[0]}: column {column!r} is missing")
+    bad = estimates[(estimates["ci_lower"] > estimates["estimate"]) | (estimates["estimate"] > estimates["ci_upper"])]
+    if not bad.empty:
+        row = bad.iloc[0]
+        raise ValueError(f"estimates row {bad.index[0]}: interval [{row['ci_lower']}, {row['ci_upper']}] "
+                         f"does not contain the estimate {row['estimate']} (rule: ci_lower <= estimate <= ci_upper)")
+    bad = estimates[(estimates["n_treated"] < 0) | (estimates["n_control"] < 0)]
+    if not bad.empty:
+        raise ValueError(f"estimates row {bad.index[0]}: firm counts n_treated/n_control must be >= 0")
+    needs_time = estimates[(estimates["aggregation"] != "simple") & estimates["event_time"].isna()]
+    if not needs_time.empty:
+        raise ValueError(f"estimates row {needs_time.index[0]}: column 'event_time' is required for "
+                         f"aggregation {needs_time['aggregation'].iloc[0]!r}")
+
+
+def validate_diagnostics(diagnostics: Mapping) -> None:
+    for name, columns in DIAGNOSTIC_COLUMNS.items():
+        frame = diagnostics.get(name)
+        if frame is None:
+            continue
+        if not isinstance(frame, pd.DataFrame):
+            raise ValueError(f"diagnostics[{name!r}] must be a DataFrame, got {type(frame).__name__}")
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"diagnostics[{name!r}] is missing columns {missing}")
+    plan = diagnostics.get("plan")
+    if plan is not None and not isinstance(plan, Mapping):
+        raise ValueError(f"diagnostics['plan'] must be a dict, got {type(plan).__name__}")
+
+
+def validate_data_quality(data_quality: Mapping) -> None:
+    sources = data_quality.get("sources")
+    if not isinstance(sources, Mapping):
+        raise ValueError("data_quality must contain a 'sources' mapping of source name to its record")
+    for source, record in sources.items():
+        missing = [key for key in SOURCE_KEYS if key not in record]
+        if missing:
+            raise ValueError(f"data_quality['sources'][{source!r}] is missing keys {missing}")
+
+
+# --- analyst companions -------------------------------------------------------
+
+def write_estimate_files(estimates: pd.DataFrame, output_dir: Path,
+                         disclosure: DisclosureResult | None = None) -> dict[str, Path]:
+    """estimates.csv and estimates.parquet with exactly the 12 estimate columns.
+
+    Rows that fail disclosure are dropped here; they are listed in
+    `disclosure.suppressed_estimates` so their absence is explained.
+    """
+    validate_estimates(estimates)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    published = drop_suppressed(estimates, disclosure)[ESTIMATE_COLUMNS].reset_index(drop=True)
+    published["n_treated"] = published["n_treated"].astype("int64")
+    published["n_control"] = published["n_control"].astype("int64")
+    paths = {"csv": output_dir / "estimates.csv", "parquet": output_dir / "estimates.parquet"}
+    published.to_csv(paths["csv"], index=False, float_format="%.10g")
+    published.to_parquet(paths["parquet"], index=False)
+    return paths
+
+
+# --- view models ------------------------------------------------------------
+
+def _p_text(p: float) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _present(values, order) -> list[str]:
+    present = set(values)
+    return [key for key in order if key in present]
+
+
+def headline_table(estimates: pd.DataFrame, disclosure: DisclosureResult, diagnostics: Mapping,
+                   alpha: float) -> pd.DataFrame:
+    """Service x outcome overall CS-DiD effects in reporting units, with the SMS rating."""
+    suppressed = disclosure.suppressed_keys()
+    rows = []
+    simple = estimates[(estimates["estimator"] == "cs_did") & (estimates["aggregation"] == "simple")]
+    for treatment in _present(simple["treatment"], SERVICES):
+        for outcome in _present(simple.loc[simple["treatment"] == treatment, "outcome"], OUTCOMES):
+            record = simple[(simple["treatment"] == treatment) & (simple["outcome"] == outcome)].iloc[0]
+            published = estimate_key(record) not in suppressed
+            value, lower, upper = display_interval(outcome, record["estimate"], record["ci_lower"], record["ci_upper"])
+            rating = rate_estimate(treatment, outcome, diagnostics, alpha)
+            rows.append({
+                "service": service_title(treatment), "treatment": treatment, "outcome": outcome,
+                "outcome_label": outcome_spec(outcome).label, "unit": outcome_spec(outcome).unit,
+                "estimate": value if published else np.nan, "ci_lower": lower if published else np.nan,
+                "ci_upper": upper if published else np.nan,
+                "p_value": float(record["p_value"]) if published else np.nan,
+                "n_treated": int(record["n_treated"]) if published else pd.NA,
+                "n_control": int(record["n_control"]) if published else pd.NA,
+                "sms_level": rating.level, "rating_reason": rating.explanation, "published": published,
+            })
+    return pd.DataFrame(rows)
+
+
+def _headline_cells(row: Mapping) -> dict:
+    decimals = outcome_spec(row["outcome"]).decimals
+    if not row["published"]:
+        mark = SUPPRESSED_MARK
+        return {"estimate": mark, "ci": mark, "p": mark, "n_treated": mark, "n_control": mark}
+    return {"estimate": format_number(row["estimate"], decimals),
+            "ci": f"{format_number(row['ci_lower'], decimals)} to {format_number(row['ci_upper'], decimals)}",
+            "p": _p_text(row["p_value"]), "n_treated": f"{row['n_treated']:,}", "n_control": f"{row['n_control']:,}"}
+
+
+def headline_markdown(headline: pd.DataFrame) -> str:
+    header = ["Service", "Outcome", "Unit", "Estimate", "95 % CI", "p-value", "Treated firms",
+              "Comparison firms", "SMS level"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in headline.to_dict("records"):
+        cells = _headline_cells(row)
+        lines.append("| " + " | ".join([row["service"], row["outcome_label"], row["unit"], cells["estimate"],
+                                         cells["ci"], cells["p"], cells["n_treated"], cells["n_control"],
+                                         str(row["sms_level"])]) + " |")
+    return "\n".join(lines)
+
+
+def _event_studies(published: pd.DataFrame, full: pd.DataFrame, suppressed: set[tuple]) -> list[dict]:
+    dynamic = published[published["aggregation"] == "dynamic"]
+    sections = []
+    for treatment in _present(full["treatment"], SERVICES):
+        figures = []
+        for outcome in _present(full.loc[full["treatment"] == treatment, "outcome"], OUTCOMES):
+            rows = dynamic[(dynamic["treatment"] == treatment) & (dynamic["outcome"] == outcome)]
+            cs, twfe = rows[rows["estimator"] == "cs_did"], rows[rows["estimator"] == "twfe"]
+            hidden = sum(1 for key in suppressed if key[0] == treatment and key[1] == outcome and key[3] == "dynamic")
+            note = (f"{hidden} event-time estimate(s) withheld because they rest on too few firms."
+                    if hidden else "")
+            figure = {"outcome": outcome_spec(outcome).label, "note": note, "plot": None}
+            if not cs.empty:
+                figure["plot"] = event_study_plot(cs, twfe, treatment, outcome)
+            figures.append(figure)
+        sections.append({"title": service_title(treatment), "figures": figures})
+    return sections
+
+
+def _pretest_rows(pretests: pd.DataFrame | None, alpha: float) -> list[dict]:
+    if pretests is None:
+        return []
+    rows = []
+    for record in pretests.to_dict("records"):
+        rows.append({"service": service_title(record["treatment"]), "outcome": outcome_spec(record["outcome"]).label,
+                     "W": f"{record['W']:.2f}", "df": f"{int(record['df'])}", "p": _p_text(record["p_value"]),
+                     "verdict": "rejects parallel pre-trends" if record["p_value"] < alpha
+                     else "no evidence against parallel pre-trends"})
+    return rows
+
+
+def _balance_sections(balance: pd.DataFrame | None, overlap: pd.DataFrame | None,
+                      treated_ok: set[str], min_firms: int) -> tuple[list[dict], list[dict]]:
+    """Balance tables/plots and disclosure-safe overlap plots per service."""
+    sections, checks = [], []
+    coarse = None
+    if overlap is not None and not overlap.empty:
+        coarse, checks = coarsen_overlap(overlap, min_firms)
+    treatments = set() if balance is None else set(balance["treatment"])
+    treatments |= set() if overlap is None else set(overlap["treatment"])
+    for treatment in _present(treatments, SERVICES):
+        if treatment not in treated_ok:
+            sections.append({"title": service_title(treatment), "withheld": True})
+            continue
+        section = {"title": service_title(treatment), "withheld": False, "rows": [], "balance_plot": None,
+                   "overlap_plot": None, "unsupported": None}
+        if balance is not None:
+            rows = balance[balance["treatment"] == treatment]
+            section["rows"] = [{"covariate": r["covariate"], "mean_treated": f"{r['mean_treated']:.3g}",
+                                "mean_unweighted": f"{r['mean_control_unweighted']:.3g}",
+                                "mean_weighted": f"{r['mean_control_weighted']:.3g}",
+                                "smd_unweighted": format_number(r["smd_unweighted"], 2),
+                                "smd_weighted": format_number(r["smd_weighted"], 2)}
+                               for r in rows.to_dict("records")]
+            if not rows.empty:
+                section["balance_plot"] = balance_plot(balance, treatment)
+        if coarse is not None and (coarse["treatment"] == treatment).any():
+            section["overlap_plot"] = overlap_plot(coarse, treatment)
+            share = unsupported_share(overlap, treatment)
+            section["unsupported"] = f"{share:.1%}" if share == share else "n/a"
+        sections.append(section)
+    return sections, checks
+
+
+def _mde_rows(mde: pd.DataFrame | None) -> list[dict]:
+    if mde is None:
+        return []
+    rows = mde[mde["aggregation"] == "simple"]
+    return [{"service": service_title(r["treatment"]), "outcome": outcome_spec(r["outcome"]).label,
+             "mde": format_number(abs(outcome_spec(r["outcome"]).display(r["mde"])), outcome_spec(r["outcome"]).decimals),
+             "unit": outcome_spec(r["outcome"]).unit} for r in rows.to_dict("records")]
+
+
+def _quality_rows(data_quality: Mapping) -> list[dict]:
+    rows = []
+    for source, record in sorted(data_quality["sources"].items()):
+        rules = sorted((record.get("rules") or {}).items(), key=lambda item: -item[1])
+        share = record.get("quarantine_share")
+        if share is None:
+            share = record["rows_quarantined"] / record["rows_in"] if record["rows_in"] else 0.0
+        rows.append({
+            "source": source, "file": Path(str(record.get("file", ""))).name, "format": record.get("format", ""),
+            "encoding": record.get("encoding", ""), "contract": f"{record.get('contract_id', 'n/a')} "
+                                                               f"v{record.get('contract_version', 'n/a')}",
+            "rows_in": f"{int(record['rows_in']):,}", "rows_clean": f"{int(record['rows_clean']):,}",
+            "rows_quarantined": f"{int(record['rows_quarantined']):,}", "share": f"{share:.1%}",
+            "threshold": (f"{record['quarantine_threshold']:.0%}" if record.get("quarantine_threshold") is not None
+                          else "n/a"),
+            "reasons": [f"{rule} ({count:,})" for rule, count in rules[:3] if count],
+            "warnings": list(record.get("warnings") or []),
+        })
+    return rows
+
+
+DESCRIPTIVE_TABLES = [
+    ("firms", "Firms observed", "count", lambda v: f"{int(v):,}"),
+    ("exporters", "Firms that exported in at least one year", "count", lambda v: f"{int(v):,}"),
+    ("total_export_value", "Total export value", "EUR million", lambda v: f"{v / 1e6:,.1f}"),
+    ("mean_export_value", "Mean export value per exporting firm-year", "EUR thousand", lambda v: f"{v / 1e3:,.0f}"),
+]
+
+
+def _descriptive_tables(cells: pd.DataFrame, disclosure: DisclosureResult) -> list[dict]:
+    tables = []
+    for name, caption, unit, fmt in DESCRIPTIVE_TABLES:
+        subset = cells[cells["table"] == name]
+        if subset.empty:
+            continue
+        columns = list(dict.fromkeys(subset["column"]))
+        rows = []
+        for label in dict.fromkeys(subset["row"]):
+            values = []
+            for column in columns:
+                hit = subset[(subset["row"] == label) & (subset["column"] == column)]
+                if hit.empty:
+                    values.append("")
+                elif disclosure.is_cell_suppressed(name, label, column):
+                    values.append(SUPPRESSED_MARK)
+                else:
+                    values.append(fmt(hit["value"].iloc[0]))
+            rows.append({"label": label, "cells": values})
+        tables.append({"caption": f"{caption} ({unit}), by group and period", "columns": columns, "rows": rows})
+    return tables
+
+
+def _cohort_table(cells: pd.DataFrame, disclosure: DisclosureResult) -> dict | None:
+    subset = cells[cells["table"] == "cohorts"]
+    if subset.empty:
+        return None
+    columns = list(dict.fromkeys(subset["column"]))
+    rows = []
+    for label in dict.fromkeys(subset["row"]):
+        values = []
+        for column in columns:
+            hit = subset[(subset["row"] == label) & (subset["column"] == column)]
+            if hit.empty:
+                values.append("\u2013")
+            elif disclosure.is_cell_suppressed("cohorts", label, column):
+                values.append(SUPPRESSED_MARK)
+            else:
+                values.append(f"{int(hit['value'].iloc[0]):,}")
+        rows.append({"label": label, "cells": values})
+    return {"columns": [service_title(c) for c in columns], "rows": rows}
+
+
+def _plan_items(plan: Mapping, comparison: str) -> dict:
+    covariates = plan.get("covariates") or []
+    years = plan.get("panel_years") or plan.get("years")
+    return {
+        "control_group": plan.get("control_group", "nevertreated"),
+        "comparison": comparison,
+        "est_method": plan.get("est_method", "dr"),
+        "covariates": ", ".join(map(str, covariates)) if covariates else "none",
+        "base_period": plan.get("base_period", "varying"),
+        "bootstrap": plan.get("bootstrap_iterations", plan.get("biters", plan.get("bootstrap", "n/a"))),
+        "alpha": plan.get("alpha", 0.05),
+        "anticipation": plan.get("anticipation", 0),
+        "years": (f"{min(years)}\u2013{max(years)}" if isinstance(years, (list, tuple)) and years else years or "n/a"),
+    }
+
+
+# --- rendering --------------------------------------------------------------
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+                              autoescape=jinja2.select_autoescape(
+                                  ["html", "j2"], disabled_extensions=["css"], default=True),
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def render_pdf(html: str, path: Path) -> tuple[list[str], int]:
+    """Write the PDF and return its top-level bookmarks and page count."""
+    import weasyprint
+    from weasyprint.urls import URLFetcher
+
+    # Only inline data: URIs may be fetched, and any other reference stops the
+    # render, so the PDF can never depend on (or leak to) the network.
+    offline = URLFetcher(allowed_protocols=["data"], fail_on_errors=True)
+    document = weasyprint.HTML(string=html, url_fetcher=offline).render()
+    bookmarks = [label for label, *_ in document.make_bookmark_tree()]
+    document.write_pdf(path)
+    return bookmarks, len(document.pages)
+
+
+def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict, panel: pd.DataFrame,
+                 lineage: dict, output_dir: Path, settings: ReportSettings = ReportSettings()) -> ReportResult:
+    """Check, render and write the impact report and its companions into `output_dir`."""
+    started = time.perf_counter()
+    validate_estimates(estimates)
+    validate_diagnostics(diagnostics)
+    validate_data_quality(data_quality)
+    lineage_module.validate_lineage(lineage)
+    output_dir = Path(output_dir)
+    plan = diagnostics.get("plan") or {}
+    alpha = float(plan.get("alpha", 0.05))
+
+    cells = describe_panel(panel)
+    if diagnostics.get("cohorts") is not None:
+        cells = pd.concat([cells, cohort_cells(diagnostics["cohorts"])], ignore_index=True)
+    disclosure = check_disclosure(estimates, cells, settings)
+    suppressed = disclosure.suppressed_keys()
+    published = drop_suppressed(estimates, disclosure)
+    suppressed_pairs = {(key[0], key[1]) for key in suppressed if key[2] == "cs_did" and key[3] == "simple"}
+
+    paragraphs = summary_paragraphs(published, diagnostics, suppressed_pairs, settings.min_firms)
+    headline = headline_table(estimates, disclosure, diagnostics, alpha)
+    treated_ok = {row["treatment"] for row in headline.to_dict("records") if row["published"]}
+    balance_sections, overlap_checks = _balance_sections(
+        diagnostics.get("balance"), diagnostics.get("overlap"), treated_ok, settings.min_firms)
+    disclosure = disclosure.with_checks(pd.DataFrame(overlap_checks, columns=disclosure.checks.columns))
+
+    context = {
+        "settings": settings,
+        "sections": SECTION_TITLES,
+        "paragraphs": [{"title": service_title(t), "text": text} for t, text in paragraphs.items()],
+        "headline": [{**row, **_headline_cells(row)} for row in headline.to_dict("records")],
+        "event_studies": _event_studies(published, estimates, suppressed),
+        "pretests": _pretest_rows(diagnostics.get("pretests"), alpha),
+        "balance_sections": balance_sections,
+        "mde": _mde_rows(diagnostics.get("mde")),
+        "quality": _quality_rows(data_quality),
+        "descriptives": _descriptive_tables(cells, disclosure),
+        "cohorts": _cohort_table(cells, disclosure),
+        "plan": _plan_items(plan, comparison_phrase(plan.get("control_group"))),
+        "ratings": [{"service": r["service"], "outcome": r["outcome_label"], "level": r["sms_level"],
+                     "reason": r["rating_reason"]} for r in headline.to_dict("records")],
+        "disclosure": disclosure.metadata(),
+        "mark": SUPPRESSED_MARK,
+        "lineage": lineage,
+        "inputs": lineage_module.input_rows(lineage, data_quality),
+        "alpha": alpha,
+    }
+    html = _environment().get_template("impact_report.html.j2").render(**context)
+
+    firm_ids = panel["firm_id"].unique() if "firm_id" in panel.columns else []
+    disclosure = disclosure.with_checks(scan_for_identifiers({"impact_report.html": html}, firm_ids))
+    if not disclosure.passed:
+        failures = disclosure.metadata()["failures"]
+        raise ValueError(f"disclosure check failed; nothing was written: {failures}")
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    html_path = output_dir / "impact_report.html"
+    html_path.write_text(html, encoding="utf-8")
+    estimate_files = write_estimate_files(estimates, output_dir, disclosure)
+    pdf_path, bookmarks, pages = None, [], 0
+    if "pdf" in settings.formats:
+        pdf_path = output_dir / "impact_report.pdf"
+        bookmarks, pages = render_pdf(html, pdf_path)
+    return ReportResult(html_path=html_path, pdf_path=pdf_path, disclosure=disclosure, headline=headline,
+                        headline_markdown=headline_markdown(headline), summary_paragraphs=paragraphs,
+                        estimate_files=estimate_files, pdf_bookmarks=bookmarks, pdf_pages=pages,
+                        seconds=time.perf_counter() - started)

@@ -1,0 +1,32 @@
+"""Report settings shared by the disclosure rules and the renderer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """Publication settings.
+
+    The disclosure thresholds follow common practice for confidential
+    business statistics: at least `min_firms` treated and comparison firms
+    behind every number, and the (p%-style) dominance rules for magnitudes.
+    """
+
+    min_firms: int = 10
+    dominance_top1: float = 0.50
+    dominance_top2: float = 0.67
+    formats: tuple = ("html", "pdf")
+    title: str = "Export Impact evaluation"
+    agency: str = "Export promotion agency"
+
+    def __post_init__(self) -> None:
+        if self.min_firms < 1:
+            raise ValueError(f"ReportSettings.min_firms must be >= 1, got {self.min_firms}")
+        for name in ("dominance_top1", "dominance_top2"):
+            share = getattr(self, name)
+            if not 0 < share <= 1:
+                raise ValueError(f"ReportSettings.{name} must be in (0, 1], got {share}")
+        unknown = set(self.formats) - {"html", "pdf"}
+        if unknown or "html" not in self.formats:
+            raise ValueError(f"ReportSettings.formats must contain 'html' and only 'html'/'pdf', got {self.formats}")

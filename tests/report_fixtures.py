@@ -1,0 +1,167 @@
+"""Constructed inputs for the report tests.
+
+The numbers are built (not estimated) so that tests know the sign,
+interval and significance of every effect, while the shapes follow the
+schemas the evaluation code hands to `build_report`.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+SERVICES = ("advisory", "network", "grant")
+OUTCOMES = ("exporter", "n_destinations", "log_export_value", "enters_new_market")
+YEARS = tuple(range(2012, 2022))
+COHORTS = (2015, 2016, 2017, 2018, 2019)
+
+# (estimate, std_error) of the overall CS-DiD effect: signs and significance the tests rely on.
+SIMPLE_EFFECTS = {
+    ("advisory", "exporter"): (0.041, 0.01173),          # +4.1 pp, CI 1.8 to 6.4: significant
+    ("advisory", "n_destinations"): (0.35, 0.12),         # significant increase
+    ("advisory", "log_export_value"): (0.11, 0.09),       # CI includes zero
+    ("advisory", "enters_new_market"): (0.012, 0.010),    # CI includes zero
+    ("network", "exporter"): (0.008, 0.012),              # CI includes zero
+    ("network", "n_destinations"): (0.42, 0.15),          # significant increase
+    ("network", "log_export_value"): (0.20, 0.07),        # significant increase
+    ("network", "enters_new_market"): (0.030, 0.011),     # significant increase
+    ("grant", "exporter"): (-0.025, 0.010),               # significant decrease
+    ("grant", "n_destinations"): (-0.05, 0.10),           # CI includes zero
+    ("grant", "log_export_value"): (-0.15, 0.06),         # significant decrease
+    ("grant", "enters_new_market"): (0.004, 0.009),       # CI includes zero
+}
+UNIFORM_CRITICAL = 2.8  # typical sup-t critical value for ~9 event times
+
+
+def _row(treatment, outcome, estimator, aggregation, event_time, estimate, se, n_treated, n_control, crit=1.96):
+    z = estimate / se
+    return {"treatment": treatment, "outcome": outcome, "estimator": estimator, "aggregation": aggregation,
+            "event_time": event_time, "estimate": estimate, "std_error": se,
+            "ci_lower": estimate - crit * se, "ci_upper": estimate + crit * se,
+            "p_value": float(2 * stats.norm.sf(abs(z))), "n_treated": n_treated, "n_control": n_control}
+
+
+def make_estimates(n_treated: int = 120, n_control: int = 900, effects: dict | None = None,
+                   seed: int = 7) -> pd.DataFrame:
+    """Estimates for 3 services x 4 outcomes: simple, dynamic (-4..4), group and calendar, CS-DiD and TWFE."""
+    rng = np.random.default_rng(seed)
+    effects = effects or SIMPLE_EFFECTS
+    rows = []
+    for (treatment, outcome), (effect, se) in effects.items():
+        rows.append(_row(treatment, outcome, "cs_did", "simple", np.nan, effect, se, n_treated, n_control))
+        rows.append(_row(treatment, outcome, "twfe", "simple", np.nan, 0.8 * effect, se * 0.9, n_treated, n_control))
+        for e in range(-4, 5):
+            level = 0.0 if e < 0 else effect * min(1.0, (e + 1) / 3)
+            noise = rng.normal(0, se * 0.3)
+            n_e = n_treated if e < 3 else max(n_treated // 2, 1)
+            rows.append(_row(treatment, outcome, "cs_did", "dynamic", float(e), level + noise, se * 1.3,
+                             n_e, n_control, UNIFORM_CRITICAL))
+            rows.append(_row(treatment, outcome, "twfe", "dynamic", float(e), 0.8 * level + noise, se * 1.1,
+                             n_e, n_control))
+        for cohort in COHORTS:
+            rows.append(_row(treatment, outcome, "cs_did", "group", float(cohort),
+                             effect + rng.normal(0, se), se * 2, n_treated // len(COHORTS), n_control))
+        for year in range(2015, 2022):
+            rows.append(_row(treatment, outcome, "cs_did", "calendar", float(year),
+                             effect + rng.normal(0, se), se * 1.8, n_treated, n_control))
+    columns = ["treatment", "outcome", "estimator", "aggregation", "event_time", "estimate", "std_error",
+               "ci_lower", "ci_upper", "p_value", "n_treated", "n_control"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["n_treated"] = frame["n_treated"].astype("int64")
+    frame["n_control"] = frame["n_control"].astype("int64")
+    return frame
+
+
+def make_panel(n_firms: int = 400, seed: int = 3) -> pd.DataFrame:
+    """Firm-year panel with staggered first-service years and skewed export values."""
+    rng = np.random.default_rng(seed)
+    firm_ids = [f"FRM{100000 + i}" for i in range(n_firms)]
+    first_service = rng.choice(["advisory", "network", "grant", "none"], size=n_firms, p=[0.25, 0.2, 0.15, 0.4])
+    first_year = np.where(first_service == "none", 0, rng.choice(COHORTS, size=n_firms))
+    size = rng.lognormal(12, 1.0, size=n_firms)
+    records = []
+    for i, firm in enumerate(firm_ids):
+        for year in YEARS:
+            treated = first_year[i] and year >= first_year[i]
+            p_export = 0.35 + (0.05 if treated else 0.0)
+            exporter = int(rng.random() < p_export)
+            value = float(size[i] * rng.lognormal(0, 0.5)) if exporter else 0.0
+            records.append({
+                "firm_id": firm, "year": year, "exporter": exporter, "export_value_eur": round(value, 2),
+                "n_destinations": int(rng.poisson(2) + 1) if exporter else 0,
+                "first_advisory_year": int(first_year[i]) if first_service[i] == "advisory" else 0,
+                "first_network_year": int(first_year[i]) if first_service[i] == "network" else 0,
+                "first_grant_year": int(first_year[i]) if first_service[i] == "grant" else 0,
+                "first_service": first_service[i], "nace2": int(rng.choice([10, 25, 28, 46, 62])),
+                "region": rng.choice(["North", "South", "East", "West"]), "in_cluster": bool(rng.random() < 0.3),
+            })
+    return pd.DataFrame(records)
+
+
+def make_diagnostics(failing_pretest: tuple[str, str] = ("grant", "log_export_value")) -> dict:
+    rng = np.random.default_rng(11)
+    pretests, balance, overlap, mde, cohorts = [], [], [], [], []
+    covariates = ["employees_log", "turnover_log", "in_cluster", "manufacturing"]
+    for treatment in SERVICES:
+        for outcome in OUTCOMES:
+            p = 0.012 if (treatment, outcome) == failing_pretest else float(rng.uniform(0.2, 0.9))
+            w = float(stats.chi2.isf(p, 3))
+            pretests.append({"treatment": treatment, "outcome": outcome, "W": w, "df": 3, "p_value": p})
+            se = SIMPLE_EFFECTS[(treatment, outcome)][1]
+            mde.append({"treatment": treatment, "outcome": outcome, "aggregation": "simple", "mde": 2.8 * se})
+        for covariate in covariates:
+            smd_raw = float(rng.uniform(-0.5, 0.5))
+            balance.append({"treatment": treatment, "covariate": covariate, "mean_treated": 1.0 + smd_raw,
+                            "mean_control_unweighted": 1.0, "mean_control_weighted": 1.0 + smd_raw * 0.9,
+                            "smd_unweighted": smd_raw, "smd_weighted": smd_raw * 0.1})
+        edges = np.linspace(0, 1, 21)
+        for group, centre in (("treated", 0.45), ("comparison", 0.3)):
+            weights = stats.norm.pdf((edges[:-1] + 0.025 - centre) / 0.12)
+            counts = np.round(weights / weights.sum() * (120 if group == "treated" else 900)).astype(int)
+            for lower, upper, n in zip(edges[:-1], edges[1:], counts):
+                overlap.append({"treatment": treatment, "group": group, "bin_lower": float(lower),
+                                "bin_upper": float(upper), "n_firms": int(n)})
+        for cohort in COHORTS:
+            cohorts.append({"treatment": treatment, "cohort": cohort, "n_firms": 24})
+    plan = {"control_group": "nevertreated", "est_method": "dr", "covariates": covariates, "base_period": "varying",
+            "bootstrap_iterations": 999, "alpha": 0.05, "anticipation": 0, "panel_years": list(YEARS),
+            "outcomes": list(OUTCOMES), "services": list(SERVICES)}
+    return {"pretests": pd.DataFrame(pretests), "balance": pd.DataFrame(balance), "overlap": pd.DataFrame(overlap),
+            "mde": pd.DataFrame(mde), "cohorts": pd.DataFrame(cohorts), "plan": plan}
+
+
+def make_inputs_on_disk(directory: Path) -> tuple[dict, dict]:
+    """Write small source files and return matching data-quality and lineage records."""
+    directory.mkdir(parents=True, exist_ok=True)
+    sources = {}
+    for source, text in (("firms", "firm_id;nace2\nFRM100000;10\n"), ("services", "firm_id,service,year\n"),
+                         ("exports", "firm_id,year,value\n")):
+        path = directory / f"{source}.csv"
+        path.write_text(text, encoding="utf-8")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        sources[source] = {
+            "file": str(path), "sha256": digest, "format": "csv", "encoding": "utf-8",
+            "delimiter": ";" if source == "firms" else ",", "contract_id": f"{source}_contract",
+            "contract_version": "1.2.0", "rows_in": 10_000, "rows_clean": 9_870, "rows_quarantined": 130,
+            "quarantine_share": 0.013, "quarantine_threshold": 0.05,
+            "rules": {"firm_id_format": 80, "year_in_range": 40, "value_non_negative": 10, "unused_rule": 0},
+            "warnings": ["12 rows had trailing whitespace"] if source == "exports" else [],
+            "quarantine_file": str(directory / f"{source}_quarantine.parquet"),
+        }
+    data_quality = {"sources": sources}
+    lineage = {"run_id": "run-2026-11-27-abc123", "git_commit": "0123456789abcdef0123456789abcdef01234567",
+               "generated_at": "2026-11-27T09:30:00+00:00",
+               "inputs": {name: {"file": rec["file"], "sha256": rec["sha256"]} for name, rec in sources.items()},
+               "contract_versions": {name: rec["contract_version"] for name, rec in sources.items()},
+               "code_version": "0.1.0"}
+    return data_quality, lineage
+
+
+def report_inputs(directory: Path) -> dict:
+    """Keyword arguments for build_report (all but output_dir and settings)."""
+    data_quality, lineage = make_inputs_on_disk(directory / "inputs")
+    return {"estimates": make_estimates(), "diagnostics": make_diagnostics(), "data_quality": data_quality,
+            "panel": make_panel(), "lineage": lineage}
