@@ -364,28 +364,34 @@ def coarsen_overlap(overlap: pd.DataFrame, min_firms: int) -> tuple[pd.DataFrame
     checks: list[dict] = []
     for (treatment, group), rows in overlap.sort_values("bin_lower").groupby(["treatment", "group"], sort=False):
         bars: list[dict] = []
-        pending: dict | None = None
+        pending: dict | None = None   # a too-small bar still collecting firms
+        gap: list[dict] = []          # empty bins seen while a bar is pending
         for row in rows.to_dict("records"):
-            n = int(row["n_firms"])
-            if pending is None and n == 0:
-                bars.append({"bin_lower": row["bin_lower"], "bin_upper": row["bin_upper"], "n_firms": 0})
+            span = {"bin_lower": row["bin_lower"], "bin_upper": row["bin_upper"], "n_firms": int(row["n_firms"])}
+            if span["n_firms"] == 0:
+                (gap if pending is not None else bars).append(span)
                 continue
             if pending is None:
-                pending = {"bin_lower": row["bin_lower"], "bin_upper": row["bin_upper"], "n_firms": 0}
-            pending["bin_upper"] = row["bin_upper"]
-            pending["n_firms"] += n
+                pending = span
+            else:
+                # empty bins inside a pooled bar would pinpoint its few firms
+                pending = {"bin_lower": pending["bin_lower"], "bin_upper": span["bin_upper"],
+                           "n_firms": pending["n_firms"] + span["n_firms"]}
+                gap = []
             if pending["n_firms"] >= min_firms:
                 bars.append(pending)
                 pending = None
         if pending is not None:
+            # the small remainder joins the last bar with firms, across any empty bins
             while bars and bars[-1]["n_firms"] == 0:
-                bars.pop()  # fold trailing empty bins into the remainder
+                gap.insert(0, bars.pop())
             if bars:
                 last = bars.pop()
                 pending = {"bin_lower": last["bin_lower"], "bin_upper": pending["bin_upper"],
                            "n_firms": last["n_firms"] + pending["n_firms"]}
             if pending["n_firms"] >= min_firms:
                 bars.append(pending)
+        bars.extend(gap)
         total = int(rows["n_firms"].sum())
         outcome = "pass" if len(bars) == len(rows) else ("coarsened" if bars else "suppressed")
         checks.append(_check("overlap_min_firms_per_bin", f"overlap {treatment}/{group}",
