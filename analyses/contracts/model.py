@@ -30,9 +30,9 @@ class ContractError(ValueError):
         self.file = file
         self.column = column
         self.rule = rule
-        self.detail = detail
+        self.detail = " ".join(detail.split())  # one line, whatever the underlying library said
         where = ", ".join(part for part in (file, f"column {column}" if column else None) if part)
-        super().__init__(f"{where}: {rule}: {detail}" if where else f"{rule}: {detail}")
+        super().__init__(f"{where}: {rule}: {self.detail}" if where else f"{rule}: {self.detail}")
 
 
 @dataclass(frozen=True)

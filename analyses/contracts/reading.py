@@ -114,23 +114,21 @@ def _decode(data: bytes, name: str, warnings: list[str]) -> tuple[str, str]:
         raise ContractError("encoding", "found UTF-16 text; expected UTF-8 or Windows-1252", file=name)
     if b"\x00" in head:
         raise ContractError("file format", "found binary content (NUL bytes); expected a text CSV", file=name)
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
+    has_bom = data.startswith(b"\xef\xbb\xbf")
     try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError as utf8_error:
-        try:
-            text = data.decode("cp1252")
-        except UnicodeDecodeError:
-            raise ContractError(
-                "encoding",
-                f"byte {data[utf8_error.start]:#04x} at offset {utf8_error.start} is neither UTF-8 nor Windows-1252; "
-                "expected UTF-8 or Windows-1252 text",
-                file=name,
-            ) from None
-    warnings.append(
-        f"not UTF-8 (invalid byte at offset {utf8_error.start}); read as Windows-1252 — please export as UTF-8"
-    )
+        return data[3:].decode("utf-8") if has_bom else data.decode("utf-8"), "utf-8-sig" if has_bom else "utf-8"
+    except UnicodeDecodeError as error:
+        bad_offset = error.start
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        raise ContractError(
+            "encoding",
+            f"byte {data[bad_offset]:#04x} at offset {bad_offset} is neither UTF-8 nor Windows-1252; "
+            "expected UTF-8 or Windows-1252 text",
+            file=name,
+        ) from None
+    warnings.append(f"not UTF-8 (invalid byte at offset {bad_offset}); read as Windows-1252 - please export as UTF-8")
     return text, "cp1252"
 
 

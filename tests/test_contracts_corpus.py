@@ -1,0 +1,385 @@
+"""Bad-input corpus: each case alters one file of a valid landing folder and states the exact outcome.
+
+Blocked cases assert the structural rule, the file and the one-line message; quarantine cases assert
+the row accounting (rows in = clean + quarantined), the count of every rule and the reason written
+next to the original values; accepted-format cases assert the values that reach the clean tables.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analyses.contracts import ContractError, failure_summary, write_quarantine
+from tests.contract_landing import run_contracts, valid_tables, write_landing
+
+DELIVERED = {"firms": 40, "financials": 160, "participation": 30, "exports": 80}
+
+
+@dataclass
+class Blocked:
+    file: str | None
+    rule: str
+    message: str
+    column: str | None = None
+
+
+@dataclass
+class Quarantined:
+    """Expected rule counts per source (all other rules must count 0) and a reason per source."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    blocking: tuple[str, ...] = ()
+    delivered: dict[str, int] = field(default_factory=dict)
+    check: Callable[[dict, dict], None] | None = None
+
+
+def _csv(directory: Path, source: str, text: str, encoding: str = "utf-8") -> None:
+    for stale in directory.glob(f"{source}.*"):
+        stale.unlink()
+    (directory / f"{source}.csv").write_bytes(text.encode(encoding))
+
+
+def _table(directory: Path, source: str, table: pd.DataFrame, **to_csv) -> None:
+    for stale in directory.glob(f"{source}.*"):
+        stale.unlink()
+    table.to_csv(directory / f"{source}.csv", index=False, **to_csv)
+
+
+def _with(source: str, edit: Callable[[pd.DataFrame], pd.DataFrame | None]):
+    """A case that edits one table of the valid folder and writes it back as CSV."""
+
+    def apply(directory: Path) -> None:
+        table = valid_tables()[source]
+        changed = edit(table)
+        _table(directory, source, table if changed is None else changed)
+
+    return apply
+
+
+def _set(source: str, row: int, column: str, value: str):
+    def edit(table: pd.DataFrame) -> None:
+        table.loc[row, column] = value
+
+    return _with(source, edit)
+
+
+def _assert_values(source: str, column: str, expected: list):
+    def check(raws: dict, results: dict) -> None:
+        assert results[source].clean[column].head(len(expected)).tolist() == expected
+
+    return check
+
+
+def _assert_warning(source: str, text: str):
+    def check(raws: dict, results: dict) -> None:
+        assert any(text in warning for warning in results[source].warnings), results[source].warnings
+
+    return check
+
+
+def _remove(source: str):
+    def apply(directory: Path) -> None:
+        (directory / f"{source}.csv").unlink()
+
+    return apply
+
+
+def _rename(source: str, new_name: str):
+    def apply(directory: Path) -> None:
+        (directory / f"{source}.csv").rename(directory / new_name)
+
+    return apply
+
+
+def _excel(source: str, table: pd.DataFrame | None = None):
+    def apply(directory: Path) -> None:
+        (directory / f"{source}.csv").unlink()
+        (table if table is not None else valid_tables()[source]).to_excel(directory / f"{source}.xlsx", index=False)
+
+    return apply
+
+
+def _parquet_exports(directory: Path) -> None:
+    (directory / "exports.csv").unlink()
+    table = valid_tables()["exports"]
+    table["year"] = table["year"].astype("int64")
+    table["export_value_eur"] = table["export_value_eur"].astype("float64")
+    table.to_parquet(directory / "exports.parquet", index=False)
+
+
+def _semicolon_decimal_comma(directory: Path) -> None:
+    table = valid_tables()["financials"]
+    table["turnover_eur"] = [f"{1_250_000 + i}.{i % 100:02d}" for i in range(len(table))]
+    table["turnover_eur"] = table["turnover_eur"].map(lambda v: f"{int(float(v)):,}".replace(",", ".") + "," + v.split(".")[1])
+    _table(directory, "financials", table, sep=";")
+
+
+def _thousands_separators(directory: Path) -> None:
+    table = valid_tables()["exports"]
+    table.loc[0, "export_value_eur"] = "1,234,567.89"
+    table.loc[1, "export_value_eur"] = "12 500"
+    _table(directory, "exports", table)
+
+
+def _cp1252_firms(directory: Path) -> None:
+    table = valid_tables()["firms"]
+    table["name"] = [f"Müller & Söhne Nr. {i} – Café" for i in range(len(table))]
+    _table(directory, "firms", table, encoding="cp1252")
+
+
+def _bom_firms(directory: Path) -> None:
+    _table(directory, "firms", valid_tables()["firms"], encoding="utf-8-sig")
+
+
+def _mixed_dates(table: pd.DataFrame) -> None:
+    table.loc[0, "start_date"] = "2018-03-01"
+    table.loc[1, "start_date"] = "1.3.2018"
+    table.loc[2, "start_date"] = "2018-03-01 00:00:00"
+    table.loc[3, "start_date"] = "01.03.2018"
+
+
+def _other_case_headers(table: pd.DataFrame) -> pd.DataFrame:
+    return table.rename(columns={"firm_id": "FIRM_ID", "year": " Year "})
+
+
+def _duplicate_episode(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([table, table.iloc[[4]]], ignore_index=True)
+
+
+def _conflicting_firm_year(table: pd.DataFrame) -> pd.DataFrame:
+    conflict = table.iloc[[0]].assign(turnover_eur="999.00")
+    return pd.concat([table, conflict], ignore_index=True)
+
+
+def _duplicate_firm(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([table, table.iloc[[39]].assign(nace2="28")], ignore_index=True)
+
+
+def _customs_for_unknown_firm(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([table, pd.DataFrame([{"firm_id": "99999", "year": "2019", "destination": "DE", "export_value_eur": "10"}])], ignore_index=True)
+
+
+def _two_negative_grants(table: pd.DataFrame) -> None:
+    table.loc[[2, 5], "grant_eur"] = "-100"
+
+
+def _wrong_type_throughout(table: pd.DataFrame) -> None:
+    table["turnover_eur"] = "confidential"
+
+
+def _ragged(directory: Path) -> None:
+    text = (directory / "exports.csv").read_text()
+    lines = text.splitlines()
+    lines[6] += ",EXTRA,FIELDS"
+    _csv(directory, "exports", "\n".join(lines) + "\n")
+
+
+def _excel_renamed_csv(directory: Path) -> None:
+    buffer = io.BytesIO()
+    valid_tables()["firms"].to_excel(buffer, index=False)
+    (directory / "firms.csv").write_bytes(buffer.getvalue())
+
+
+CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
+    # --- file-level failures: nothing downstream runs -----------------------------------------------
+    "missing_file": (_remove("exports"), Blocked(None, "file present", "no exports.csv, exports.parquet or exports.xlsx in")),
+    "unsupported_format": (_rename("exports", "exports.json"), Blocked("exports.json", "file format", "found exports.json in")),
+    "legacy_xls": (_rename("firms", "firms.xls"), Blocked("firms.xls", "file format", "expected firms.csv, firms.parquet or firms.xlsx")),
+    "empty_file": (lambda d: _csv(d, "participation", ""), Blocked("participation.csv", "file not empty", "the file is empty (no header row)")),
+    "header_only": (
+        lambda d: _csv(d, "financials", "firm_id,year,employees,turnover_eur\n"),
+        Blocked("financials.csv", "not empty", "header only: found column names but no data rows"),
+    ),
+    "missing_required_column": (
+        _with("financials", lambda t: t.drop(columns="turnover_eur")),
+        Blocked("financials.csv", "required columns", "missing turnover_eur; found columns firm_id, year, employees", "turnover_eur"),
+    ),
+    "wrong_column_names": (
+        _with("firms", lambda t: t.rename(columns={"firm_id": "firmid", "nace2": "nace"})),
+        Blocked("firms.csv", "required columns", "missing firm_id, nace2; found columns firmid, nace, region", "firm_id"),
+    ),
+    "column_wrong_type_throughout": (
+        _with("financials", _wrong_type_throughout),
+        Blocked("financials.csv", "column type", "none of the 160 values can be read as a number (e.g. 'confidential' in row 2)", "turnover_eur"),
+    ),
+    "tab_delimited": (
+        lambda d: _table(d, "exports", valid_tables()["exports"], sep="\t"),
+        Blocked("exports.csv", "delimiter", "found tab-separated columns; expected ',' or ';'"),
+    ),
+    "utf16_encoding": (
+        lambda d: _table(d, "firms", valid_tables()["firms"], encoding="utf-16"),
+        Blocked("firms.csv", "encoding", "found UTF-16 text; expected UTF-8 or Windows-1252"),
+    ),
+    "undecodable_bytes": (
+        lambda d: (d / "firms.csv").write_bytes((d / "firms.csv").read_bytes() + b"00999,01,AT13,1999,\x81\n"),
+        Blocked("firms.csv", "encoding", "is neither UTF-8 nor Windows-1252"),
+    ),
+    "excel_saved_as_csv": (_excel_renamed_csv, Blocked("firms.csv", "file format", "found a zip/Excel workbook saved under a .csv name")),
+    "corrupt_parquet": (
+        lambda d: ((d / "exports.csv").unlink(), (d / "exports.parquet").write_bytes(b"PAR1 truncated")),
+        Blocked("exports.parquet", "file format", "not a readable Parquet file"),
+    ),
+    "ragged_csv_row": (_ragged, Blocked("exports.csv", "csv layout", "Expected 4 fields in line 7, saw 6")),
+    # --- row-level failures: the row is quarantined, the rest flows on -----------------------------
+    "negative_export_value": (
+        _set("exports", 3, "export_value_eur", "-250"),
+        Quarantined({"exports": {"ranges.export_value_eur": 1}}, {"exports": "ranges: export_value_eur must be >= 0"}),
+    ),
+    "customs_row_for_unknown_firm": (
+        _with("exports", _customs_for_unknown_firm),
+        Quarantined({"exports": {"referential_integrity.firm_id": 1}}, {"exports": "referential_integrity: firm_id not in firms"},
+                    delivered={"exports": 81}),
+    ),
+    "invalid_date": (
+        _set("participation", 7, "start_date", "2019-02-30"),
+        Quarantined({"participation": {"types.start_date": 1}}, {"participation": "types: start_date must be a date (YYYY-MM-DD or DD.MM.YYYY)"}),
+    ),
+    "invalid_country_code": (
+        _set("exports", 10, "destination", "UK"),
+        Quarantined({"exports": {"allowed_values.destination": 1}}, {"exports": "allowed_values: destination must be a code listed in countries.csv"}),
+    ),
+    "duplicated_episode": (
+        _with("participation", _duplicate_episode),
+        Quarantined({"participation": {"uniqueness.exact_duplicate_row": 1}},
+                    {"participation": "uniqueness: row is an exact duplicate of an earlier row"}, delivered={"participation": 31}),
+    ),
+    "conflicting_firm_year": (
+        _with("financials", _conflicting_firm_year),
+        Quarantined({"financials": {"uniqueness.firm_id+year": 2}}, {"financials": "uniqueness: only one row allowed per firm_id and year"},
+                    delivered={"financials": 161}),
+    ),
+    "end_before_start": (
+        _set("participation", 1, "end_date", "2018-02-01"),
+        Quarantined({"participation": {"date_order.end_date": 1}}, {"participation": "date_order: end_date must not be before start_date"}),
+    ),
+    "export_year_outside_panel": (
+        _set("exports", 0, "year", "2025"),
+        Quarantined({"exports": {"panel_years.year": 1}}, {"exports": "panel_years: year outside the panel years of financials (2017-2020)"}),
+    ),
+    "unknown_service": (
+        _set("participation", 0, "service", "coaching"),
+        Quarantined({"participation": {"allowed_values.service": 1}}, {"participation": "allowed_values: service must be one of advisory, network, grant"}),
+    ),
+    "text_in_number_column": (
+        _set("financials", 5, "employees", "about 20"),
+        Quarantined({"financials": {"types.employees": 1}}, {"financials": "types: employees must be a whole number"}),
+    ),
+    "empty_required_value": (
+        _set("exports", 2, "destination", ""),
+        Quarantined({"exports": {"completeness.destination": 1}}, {"exports": "completeness: destination must not be empty"}),
+    ),
+    "nace_lost_leading_zero": (
+        _set("firms", 0, "nace2", "1"),
+        # the firm is quarantined, so its accounts and customs rows no longer find it in the register
+        Quarantined(
+            {"firms": {"allowed_values.nace2": 1}, "financials": {"referential_integrity.firm_id": 4},
+             "participation": {"referential_integrity.firm_id": 1}, "exports": {"referential_integrity.firm_id": 2}},
+            {"firms": "allowed_values: nace2 must match the pattern ^[0-9]{2}$", "financials": "referential_integrity: firm_id not in firms"},
+        ),
+    ),
+    "duplicate_firm_id": (
+        _with("firms", _duplicate_firm),
+        Quarantined(
+            {"firms": {"uniqueness.firm_id": 2}, "financials": {"referential_integrity.firm_id": 4},
+             "exports": {"referential_integrity.firm_id": 2}},
+            {"firms": "uniqueness: firm_id must be unique"}, delivered={"firms": 41},
+        ),
+    ),
+    "quarantine_share_above_threshold": (
+        _with("participation", _two_negative_grants),
+        Quarantined({"participation": {"ranges.grant_eur": 2}}, {"participation": "ranges: grant_eur must be >= 0"}, blocking=("participation",)),
+    ),
+    # --- formats agencies actually send: accepted, values exact -----------------------------------
+    "ids_with_leading_zeros": (
+        lambda d: None,
+        Quarantined(check=lambda raws, results: (
+            _assert_values("firms", "firm_id", ["00000", "00001"])(raws, results),
+            _assert_values("firms", "nace2", ["01", "10"])(raws, results),
+        )),
+    ),
+    "semicolon_and_decimal_comma": (
+        _semicolon_decimal_comma,
+        Quarantined(check=_assert_values("financials", "turnover_eur", [1_250_000.0, 1_250_001.01, 1_250_002.02])),
+    ),
+    "thousands_separators": (_thousands_separators, Quarantined(check=_assert_values("exports", "export_value_eur", [1_234_567.89, 12_500.0]))),
+    "mixed_date_formats": (
+        _with("participation", _mixed_dates),
+        Quarantined(check=_assert_values("participation", "start_date", [pd.Timestamp("2018-03-01")] * 4)),
+    ),
+    "windows_1252": (
+        _cp1252_firms,
+        Quarantined(check=lambda raws, results: (
+            _assert_values("firms", "name", ["Müller & Söhne Nr. 0 – Café"])(raws, results),
+            _assert_warning("firms", "read as Windows-1252")(raws, results),
+        )),
+    ),
+    "utf8_with_bom": (_bom_firms, Quarantined(check=lambda raws, results: _assert_values("firms", "firm_id", ["00000"])(raws, results))),
+    "headers_in_other_case": (
+        _with("financials", _other_case_headers),
+        Quarantined(check=lambda raws, results: (
+            _assert_warning("financials", "letter case/spaces: 'FIRM_ID' read as firm_id, 'Year' read as year")(raws, results),
+            _assert_values("financials", "year", [2017, 2018])(raws, results),
+        )),
+    ),
+    "xlsx_first_sheet": (_excel("firms"), Quarantined(check=_assert_values("firms", "firm_id", ["00000", "00001"]))),
+    "parquet": (_parquet_exports, Quarantined(check=_assert_values("exports", "year", [2018, 2020]))),
+}
+
+
+def test_corpus_has_at_least_25_cases():
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_corpus_case(name: str, tmp_path: Path):
+    alter, expected = CASES[name]
+    landing = write_landing(tmp_path / "landing")
+    alter(landing)
+    if isinstance(expected, Blocked):
+        with pytest.raises(ContractError) as caught:
+            run_contracts(landing)
+        error = caught.value
+        assert (error.file, error.rule, error.column) == (expected.file, expected.rule, expected.column)
+        assert expected.message in str(error)
+        assert "\n" not in str(error)
+        summary = failure_summary(error)
+        assert expected.message in summary and (expected.file or "landing directory") in summary
+        return
+
+    raws, results = run_contracts(landing)
+    delivered = {**DELIVERED, **expected.delivered}
+    blocking = set()
+    for source, result in results.items():
+        counts = {rule: count for rule, count in result.rule_counts.items() if count}
+        assert counts == expected.counts.get(source, {}), source
+        assert result.rows_in == delivered[source] == len(raws[source].frame)
+        assert result.rows_quarantined == sum(counts.values())
+        assert result.rows_clean == result.rows_in - result.rows_quarantined
+        share = next(check for check in result.checks if check.name == "quarantine_share")
+        if share.blocking:
+            blocking.add(source)
+            assert (share.passed, share.severity) == (False, "ERROR")
+        else:
+            assert share.severity == "WARN" and share.passed == (not counts)
+        path = write_quarantine(result, tmp_path / "output")
+        written = pd.read_csv(path, dtype=str, keep_default_na=False)
+        assert len(written) == result.rows_quarantined
+        if source in expected.reasons:
+            assert all(expected.reasons[source] in reason for reason in written["quarantine_reason"])
+        if counts:
+            originals = raws[source].frame.set_index("source_row").loc[written["source_row"].astype(int)]
+            assert written.drop(columns=["source_row", "quarantine_reason"]).to_numpy().tolist() == originals.to_numpy().tolist()
+    assert blocking == set(expected.blocking)
+    if expected.counts:
+        summary = failure_summary(results)
+        for source in expected.counts:
+            assert f"{source}.csv: " in summary and f"quarantine/{source}.csv" in summary
+    if expected.check:
+        expected.check(raws, results)
