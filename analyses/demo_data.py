@@ -181,7 +181,7 @@ def generate_demo_data(
     employees, domestic = _draw_accounts(rng, firms, years.size)
     exporting = _ExportProcess(rng, firms, domestic)
 
-    start = exporting.step(0)
+    start = exporting.start()
     (first_rows,) = exporting.destination_rows(0, [start])
     exports_first = np.bincount(first_rows[0], weights=first_rows[3], minlength=n_firms)
     turnover_first = np.round(domestic[:, 0] + exports_first)
@@ -295,20 +295,21 @@ class _ExportProcess:
         self.rng = rng
         self.state = {"untreated": np.zeros(n, dtype=np.int8), "observed": np.zeros(n, dtype=np.int8)}
 
-    def step(self, t: int, treatment: _Treatment | None = None, event_time: np.ndarray | None = None):
-        """Advance both worlds to year index ``t``.
+    def start(self) -> _YearOutcome:
+        """First panel year, common to both worlds (no cohort starts then).
 
-        Year 0 (before any cohort) is common to both worlds and returns one outcome;
-        later years return ``[untreated, observed]``.
+        The chain first runs ``BURN_IN_YEARS`` at first-year conditions, so first-year
+        exporters are a realistic mix of new and established ones.
         """
-        if t == 0:
-            state = np.zeros(self.propensity.size, dtype=np.int8)
-            for draws in self.burn_in_draws:
-                state = self._transition(0, state, 0.0, draws)
-            state = self._transition(0, state, 0.0)
-            self.state = {"untreated": state, "observed": state}
-            return self._outcome(0, state, 0.0, 0.0)
+        state = np.zeros(self.propensity.size, dtype=np.int8)
+        for draws in self.burn_in_draws:
+            state = self._transition(0, state, 0.0, draws)
+        state = self._transition(0, state, 0.0)
+        self.state = {"untreated": state, "observed": state}
+        return self._outcome(0, state, 0.0, 0.0)
 
+    def step(self, t: int, treatment: _Treatment, event_time: np.ndarray) -> list[_YearOutcome]:
+        """Advance both worlds to year index ``t`` >= 1; returns ``[untreated, observed]``."""
         untreated_state = self._transition(t, self.state["untreated"], 0.0)
         treated = (treatment.cohort > 0) & (event_time >= 0)
         effects = {
@@ -497,8 +498,15 @@ def _first_episode_dose(episodes: pd.DataFrame, firm_ids: pd.Series) -> np.ndarr
     return relative.reindex(firm_ids).fillna(1.0).to_numpy()
 
 
-def _world_tables(firms, employees, domestic, rows, years, treatment) -> dict[str, pd.DataFrame]:
-    """Typed clean tables of one world (observed or untreated)."""
+def _world_tables(
+    firms: _Firms,
+    employees: np.ndarray,
+    domestic: np.ndarray,
+    rows: list[tuple[np.ndarray, ...]],
+    years: np.ndarray,
+    treatment: _Treatment,
+) -> dict[str, pd.DataFrame]:
+    """Typed clean tables of one world (observed or untreated); turnover includes exports."""
     n, n_years = employees.shape
     firm, year_index, destination, amount = (np.concatenate(parts) for parts in zip(*rows))
     order = np.lexsort((destination, year_index, firm))
