@@ -39,7 +39,7 @@ class Plot:
 def _render(figure: Figure) -> str:
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -70,7 +70,7 @@ def event_study_plot(cs_dynamic: pd.DataFrame, twfe_dynamic: pd.DataFrame | None
     spec = outcome_spec(outcome)
     cs = _to_display(cs_dynamic, outcome)
     twfe = _to_display(twfe_dynamic, outcome) if twfe_dynamic is not None and not twfe_dynamic.empty else None
-    figure = Figure(figsize=(6.6, 3.1))
+    figure = Figure(figsize=(6.6, 3.3), layout="constrained")
     axes = figure.add_subplot()
     all_times = pd.concat([cs["event_time"], twfe["event_time"] if twfe is not None else cs["event_time"]])
     left, right = float(all_times.min()) - 0.6, float(all_times.max()) + 0.6
@@ -79,20 +79,19 @@ def event_study_plot(cs_dynamic: pd.DataFrame, twfe_dynamic: pd.DataFrame | None
     axes.axhline(0, color="0.2", linewidth=0.8)
     pre, post = cs[cs["event_time"] < 0], cs[cs["event_time"] >= 0]
     if not pre.empty:
-        _errorbars(axes, pre, 0.0, PRE_COLOUR, "o", True, "Callaway\u2013Sant'Anna, pre-period (placebo)")
+        _errorbars(axes, pre, 0.0, PRE_COLOUR, "o", True, "CS-DiD pre-period (placebo)")
     if not post.empty:
-        _errorbars(axes, post, 0.0, POST_COLOUR, "o", True, "Callaway\u2013Sant'Anna (95 % uniform band)")
+        _errorbars(axes, post, 0.0, POST_COLOUR, "o", True, "CS-DiD (95 % uniform band)")
     if twfe is not None:
-        _errorbars(axes, twfe, TWFE_OFFSET, TWFE_COLOUR, "s", False, "Two-way fixed effects (95 % CI)")
+        _errorbars(axes, twfe, TWFE_OFFSET, TWFE_COLOUR, "s", False, "TWFE (95 % pointwise CI)")
     axes.set_xlim(left, right)
     axes.set_xlabel("Years since first support (e = t \u2212 g)")
-    axes.set_ylabel(f"Effect ({spec.unit})")
+    axes.set_ylabel(f"Effect, {spec.unit}")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     # below the axes, so the legend never hides an estimate
-    axes.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3)
+    figure.legend(fontsize=7, frameon=False, loc="outside lower center", ncol=3)
     axes.spines[["top", "right"]].set_visible(False)
     axes.tick_params(labelsize=8)
-    figure.tight_layout()
     return Plot(_render(figure), _event_study_alt(cs, twfe, treatment, outcome))
 
 

@@ -1,0 +1,219 @@
+"""End-to-end report build: content, form, accessibility, companions and input errors."""
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analyses.reporting import ESTIMATE_COLUMNS, ReportSettings, build_report
+from analyses.reporting.report import SECTION_TITLES
+from tests.report_fixtures import make_estimates, make_panel, report_inputs
+
+HTML_ONLY = ReportSettings(formats=("html",))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("report")
+    inputs = report_inputs(directory)
+    result = build_report(**inputs, output_dir=directory / "out")
+    return result, inputs, result.html_path.read_text(encoding="utf-8")
+
+
+class _Structure(HTMLParser):
+    """Collects the elements the accessibility and self-containment tests look at."""
+
+    def __init__(self):
+        super().__init__()
+        self.html_lang, self.images, self.h2, self.tables, self.captions = None, [], [], 0, 0
+        self.header_cells, self.external, self._in_h2 = [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "html":
+            self.html_lang = attrs.get("lang")
+        if tag == "img":
+            self.images.append(attrs)
+        if tag == "table":
+            self.tables += 1
+        if tag == "caption":
+            self.captions += 1
+        if tag == "th":
+            self.header_cells.append(attrs.get("scope"))
+        if tag == "h2":
+            self._in_h2 = True
+            self.h2.append("")
+        for name in ("src", "href"):
+            value = attrs.get(name) or ""
+            if value and not value.startswith(("data:", "#")):
+                self.external.append(value)
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_h2 = False
+
+    def handle_data(self, data):
+        if self._in_h2:
+            self.h2[-1] += data
+
+
+def _parse(html: str) -> _Structure:
+    parser = _Structure()
+    parser.feed(html)
+    return parser
+
+
+def test_outputs_are_written(built):
+    result, _, _ = built
+    out = result.html_path.parent
+    assert {p.name for p in out.iterdir()} >= {"impact_report.html", "impact_report.pdf", "estimates.csv",
+                                                "estimates.parquet"}
+    assert result.pdf_path.read_bytes()[:5] == b"%PDF-"
+
+
+def test_sections_appear_in_the_publication_order(built):
+    _, _, html = built
+    assert [h.strip() for h in _parse(html).h2] == SECTION_TITLES
+
+
+def test_pdf_has_one_top_level_bookmark_per_section(built):
+    result, _, _ = built
+    assert result.pdf_bookmarks == SECTION_TITLES
+    assert result.pdf_pages >= 8
+
+
+def test_html_is_self_contained_and_accessible(built):
+    _, _, html = built
+    structure = _parse(html)
+    assert structure.html_lang == "en-GB"
+    assert structure.external == []
+    assert not re.search(r"url\((?!data:)", html)
+    assert "http://" not in html and "https://" not in html
+    # 12 event studies + 3 balance plots + 3 overlap plots, all inline PNG with alt text
+    assert len(structure.images) == 18
+    for image in structure.images:
+        assert image["src"].startswith("data:image/png;base64,")
+        assert len(image.get("alt", "")) > 40
+    assert structure.tables == structure.captions
+    assert all(scope in ("col", "row") for scope in structure.header_cells)
+
+
+def test_alt_text_is_generated_from_the_numbers(built):
+    _, inputs, html = built
+    estimates = inputs["estimates"]
+    post = estimates[(estimates["treatment"] == "advisory") & (estimates["outcome"] == "exporter")
+                     & (estimates["estimator"] == "cs_did") & (estimates["aggregation"] == "dynamic")
+                     & (estimates["event_time"] >= 0)]
+    best = post.loc[post["estimate"].idxmax()]
+    expected = f"to {100 * best['estimate']:.1f} (e = {best['event_time']:g})"
+    alts = [img["alt"] for img in _parse(html).images if "advisory support on exports (any)" in img["alt"]]
+    assert len(alts) == 1 and expected in alts[0]
+
+
+def test_headline_table_matches_the_estimates(built):
+    result, _, html = built
+    headline = result.headline
+    assert len(headline) == 12 and headline["published"].all()
+    advisory = headline[(headline["treatment"] == "advisory") & (headline["outcome"] == "exporter")].iloc[0]
+    assert advisory["estimate"] == pytest.approx(4.1)
+    assert (advisory["ci_lower"], advisory["ci_upper"]) == pytest.approx((1.8, 6.4), abs=0.01)
+    assert "| Advisory support | Exports (any) | percentage points | 4.1 | 1.8 to 6.4 | <0.001 | 120 | 900 | 3 |" \
+        in result.headline_markdown
+    assert result.headline_markdown.count("\n") == 13
+    assert "Firms that received advisory support were 4.1 percentage points (95 % CI 1.8 to 6.4) more likely" in html
+
+
+def test_evidence_rating_drops_where_the_pretest_fails(built):
+    result, _, html = built
+    rated = result.headline.set_index(["treatment", "outcome"])["sms_level"]
+    assert rated[("grant", "log_export_value")] == 2
+    assert (rated.drop(("grant", "log_export_value")) == 3).all()
+    assert "pre-trend test rejects parallel trends (p = 0.012)" in html
+
+
+def test_data_quality_and_lineage_are_printed(built):
+    _, inputs, html = built
+    for source, record in inputs["data_quality"]["sources"].items():
+        assert record["sha256"] in html
+        assert f"{source}_contract v1.2.0" in html
+    assert "firm_id_format (80); year_in_range (40); value_non_negative (10)" in html
+    assert "unused_rule" not in html
+    assert html.count("matches file on disk") == 3
+    assert inputs["lineage"]["run_id"] in html and inputs["lineage"]["git_commit"] in html
+
+
+def test_no_firm_identifier_reaches_the_report(built):
+    result, inputs, html = built
+    ids = set(inputs["panel"]["firm_id"])
+    assert not any(firm in html for firm in ids)
+    assert result.disclosure.passed
+    assert result.disclosure.checks.query("check == 'no_firm_identifiers'")["outcome"].tolist() == ["pass"]
+
+
+def test_estimate_files_have_exactly_the_twelve_columns(built):
+    result, inputs, _ = built
+    csv = pd.read_csv(result.estimate_files["csv"])
+    parquet = pd.read_parquet(result.estimate_files["parquet"])
+    assert list(csv.columns) == ESTIMATE_COLUMNS == list(parquet.columns)
+    assert len(csv) == len(parquet) == len(inputs["estimates"])
+    pd.testing.assert_frame_equal(csv, parquet, check_dtype=False)
+
+
+def test_small_service_is_withheld_everywhere(tmp_path):
+    inputs = report_inputs(tmp_path)
+    estimates = inputs["estimates"]
+    estimates.loc[estimates["treatment"] == "grant", "n_treated"] = 6
+    panel = make_panel(n_firms=150, seed=5)
+    result = build_report(**{**inputs, "estimates": estimates, "panel": panel}, output_dir=tmp_path / "out",
+                          settings=HTML_ONLY)
+    html = result.html_path.read_text(encoding="utf-8")
+    grant = result.headline[result.headline["treatment"] == "grant"]
+    assert not grant["published"].any() and grant["estimate"].isna().all()
+    assert "less likely to export" not in result.summary_paragraphs["grant"]
+    assert "are not published because they rest on fewer than 10" in result.summary_paragraphs["grant"]
+    assert html.count("[c]") >= 5 * 4  # five headline cells for each of the four grant outcomes
+    assert "Export grants: balance and overlap" in html and "Withheld: too few supported firms" in html
+    assert result.pdf_path is None
+    published = pd.read_csv(result.estimate_files["csv"])
+    assert "grant" not in set(published["treatment"])
+
+
+def test_template_escapes_untrusted_text(tmp_path):
+    inputs = report_inputs(tmp_path)
+    one_service = inputs["estimates"][inputs["estimates"]["treatment"] == "advisory"]
+    settings = ReportSettings(formats=("html",), agency="<script>alert(1)</script> & Co")
+    result = build_report(**{**inputs, "estimates": one_service}, output_dir=tmp_path / "out", settings=settings)
+    html = result.html_path.read_text(encoding="utf-8")
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in html
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda e: e.drop(columns=["p_value"]), r"missing \['p_value'\]"),
+    (lambda e: e.assign(treatment=e["treatment"].where(e.index != 5, "loans")), r"row 5: column 'treatment'"),
+    (lambda e: e.assign(ci_lower=e["ci_lower"].where(e.index != 3, 9.0)), r"row 3: interval"),
+    (lambda e: e.assign(n_treated=e["n_treated"].astype(str)), r"column 'n_treated' must be numeric"),
+])
+def test_bad_estimates_fail_with_row_and_column(tmp_path, mutate, message):
+    inputs = report_inputs(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        build_report(**{**inputs, "estimates": mutate(make_estimates())}, output_dir=tmp_path / "out",
+                     settings=HTML_ONLY)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_diagnostics_and_data_quality_name_the_part(tmp_path):
+    inputs = report_inputs(tmp_path)
+    diagnostics = {**inputs["diagnostics"], "pretests": inputs["diagnostics"]["pretests"].drop(columns=["W"])}
+    with pytest.raises(ValueError, match=r"diagnostics\['pretests'\] is missing columns \['W'\]"):
+        build_report(**{**inputs, "diagnostics": diagnostics}, output_dir=tmp_path / "out", settings=HTML_ONLY)
+    quality = {"sources": {"firms": {"rows_in": 3}}}
+    with pytest.raises(ValueError, match=r"data_quality\['sources'\]\['firms'\] is missing keys"):
+        build_report(**{**inputs, "data_quality": quality}, output_dir=tmp_path / "out", settings=HTML_ONLY)
+
+
+def test_report_builds_quickly(built):
+    result, _, _ = built
+    # 3 services x 4 outcomes, HTML and PDF; the budget leaves room for a slow shared machine
+    assert result.seconds < 60
+    assert Path(result.html_path).stat().st_size < 3_000_000
