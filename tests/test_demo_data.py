@@ -260,3 +260,19 @@ def test_doubly_robust_callaway_santanna_recovers_the_planted_truth():
     for service in SERVICES:
         assert abs(errors[service, "covariates"]) < 3, errors
     assert sum(errors[s, "none"] for s in SERVICES) > sum(errors[s, "covariates"] for s in SERVICES) + 3, errors
+
+
+def test_written_files_pass_the_data_contracts_unchanged(tmp_path):
+    """The project's own contract engine quarantines nothing and types back to DemoData."""
+    from analyses.contracts import SOURCES, find_source_file, load_contracts, read_source, validate_sources
+
+    generated = generate_demo_data(n_firms=300, seed=4, messy=True)
+    write_demo_data(tmp_path, n_firms=300, seed=4, messy=True)
+    contracts = load_contracts()
+    raws = {source: read_source(find_source_file(tmp_path, source), contracts[source]) for source in SOURCES}
+    results = validate_sources(raws, contracts)
+    for source in LANDING_FILES:
+        assert results[source].rows_quarantined == 0, results[source].rule_counts
+        expected = getattr(generated, source)
+        clean = results[source].clean[list(expected.columns)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(clean, expected, check_dtype=False)
