@@ -217,3 +217,24 @@ def test_report_builds_quickly(built):
     # 3 services x 4 outcomes, HTML and PDF; the budget leaves room for a slow shared machine
     assert result.seconds < 60
     assert Path(result.html_path).stat().st_size < 3_000_000
+
+
+def test_rating_reasons_cover_missing_pretests_poor_overlap_and_imbalance():
+    from analyses.reporting.rating import rate_estimate
+    from tests.report_fixtures import make_diagnostics
+
+    diagnostics = make_diagnostics()
+    assert rate_estimate("advisory", "exporter", diagnostics).level == 3
+    pretests = diagnostics["pretests"].copy()
+    pretests.loc[(pretests["treatment"] == "advisory") & (pretests["outcome"] == "exporter"), "p_value"] = float("nan")
+    rating = rate_estimate("advisory", "exporter", {**diagnostics, "pretests": pretests})
+    assert rating.level == 2 and rating.reasons == ("no pre-trend test available",)
+    overlap = diagnostics["overlap"].copy()
+    overlap.loc[(overlap["treatment"] == "advisory") & (overlap["group"] == "comparison")
+                & (overlap["bin_lower"] >= 0.5), "n_firms"] = 0
+    rating = rate_estimate("advisory", "exporter", {**diagnostics, "overlap": overlap})
+    assert rating.level == 2 and rating.reasons[0].startswith("poor overlap")
+    balance = diagnostics["balance"].copy()
+    balance.loc[balance["treatment"] == "advisory", "smd_weighted"] = [0.05, -0.4, 0.1, 0.0]
+    rating = rate_estimate("advisory", "exporter", {**diagnostics, "balance": balance})
+    assert rating.reasons == ("covariate imbalance after weighting: turnover_log SMD = -0.40",)

@@ -55,10 +55,11 @@ def rate_estimate(treatment: str, outcome: str, diagnostics: dict, alpha: float 
     pretests = diagnostics.get("pretests")
     if isinstance(pretests, pd.DataFrame) and not pretests.empty:
         hit = pretests[(pretests["treatment"] == treatment) & (pretests["outcome"] == outcome)]
-        if not hit.empty and float(hit["p_value"].iloc[0]) < alpha:
-            reasons.append(f"pre-trend test rejects parallel trends (p = {float(hit['p_value'].iloc[0]):.3f})")
-        elif hit.empty:
+        p_value = float(hit["p_value"].iloc[0]) if not hit.empty else float("nan")
+        if p_value != p_value:
             reasons.append("no pre-trend test available")
+        elif p_value < alpha:
+            reasons.append(f"pre-trend test rejects parallel trends (p = {p_value:.3f})")
     else:
         reasons.append("no pre-trend test available")
     overlap = diagnostics.get("overlap")

@@ -226,10 +226,17 @@ def _pretest_rows(pretests: pd.DataFrame | None, alpha: float) -> list[dict]:
         return []
     rows = []
     for record in pretests.to_dict("records"):
+        p_value = record["p_value"]
+        if pd.isna(p_value):
+            verdict = "not testable (no pre-periods)"
+        elif p_value < alpha:
+            verdict = "rejects parallel pre-trends"
+        else:
+            verdict = "no evidence against parallel pre-trends"
         rows.append({"service": service_title(record["treatment"]), "outcome": outcome_spec(record["outcome"]).label,
-                     "W": f"{record['W']:.2f}", "df": f"{int(record['df'])}", "p": _p_text(record["p_value"]),
-                     "verdict": "rejects parallel pre-trends" if record["p_value"] < alpha
-                     else "no evidence against parallel pre-trends"})
+                     "W": "n/a" if pd.isna(record["W"]) else f"{record['W']:.2f}",
+                     "df": "n/a" if pd.isna(record["df"]) else f"{int(record['df'])}",
+                     "p": _p_text(p_value), "verdict": verdict})
     return rows
 
 
