@@ -19,7 +19,9 @@ Outcomes
     ``log_export_value``    ``log1p(export_value_eur)`` (0 for non-exporters, so the
                             extensive margin is part of the outcome).
     ``n_destinations``      number of destinations with a positive summed value.
-    ``n_eu_destinations``   how many of those are EU-27 member states.
+    ``n_eu_destinations``   how many of those were EU members in that year (membership
+                            years from ``data_contracts/countries.csv``: GB until 2019,
+                            HR from 2013).
     ``enters_new_market``   1 if the firm exports this year to at least one destination
                             it exported to in no earlier panel year.  In the firm's first
                             panel year there is no history to compare with, so the value
@@ -52,6 +54,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analyses.contracts.model import load_countries
+
 SERVICES = ("advisory", "network", "grant")
 PANEL_OUTCOMES = ("exporter", "n_destinations", "log_export_value", "enters_new_market")
 BASELINE_COVARIATES = (
@@ -69,10 +73,6 @@ SERVICE_DOSE_COLUMN = {
     "network": "network_events",
     "grant": "grant_eur",
 }
-
-EU_MEMBER_STATES = frozenset(
-    "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
-)
 
 KEYS = ["firm_id", "year"]
 
@@ -186,7 +186,7 @@ def _add_export_outcomes(panel: pd.DataFrame, exports: pd.DataFrame) -> pd.DataF
     ].transform("min")
     by_market = by_market.assign(
         new_market=by_market["year"].to_numpy() == first_year_in_market.to_numpy(),
-        eu=by_market["destination"].isin(EU_MEMBER_STATES),
+        eu=_eu_member_in_year(by_market["destination"], by_market["year"]),
     )
     per_firm_year = by_market.groupby(KEYS, sort=False).agg(
         export_value_eur=("export_value_eur", "sum"),
@@ -205,6 +205,17 @@ def _add_export_outcomes(panel: pd.DataFrame, exports: pd.DataFrame) -> pd.DataF
     new_market = panel["any_new_market"].eq(True)
     panel["enters_new_market"] = (new_market & ~is_first_panel_year).astype("int64")
     return panel.drop(columns="any_new_market")
+
+
+def _eu_member_in_year(destination: pd.Series, year: pd.Series) -> np.ndarray:
+    """Membership in the year of export, so the UK counts as EU before Brexit."""
+    countries = load_countries().set_index("iso2")
+    joined, left = (
+        destination.map(countries[column].astype("float64")).to_numpy()
+        for column in ("eu_member_from", "eu_member_until")
+    )
+    year = year.to_numpy()
+    return (joined <= year) & ~(left <= year)
 
 
 def _add_treatment(panel: pd.DataFrame, participation: pd.DataFrame) -> pd.DataFrame:

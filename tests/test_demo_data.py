@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from analyses.demo_data import LANDING_FILES, generate_demo_data, main, write_demo_data
-from analyses.panel import EU_MEMBER_STATES, PANEL_OUTCOMES, SERVICES, build_firm_year_panel
+from analyses.contracts.model import is_eu_member
+from analyses.panel import PANEL_OUTCOMES, SERVICES, build_firm_year_panel
 
 N_FIRMS = 1_500
 YEARS = range(2012, 2025)
@@ -127,7 +128,8 @@ def test_exports_conform_to_contract(landing):
     assert list(exports.columns) == ["firm_id", "year", "destination", "export_value_eur"]
     destinations = set(exports["destination"])
     assert all(len(d) == 2 and d.isupper() for d in destinations) and "DE" not in destinations
-    assert len(destinations & EU_MEMBER_STATES) >= 20 and len(destinations - EU_MEMBER_STATES) >= 10
+    eu = {d for d in destinations if is_eu_member(d, YEARS[-1])}
+    assert len(eu) >= 20 and len(destinations - eu) >= 10
     assert (exports["export_value_eur"].astype(float) > 0).all()
     firm_years = set(zip(landing["financials"]["firm_id"], landing["financials"]["year"]))
     assert set(zip(exports["firm_id"], exports["year"])) <= firm_years

@@ -183,3 +183,14 @@ def test_ten_thousand_firms_thirteen_years_is_quick():
     assert panel["n_destinations"].sum() == exports.drop_duplicates(
         ["firm_id", "year", "destination"]).shape[0]
     assert elapsed < 5.0, f"panel build took {elapsed:.2f}s"
+
+
+def test_eu_destinations_follow_membership_years():
+    firms, financials, participation, _ = _tables()
+    financials = pd.DataFrame({"firm_id": "F001", "year": [2012, 2013, 2019, 2020],
+                               "employees": 1, "turnover_eur": 1.0})
+    exports = pd.DataFrame({"firm_id": "F001", "year": [2012, 2013, 2019, 2020],
+                            "destination": ["HR", "HR", "GB", "GB"], "export_value_eur": 1.0})
+    panel = build_firm_year_panel(firms, financials, participation, exports)
+    assert panel["n_eu_destinations"].tolist() == [0, 1, 1, 0]  # Croatia joins 2013, UK leaves 2020
+    assert panel["n_destinations"].tolist() == [1, 1, 1, 1]
