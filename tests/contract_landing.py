@@ -53,7 +53,7 @@ def valid_tables() -> dict[str, pd.DataFrame]:
     destinations = ("DE", "FR", "US", "CN", "GB", "NA")
     exports = pd.DataFrame(
         [
-            {"firm_id": firm, "year": str(year), "destination": destinations[(i + year) % 6], "export_value_eur": str(1000 + i)}
+            {"firm_id": firm, "year": str(year), "destination": destinations[i % 6], "export_value_eur": str(1000 + i)}
             for i, firm in enumerate(ids)
             for year in YEARS
             if (i + year) % 2 == 0

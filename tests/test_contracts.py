@@ -1,0 +1,268 @@
+"""Contract engine: contracts and reference list, parsing, typed outputs, accounting, volume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyses.contracts import (
+    SOURCES,
+    ContractError,
+    check_structure,
+    country_codes,
+    data_quality_summary,
+    failure_summary,
+    find_source_file,
+    is_eu_member,
+    load_contract,
+    load_contracts,
+    load_countries,
+    read_source,
+    row_rule_groups,
+    write_quarantine,
+)
+from analyses.contracts.dictionary import render
+from analyses.contracts.parsing import parse_boolean, parse_date, parse_integer, parse_number
+from analyses.contracts.synthetic import write_synthetic_landing
+from tests.contract_landing import run_contracts, valid_tables, write_landing
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_contracts_declare_the_v1_inputs():
+    contracts = load_contracts()
+    assert list(contracts) == list(SOURCES)
+    assert contracts["firms"].column_names == ["firm_id", "nace2", "region", "founded_year", "in_cluster"]
+    assert contracts["financials"].column_names == ["firm_id", "year", "employees", "turnover_eur"]
+    assert contracts["participation"].column_names == [
+        "firm_id", "programme", "service", "start_date", "end_date", "advisory_hours", "grant_eur", "network_events",
+    ]
+    assert contracts["exports"].column_names == ["firm_id", "year", "destination", "export_value_eur"]
+    for contract in contracts.values():
+        assert contract.version == "1.0.0" and contract.id.endswith(contract.source)
+        assert contract.quarantine_threshold == 0.05 and contract.freshness and contract.owner
+    assert contracts["financials"].unique_combinations == [("firm_id", "year")]
+    assert contracts["participation"].not_before == [("end_date", "start_date")]
+
+
+def test_unknown_contract_rule_is_refused(tmp_path: Path):
+    text = (REPO / "data_contracts" / "exports.yaml").read_text().replace("rule: validValues", "rule: mostlyValid")
+    (tmp_path / "exports.yaml").write_text(text)
+    with pytest.raises(ContractError, match="unknown quality rule 'mostlyValid'"):
+        load_contract("exports", tmp_path)
+
+
+def test_country_list_has_all_249_codes_and_eu_membership_by_year():
+    countries = load_countries()
+    assert len(countries) == 249 and countries["iso2"].is_unique
+    assert countries["iso2"].str.fullmatch("[A-Z]{2}").all()
+    assert {"NA", "GB", "HR", "XK"} & set(country_codes()) == {"NA", "GB", "HR"}
+    assert is_eu_member("GB", 2019) and not is_eu_member("GB", 2020)
+    assert not is_eu_member("HR", 2012) and is_eu_member("hr", 2013)
+    assert not is_eu_member("CH", 2015) and not is_eu_member("NO", 2015)
+    members = {year: sum(is_eu_member(code, year) for code in countries["iso2"]) for year in (1995, 2004, 2012, 2019, 2020)}
+    assert members == {1995: 15, 2004: 25, 2012: 27, 2019: 28, 2020: 27}
+    with pytest.raises(ValueError, match="'UK' is not an ISO 3166-1 alpha-2 code"):
+        is_eu_member("UK", 2019)
+
+
+def test_data_dictionary_is_up_to_date():
+    committed = (REPO / "data_contracts" / "DATA_DICTIONARY.md").read_text(encoding="utf-8")
+    assert committed == render(), "run `make data-dictionary` and commit data_contracts/DATA_DICTIONARY.md"
+    for contract in load_contracts().values():
+        assert f"version **{contract.version}**" in committed
+        for column in contract.columns:
+            assert f"| `{column.name}` |" in committed
+
+
+@pytest.mark.parametrize(
+    ("text", "comma_default", "expected"),
+    [
+        (["1234", "-3", "0.5", "1e5", ""], False, [1234.0, -3.0, 0.5, 1e5, None]),
+        (["1,234.50", "12,500", "7"], False, [1234.5, 12500.0, 7.0]),
+        (["1.234,50", "12,5", "7"], False, [1234.5, 12.5, 7.0]),
+        (["1 234,50", "1\u00a0234,50", "0,5"], True, [1234.5, 1234.5, 0.5]),
+        (["1.234", "2.500"], True, [1234.0, 2500.0]),
+        (["1.234", "2.500"], False, [1.234, 2.5]),
+    ],
+)
+def test_parse_number_reads_agency_formats(text, comma_default, expected):
+    values, unreadable = parse_number(pd.Series(text, dtype=object), comma_default)
+    assert not unreadable.any()
+    assert [None if pd.isna(v) else v for v in values] == expected
+
+
+@pytest.mark.parametrize("bad", ["abc", "12abc", "1.2.3,4,5", "nan", "inf", "€100", "--1"])
+def test_parse_number_marks_unreadable_cells(bad):
+    values, unreadable = parse_number(pd.Series(["1", bad], dtype=object), False)
+    assert unreadable.tolist() == [False, True] and np.isnan(values.iloc[1])
+
+
+def test_parse_integer_accepts_spreadsheet_floats_but_not_fractions():
+    values, unreadable = parse_integer(pd.Series(["2019", "2019.0", "12.5", ""], dtype=object), False)
+    assert unreadable.tolist() == [False, False, True, False]
+    assert values.iloc[:2].tolist() == [2019.0, 2019.0]
+
+
+def test_parse_date_accepts_iso_and_dotted_and_rejects_impossible_dates():
+    text = pd.Series(["2020-01-31", "31.01.2020", "1.2.2020", "2020-01-31T10:00:00", "2020-02-30", "31/01/2020", ""])
+    values, unreadable = parse_date(text)
+    assert unreadable.tolist() == [False, False, False, False, True, True, False]
+    assert values.iloc[:4].tolist() == [pd.Timestamp("2020-01-31")] * 2 + [pd.Timestamp("2020-02-01"), pd.Timestamp("2020-01-31")]
+
+
+def test_parse_boolean_variants():
+    values, unreadable = parse_boolean(pd.Series(["TRUE", "no", "1", "0", "Yes", "", "maybe"]))
+    assert values.tolist()[:5] == [True, False, True, False, True] and values.iloc[5] is None
+    assert unreadable.tolist() == [False] * 6 + [True]
+
+
+def test_clean_tables_have_the_dtypes_the_panel_builder_relies_on(tmp_path: Path):
+    tables = valid_tables()
+    tables["firms"]["contact"] = "x"
+    raws, results = run_contracts(write_landing(tmp_path, tables))
+    dtypes = {source: {c: str(t) for c, t in result.clean.dtypes.items()} for source, result in results.items()}
+    assert dtypes["firms"] == {
+        "firm_id": "object", "nace2": "object", "region": "object", "founded_year": "int64",
+        "in_cluster": "bool", "contact": "object", "source_row": "int64",
+    }
+    assert dtypes["financials"] == {
+        "firm_id": "object", "year": "int64", "employees": "int64", "turnover_eur": "float64", "source_row": "int64",
+    }
+    assert dtypes["participation"] == {
+        "firm_id": "object", "programme": "object", "service": "object", "start_date": "datetime64[ns]",
+        "end_date": "datetime64[ns]", "advisory_hours": "float64", "grant_eur": "float64", "network_events": "float64",
+        "source_row": "int64",
+    }
+    assert dtypes["exports"] == {
+        "firm_id": "object", "year": "int64", "destination": "object", "export_value_eur": "float64", "source_row": "int64",
+    }
+    participation = results["participation"].clean
+    assert participation["end_date"].isna().sum() == 8  # ongoing episodes stay NaT
+    assert participation["grant_eur"].notna().sum() == 10  # not applicable stays NaN
+    assert results["firms"].clean["in_cluster"].tolist()[:6] == [True, False, True, False, True, False]
+    assert "NA" in set(results["exports"].clean["destination"])  # Namibia, not a missing value
+    assert results["exports"].clean.attrs["contract_version"] == "1.0.0"
+
+
+def test_a_row_breaking_two_rules_is_counted_once_and_names_both(tmp_path: Path):
+    tables = valid_tables()
+    tables["exports"].loc[5, ["destination", "export_value_eur"]] = ["ZZ", "-1"]
+    raws, results = run_contracts(write_landing(tmp_path, tables))
+    exports = results["exports"]
+    assert (exports.rows_quarantined, exports.rule_counts["ranges.export_value_eur"], exports.rule_counts["allowed_values.destination"]) == (1, 1, 1)
+    assert exports.quarantine["quarantine_reason"].iloc[0] == (
+        "ranges: export_value_eur must be >= 0; allowed_values: destination must be a code listed in countries.csv"
+    )
+    assert exports.quarantine["source_row"].iloc[0] == 7
+
+
+def test_checks_match_the_declared_rule_groups_and_carry_json_metadata(tmp_path: Path):
+    tables = valid_tables()
+    tables["exports"].loc[3, "export_value_eur"] = "-250"
+    raws, results = run_contracts(write_landing(tmp_path, tables))
+    for source, result in results.items():
+        assert [check.name for check in result.checks] == row_rule_groups(result.contract)
+        for check in result.checks:
+            assert all(isinstance(value, (str, int, float)) for value in check.metadata.values())
+            json.dumps(check.metadata)
+    ranges = next(check for check in results["exports"].checks if check.name == "ranges")
+    assert (ranges.passed, ranges.blocking, ranges.severity, ranges.observed, ranges.threshold) == (False, False, "WARN", 1, 0)
+    assert ranges.description == "1 row(s) quarantined: 1 with export_value_eur must be >= 0 (e.g. '-250' in row 5); threshold 0"
+    assert (ranges.metadata["example_value"], ranges.metadata["example_row"]) == ("-250", 5)
+    share = next(check for check in results["exports"].checks if check.name == "quarantine_share")
+    assert (share.passed, share.blocking, share.observed, share.threshold) == (False, False, 0.0125, 0.05)
+
+
+def test_data_quality_summary_accounts_for_every_row(tmp_path: Path):
+    tables = valid_tables()
+    tables["exports"].loc[3, "export_value_eur"] = "-250"
+    raws, results = run_contracts(write_landing(tmp_path / "landing", tables))
+    summary = json.loads(json.dumps(data_quality_summary(raws, results)))
+    exports = summary["sources"]["exports"]
+    assert exports["rows_in"] == 80 and exports["rows_clean"] == 79 and exports["rows_quarantined"] == 1
+    assert exports["rules"]["ranges.export_value_eur"] == 1 and sum(exports["rules"].values()) == 1
+    assert exports["contract_version"] == "1.0.0" and exports["contract_id"] == "urn:export-impact:contract:exports"
+    assert (exports["format"], exports["encoding"], exports["delimiter"]) == ("csv", "utf-8", ",")
+    assert exports["quarantine_file"] == "quarantine/exports.csv"
+    for entry in summary["sources"].values():
+        assert entry["rows_in"] == entry["rows_clean"] + entry["rows_quarantined"]
+    firms_quarantine = write_quarantine(results["firms"], tmp_path / "out")
+    assert firms_quarantine.read_text().strip() == "firm_id,nace2,region,founded_year,in_cluster,source_row,quarantine_reason"
+    assert failure_summary({"firms": results["firms"]}).startswith("All delivered rows passed")
+
+
+def test_structure_check_outcome_describes_the_problem(tmp_path: Path):
+    tables = valid_tables()
+    write_landing(tmp_path, {"financials": tables["financials"].drop(columns="employees")})
+    contract = load_contract("financials")
+    outcome = check_structure(read_source(tmp_path / "financials.csv", contract), contract)
+    assert (outcome.name, outcome.passed, outcome.blocking, outcome.severity, outcome.observed) == ("structure", False, True, "ERROR", 1)
+    assert outcome.description == (
+        "financials.csv, column employees: required columns: missing employees; found columns firm_id, year, turnover_eur; "
+        "expected firm_id, year, employees, turnover_eur"
+    )
+    write_landing(tmp_path, {"financials": tables["financials"]})
+    assert check_structure(read_source(tmp_path / "financials.csv", contract), contract).passed
+
+
+def test_two_files_for_one_source_are_ambiguous(tmp_path: Path):
+    write_landing(tmp_path)
+    valid_tables()["firms"].to_parquet(tmp_path / "firms.parquet")
+    with pytest.raises(ContractError, match=r"found 2 files for firms \(firms.csv, firms.parquet\)"):
+        find_source_file(tmp_path, "firms")
+    with pytest.raises(ContractError, match="landing directory .* does not exist"):
+        find_source_file(tmp_path / "nowhere", "firms")
+
+
+def test_excel_dates_and_parquet_types_are_read_as_text_then_typed(tmp_path: Path):
+    write_landing(tmp_path)
+    participation = valid_tables()["participation"]
+    (tmp_path / "participation.csv").unlink()
+    typed = participation.assign(
+        start_date=pd.Timestamp("2018-03-01"), grant_eur=pd.to_numeric(participation["grant_eur"]).astype("float64")
+    )
+    typed.to_excel(tmp_path / "participation.xlsx", index=False)
+    raws, results = run_contracts(tmp_path)
+    assert raws["participation"].frame["start_date"].iloc[0] == "2018-03-01"
+    assert results["participation"].rows_quarantined == 0
+    assert results["participation"].clean["grant_eur"].sum() == 150000.0
+
+
+def test_importing_and_reading_does_not_import_great_expectations(tmp_path: Path):
+    write_landing(tmp_path)
+    code = (
+        "import sys; from pathlib import Path; from analyses.contracts import *\n"
+        f"raw = read_source(Path({str(tmp_path / 'firms.csv')!r}), load_contract('firms'))\n"
+        "assert check_structure(raw, load_contract('firms')).passed\n"
+        "assert 'great_expectations' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+
+def _validate_volume(tmp_path: Path, export_rows: int) -> float:
+    landing = write_synthetic_landing(tmp_path, firms=2_000, export_rows=export_rows)
+    started = time.perf_counter()
+    raws, results = run_contracts(landing)
+    elapsed = time.perf_counter() - started
+    exports = results["exports"]
+    assert exports.rows_in == export_rows == exports.rows_clean
+    assert all(result.rows_quarantined == 0 for result in results.values())
+    assert exports.clean["export_value_eur"].dtype == "float64" and exports.clean["firm_id"].str.len().eq(6).all()
+    return elapsed
+
+
+def test_100k_row_valid_exports_file(tmp_path: Path):
+    assert _validate_volume(tmp_path, 100_000) < 60
+
+
+@pytest.mark.slow
+def test_1m_row_valid_exports_file(tmp_path: Path):
+    assert _validate_volume(tmp_path, 1_000_000) < 120
