@@ -96,7 +96,7 @@ def test_html_is_self_contained_and_accessible(built):
         assert image["src"].startswith("data:image/png;base64,")
         assert len(image.get("alt", "")) > 40
     assert structure.tables == structure.captions
-    assert all(scope in ("col", "row") for scope in structure.header_cells)
+    assert all(scope in ("col", "row", "rowgroup") for scope in structure.header_cells)
 
 
 def test_alt_text_is_generated_from_the_numbers(built):

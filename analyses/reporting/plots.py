@@ -155,7 +155,7 @@ def overlap_plot(overlap: pd.DataFrame, treatment: str) -> Plot:
 def balance_plot(balance: pd.DataFrame, treatment: str) -> Plot:
     """Standardised mean differences before (open) and after (filled) weighting."""
     rows = balance[balance["treatment"] == treatment].reset_index(drop=True)
-    figure = Figure(figsize=(6.6, 0.45 * len(rows) + 1.0))
+    figure = Figure(figsize=(6.6, 0.4 * len(rows) + 1.3), layout="constrained")
     axes = figure.add_subplot()
     positions = np.arange(len(rows))[::-1]
     for limit in (0.1, 0.25):
@@ -165,12 +165,14 @@ def balance_plot(balance: pd.DataFrame, treatment: str) -> Plot:
     axes.scatter(rows["smd_unweighted"], positions, marker="o", facecolors="white", edgecolors="0.2",
                  label="Before weighting")
     axes.scatter(rows["smd_weighted"], positions, marker="o", color="0.0", label="After weighting")
+    widest = float(np.nanmax(np.abs(rows[["smd_unweighted", "smd_weighted"]].to_numpy()), initial=0.3))
+    axes.set_xlim(-1.1 * max(widest, 0.3), 1.1 * max(widest, 0.3))
+    axes.set_ylim(-0.7, len(rows) - 0.3)
     axes.set_yticks(positions, rows["covariate"].astype(str).tolist())
     axes.set_xlabel("Standardised mean difference")
-    axes.legend(fontsize=7, frameon=False, loc="lower right")
+    figure.legend(fontsize=7, frameon=False, loc="outside lower center", ncol=2)
     axes.spines[["top", "right"]].set_visible(False)
     axes.tick_params(labelsize=8)
-    figure.tight_layout()
     if rows.empty:
         alt = f"No covariate balance available for {service_title(treatment).lower()}."
     else:

@@ -170,6 +170,7 @@ def headline_table(estimates: pd.DataFrame, disclosure: DisclosureResult, diagno
             rows.append({
                 "service": service_title(treatment), "treatment": treatment, "outcome": outcome,
                 "outcome_label": outcome_spec(outcome).label, "unit": outcome_spec(outcome).unit,
+                "unit_short": outcome_spec(outcome).unit_short,
                 "estimate": value if published else np.nan, "ci_lower": lower if published else np.nan,
                 "ci_upper": upper if published else np.nan,
                 "p_value": float(record["p_value"]) if published else np.nan,
@@ -424,7 +425,8 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         "settings": settings,
         "sections": SECTION_TITLES,
         "paragraphs": [{"title": service_title(t), "text": text} for t, text in paragraphs.items()],
-        "headline": [{**row, **_headline_cells(row)} for row in headline.to_dict("records")],
+        "headline": [{"title": title, "rows": [{**row, **_headline_cells(row)} for row in rows.to_dict("records")]}
+                     for title, rows in headline.groupby("service", sort=False)],
         "event_studies": _event_studies(published, estimates, suppressed),
         "pretests": _pretest_rows(diagnostics.get("pretests"), alpha),
         "balance_sections": balance_sections,
