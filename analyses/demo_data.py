@@ -21,12 +21,14 @@ data.  It reproduces what makes real evaluations hard:
   of destinations grows with value; destinations are sticky, EU-heavy firm
   preferences over a realistic list.
 * Effects are tied to the firm's first service and its event time, scaled up for
-  early cohorts, small firms and larger doses: advisory and network raise the
-  export entry/survival probability by about 4-9 points (building up), export value
-  by 5-15 % and (network) the number of markets; grants act strongly while the grant
-  runs and the firm falls back on its own trajectory from event year 3.
-  Later episodes (repeat advisory, a grant after advisory, ...) appear in the data
-  as part of the package but carry no separate effect.
+  early cohorts, small firms and larger doses (``EFFECT_PROFILES``).  Advisory and
+  network add 2.5-5 points a year to the probability of (still) exporting; through
+  persistence the export share of participants ends up 7-10 points higher after
+  3-5 years.  They raise export value by 5-15 % and (network most) the number of
+  markets.  Grants add 7-14 points while the grant runs, and from event year 3 the
+  firm is back on its own untreated path (effect 0).  Later episodes (repeat
+  advisory, a grant after advisory, ...) appear in the data as part of the package
+  but carry no separate effect.
 
 Truth: both worlds are simulated with common random numbers (observed = treated
 potential outcomes from the first start; counterfactual = nobody treated), each
