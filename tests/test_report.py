@@ -238,3 +238,22 @@ def test_rating_reasons_cover_missing_pretests_poor_overlap_and_imbalance():
     balance.loc[balance["treatment"] == "advisory", "smd_weighted"] = [0.05, -0.4, 0.1, 0.0]
     rating = rate_estimate("advisory", "exporter", {**diagnostics, "balance": balance})
     assert rating.reasons == ("covariate imbalance after weighting: turnover_log SMD = -0.40",)
+
+
+def test_firm_ids_quoted_in_upstream_warnings_are_redacted(tmp_path):
+    inputs = report_inputs(tmp_path)
+    one_service = inputs["estimates"][inputs["estimates"]["treatment"] == "network"]
+    firm = inputs["panel"]["firm_id"].iloc[0]
+    inputs["data_quality"]["sources"]["exports"]["warnings"] = [f"duplicate row for {firm} in 2016"]
+    result = build_report(**{**inputs, "estimates": one_service}, output_dir=tmp_path / "out", settings=HTML_ONLY)
+    html = result.html_path.read_text(encoding="utf-8")
+    assert firm not in html and "duplicate row for [firm] in 2016" in html
+
+
+def test_a_leaked_identifier_stops_the_build_before_anything_is_written(tmp_path):
+    inputs = report_inputs(tmp_path)
+    firm = inputs["panel"]["firm_id"].iloc[3]
+    settings = ReportSettings(formats=("html",), title=f"Evaluation incl. {firm}")
+    with pytest.raises(ValueError, match="disclosure check failed; nothing was written"):
+        build_report(**inputs, output_dir=tmp_path / "out", settings=settings)
+    assert not (tmp_path / "out").exists()

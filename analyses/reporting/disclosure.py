@@ -417,6 +417,12 @@ def scannable_ids(firm_ids: Iterable) -> set[str]:
     return {i for i in ids if not i.isdigit() or len(i) >= 6}
 
 
+def redact_identifiers(text: str, firm_ids: Iterable) -> str:
+    """Replace firm identifiers in free text (e.g. upstream data-quality warnings) with a neutral mark."""
+    targets = scannable_ids(firm_ids)
+    return _TOKEN.sub(lambda match: "[firm]" if match.group(0) in targets else match.group(0), text)
+
+
 def scan_for_identifiers(texts: Mapping[str, str], firm_ids: Iterable) -> pd.DataFrame:
     """One check row per published text: how many firm identifiers it contains (must be 0)."""
     targets = scannable_ids(firm_ids)

@@ -19,7 +19,7 @@ import pandas as pd
 from analyses.reporting import lineage as lineage_module
 from analyses.reporting.disclosure import (
     SUPPRESSED_MARK, DisclosureResult, check_disclosure, cohort_cells, coarsen_overlap, describe_panel,
-    drop_suppressed, estimate_key, scan_for_identifiers,
+    drop_suppressed, estimate_key, redact_identifiers, scan_for_identifiers,
 )
 from analyses.reporting.plots import balance_plot, event_study_plot, overlap_plot
 from analyses.reporting.rating import rate_estimate, unsupported_share
@@ -283,7 +283,8 @@ def _mde_rows(mde: pd.DataFrame | None) -> list[dict]:
              "unit": outcome_spec(r["outcome"]).unit} for r in rows.to_dict("records")]
 
 
-def _quality_rows(data_quality: Mapping) -> list[dict]:
+def _quality_rows(data_quality: Mapping, firm_ids) -> list[dict]:
+    """Per-source quality summary; free-text warnings are redacted since upstream may quote firm ids."""
     rows = []
     for source, record in sorted(data_quality["sources"].items()):
         rules = sorted((record.get("rules") or {}).items(), key=lambda item: -item[1])
@@ -299,7 +300,7 @@ def _quality_rows(data_quality: Mapping) -> list[dict]:
             "threshold": (f"{record['quarantine_threshold']:.0%}" if record.get("quarantine_threshold") is not None
                           else "n/a"),
             "reasons": [f"{rule} ({count:,})" for rule, count in rules[:3] if count],
-            "warnings": list(record.get("warnings") or []),
+            "warnings": [redact_identifiers(str(w), firm_ids) for w in record.get("warnings") or []],
         })
     return rows
 
@@ -406,6 +407,7 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
     plan = diagnostics.get("plan") or {}
     alpha = float(plan.get("alpha", 0.05))
 
+    firm_ids = panel["firm_id"].unique() if "firm_id" in panel.columns else []
     cells = describe_panel(panel)
     if diagnostics.get("cohorts") is not None:
         cells = pd.concat([cells, cohort_cells(diagnostics["cohorts"])], ignore_index=True)
@@ -431,7 +433,7 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         "pretests": _pretest_rows(diagnostics.get("pretests"), alpha),
         "balance_sections": balance_sections,
         "mde": _mde_rows(diagnostics.get("mde")),
-        "quality": _quality_rows(data_quality),
+        "quality": _quality_rows(data_quality, firm_ids),
         "descriptives": _descriptive_tables(cells, disclosure),
         "cohorts": _cohort_table(cells, disclosure),
         "plan": _plan_items(plan, comparison_phrase(plan.get("control_group"))),
@@ -445,7 +447,6 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
     }
     html = _environment().get_template("impact_report.html.j2").render(**context)
 
-    firm_ids = panel["firm_id"].unique() if "firm_id" in panel.columns else []
     disclosure = disclosure.with_checks(scan_for_identifiers({"impact_report.html": html}, firm_ids))
     if not disclosure.passed:
         failures = disclosure.metadata()["failures"]
