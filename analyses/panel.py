@@ -82,6 +82,8 @@ _REQUIRED_COLUMNS = {
     "participation": ("firm_id", "service", "start_date", *SERVICE_DOSE_COLUMN.values()),
     "exports": ("firm_id", "year", "destination", "export_value_eur"),
 }
+# Doses may be empty (not applicable); every other required cell must be filled.
+_OPTIONAL_CELLS = frozenset(SERVICE_DOSE_COLUMN.values())
 
 
 def build_firm_year_panel(
@@ -102,6 +104,7 @@ def build_firm_year_panel(
     }
     for name, table in tables.items():
         _require_columns(name, table)
+        _require_filled(name, table)
     _require_unique(firms, ["firm_id"], "firms")
     _require_unique(financials, KEYS, "financials")
 
@@ -144,6 +147,16 @@ def _require_columns(name: str, table: pd.DataFrame) -> None:
     missing = [c for c in _REQUIRED_COLUMNS[name] if c not in table.columns]
     if missing:
         raise ValueError(f"{name}: missing required column(s) {missing}")
+
+
+def _require_filled(name: str, table: pd.DataFrame) -> None:
+    for column in _REQUIRED_COLUMNS[name]:
+        empty = table[column].isna()
+        if column not in _OPTIONAL_CELLS and empty.any():
+            raise ValueError(
+                f"{name}: row {table.index[empty][0]} column {column!r} is empty "
+                f"({int(empty.sum())} such rows; rule: required)"
+            )
 
 
 def _require_unique(table: pd.DataFrame, key: list[str], name: str) -> None:
@@ -222,9 +235,6 @@ def _add_treatment(panel: pd.DataFrame, participation: pd.DataFrame) -> pd.DataF
     """Per service: first start year and summed dose; plus the firm's first service."""
     episodes = participation[participation["firm_id"].isin(panel["firm_id"].unique())]
     _require_known_services(episodes)
-    if episodes["start_date"].isna().any():
-        row = episodes.index[episodes["start_date"].isna()][0]
-        raise ValueError(f"participation: row {row} has no start_date (rule: start_date required)")
 
     service_rank = episodes["service"].map({s: i for i, s in enumerate(SERVICES)})
     dose = np.select(

@@ -194,3 +194,14 @@ def test_eu_destinations_follow_membership_years():
     panel = build_firm_year_panel(firms, financials, participation, exports)
     assert panel["n_eu_destinations"].tolist() == [0, 1, 1, 0]  # Croatia joins 2013, UK leaves 2020
     assert panel["n_destinations"].tolist() == [1, 1, 1, 1]
+
+
+def test_empty_required_cell_is_named_but_empty_doses_are_fine():
+    firms, financials, participation, exports = _tables()
+    financials.loc[3, "employees"] = np.nan
+    with pytest.raises(ValueError, match=r"financials: row 3 column 'employees' is empty"):
+        build_firm_year_panel(firms, financials, participation, exports)
+    _, financials, _, _ = _tables()
+    participation.loc[1, "start_date"] = pd.NaT
+    with pytest.raises(ValueError, match=r"participation: row 1 column 'start_date' is empty"):
+        build_firm_year_panel(firms, financials, participation, exports)
