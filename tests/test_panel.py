@@ -99,9 +99,12 @@ def test_treatment_columns_and_first_service_tie_break(panel):
     assert (f2["first_advisory_year"], f2["advisory_intensity"]) == (0, 0.0)
 
 
-def test_never_treated_firm_gets_zero_codes():
+def test_no_participation_and_no_exports_give_zero_codes():
     firms, financials, participation, exports = _tables()
-    panel = build_firm_year_panel(firms, financials, participation.iloc[:0], exports)
+    panel = build_firm_year_panel(firms, financials, participation.iloc[:0], exports.iloc[:0])
+    assert len(panel) == 6
+    for outcome in ("exporter", "n_destinations", "enters_new_market", "export_value_eur", "exporter_first"):
+        assert (panel[outcome] == 0).all(), outcome
     assert (panel["first_service"] == "none").all()
     for s in SERVICES:
         assert (panel[f"first_{s}_year"] == 0).all()
