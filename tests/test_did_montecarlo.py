@@ -52,6 +52,6 @@ def test_confidence_intervals_cover_truth():
         for row in dynamic.table.itertuples(index=False):
             hits[f"e={row.event_time}"] += row.ci_lower <= dynamic_truth[row.event_time] <= row.ci_upper
     coverage = {name: count / REPLICATIONS for name, count in hits.items()}
-    print("coverage:", {name: round(value, 4) for name, value in coverage.items()})
+    print("coverage:", {name: round(float(value), 4) for name, value in coverage.items()})
     for name, value in coverage.items():
         assert 0.93 <= value <= 0.97, f"{name}: coverage {value:.3f} outside [0.93, 0.97] ({coverage})"
