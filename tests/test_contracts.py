@@ -266,3 +266,21 @@ def test_100k_row_valid_exports_file(tmp_path: Path):
 @pytest.mark.slow
 def test_1m_row_valid_exports_file(tmp_path: Path):
     assert _validate_volume(tmp_path, 1_000_000) < 120
+
+
+def test_xlsx_sheet_can_be_configured_in_the_contract(tmp_path: Path):
+    text = (REPO / "data_contracts" / "firms.yaml").read_text().replace(
+        "customProperties:\n", "customProperties:\n  - property: sheet\n    value: Register\n", 1
+    )
+    (tmp_path / "firms.yaml").write_text(text)
+    contract = load_contract("firms", tmp_path)
+    assert contract.sheet == "Register"
+    workbook = tmp_path / "firms.xlsx"
+    with pd.ExcelWriter(workbook) as writer:
+        pd.DataFrame({"note": ["exported from CRM"]}).to_excel(writer, sheet_name="Notes", index=False)
+        valid_tables()["firms"].to_excel(writer, sheet_name="Register", index=False)
+    raw = read_source(workbook, contract)
+    assert raw.frame["firm_id"].tolist()[:2] == ["00000", "00001"] and raw.format == "xlsx"
+    pd.DataFrame({"note": ["x"]}).to_excel(workbook, sheet_name="Notes", index=False)
+    with pytest.raises(ContractError, match="firms.xlsx: sheet: no sheet 'Register'; the workbook has Notes"):
+        read_source(workbook, contract)

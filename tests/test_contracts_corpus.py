@@ -40,10 +40,10 @@ class Quarantined:
     check: Callable[[dict, dict], None] | None = None
 
 
-def _csv(directory: Path, source: str, text: str, encoding: str = "utf-8") -> None:
+def _csv(directory: Path, source: str, text: str) -> None:
     for stale in directory.glob(f"{source}.*"):
         stale.unlink()
-    (directory / f"{source}.csv").write_bytes(text.encode(encoding))
+    (directory / f"{source}.csv").write_text(text, encoding="utf-8")
 
 
 def _table(directory: Path, source: str, table: pd.DataFrame, **to_csv) -> None:
@@ -98,10 +98,10 @@ def _rename(source: str, new_name: str):
     return apply
 
 
-def _excel(source: str, table: pd.DataFrame | None = None):
+def _excel(source: str):
     def apply(directory: Path) -> None:
         (directory / f"{source}.csv").unlink()
-        (table if table is not None else valid_tables()[source]).to_excel(directory / f"{source}.xlsx", index=False)
+        valid_tables()[source].to_excel(directory / f"{source}.xlsx", index=False)
 
     return apply
 
@@ -181,6 +181,17 @@ def _ragged(directory: Path) -> None:
     _csv(directory, "exports", "\n".join(lines) + "\n")
 
 
+def _blank_lines(directory: Path) -> None:
+    lines = (directory / "exports.csv").read_text().splitlines()
+    _csv(directory, "exports", "\n".join(lines[:4] + ["", ",,,"] + lines[4:] + ["", ""]) + "\n")
+
+
+def _decimal_comma_unquoted(directory: Path) -> None:
+    lines = (directory / "financials.csv").read_text().splitlines()
+    lines[3] = lines[3].replace(".50", ",50")
+    _csv(directory, "financials", "\n".join(lines) + "\n")
+
+
 def _excel_renamed_csv(directory: Path) -> None:
     buffer = io.BytesIO()
     valid_tables()["firms"].to_excel(buffer, index=False)
@@ -227,6 +238,10 @@ CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
         Blocked("exports.parquet", "file format", "not a readable Parquet file"),
     ),
     "ragged_csv_row": (_ragged, Blocked("exports.csv", "csv layout", "Expected 4 fields in line 7, saw 6")),
+    "decimal_comma_in_comma_separated_file": (
+        _decimal_comma_unquoted,
+        Blocked("financials.csv", "csv layout", "Expected 4 fields in line 4, saw 5; expected the same number of fields on every line"),
+    ),
     # --- row-level failures: the row is quarantined, the rest flows on -----------------------------
     "negative_export_value": (
         _set("exports", 3, "export_value_eur", "-250"),
@@ -326,6 +341,14 @@ CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
         Quarantined(check=lambda raws, results: (
             _assert_warning("financials", "letter case/spaces: 'FIRM_ID' read as firm_id, 'Year' read as year")(raws, results),
             _assert_values("financials", "year", [2017, 2018])(raws, results),
+        )),
+    ),
+    "blank_lines_ignored": (
+        _blank_lines,
+        Quarantined(check=lambda raws, results: (
+            _assert_warning("exports", "4 completely empty line(s) ignored (e.g. row 5)")(raws, results),
+            # rows keep the number a spreadsheet shows: data after the blank lines starts at row 7
+            _assert_values("exports", "source_row", [2, 3, 4, 7])(raws, results),
         )),
     ),
     "xlsx_first_sheet": (_excel("firms"), Quarantined(check=_assert_values("firms", "firm_id", ["00000", "00001"]))),

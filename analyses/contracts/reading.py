@@ -155,7 +155,12 @@ def _read_csv_text(text: str, delimiter: str, name: str) -> pd.DataFrame:
             engine="c",
         )
     except pd.errors.ParserError as error:
-        raise ContractError("csv layout", f"{error}; expected the same number of fields on every line", file=name) from None
+        raise ContractError(
+            "csv layout",
+            f"{str(error).strip()}; expected the same number of fields on every line "
+            "(a value containing the delimiter, such as a decimal comma in a ','-separated file, must be quoted)",
+            file=name,
+        ) from None
     except pd.errors.EmptyDataError:
         raise ContractError("file not empty", "no header row found; expected a header row", file=name) from None
 
