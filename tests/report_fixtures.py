@@ -59,7 +59,9 @@ def make_estimates(n_treated: int = 120, n_control: int = 900, effects: dict | N
             n_e = n_treated if e < 3 else max(n_treated // 2, 1)
             rows.append(_row(treatment, outcome, "cs_did", "dynamic", float(e), level + noise, se * 1.3,
                              n_e, n_control, UNIFORM_CRITICAL))
-            rows.append(_row(treatment, outcome, "twfe", "dynamic", float(e), 0.8 * level + noise, se * 1.1,
+            # TWFE normalises its reference period e = -1 to zero, without an interval
+            twfe_estimate, twfe_se = (0.0, np.nan) if e == -1 else (0.8 * level + noise, se * 1.1)
+            rows.append(_row(treatment, outcome, "twfe", "dynamic", float(e), twfe_estimate, twfe_se,
                              n_e, n_control))
         for cohort in COHORTS:
             rows.append(_row(treatment, outcome, "cs_did", "group", float(cohort),
@@ -125,7 +127,9 @@ def make_diagnostics(failing_pretest: tuple[str, str] = ("grant", "log_export_va
                 overlap.append({"treatment": treatment, "group": group, "bin_lower": float(lower),
                                 "bin_upper": float(upper), "n_firms": int(n)})
         for cohort in COHORTS:
-            cohorts.append({"treatment": treatment, "cohort": cohort, "n_firms": 24})
+            cohorts.append({"treatment": treatment, "cohort": cohort, "n_firms": 24, "used": True})
+        # a cohort too small to estimate: listed by the evaluation, never published
+        cohorts.append({"treatment": treatment, "cohort": 2020, "n_firms": 4, "used": False})
     plan = {"control_group": "nevertreated", "est_method": "dr", "covariates": covariates, "base_period": "varying",
             "bootstrap_iterations": 999, "alpha": 0.05, "anticipation": 0, "panel_years": list(YEARS),
             "outcomes": list(OUTCOMES), "services": list(SERVICES)}

@@ -258,3 +258,9 @@ def test_a_leaked_identifier_stops_the_build_before_anything_is_written(tmp_path
     with pytest.raises(ValueError, match="disclosure check failed; nothing was written"):
         build_report(**{**inputs, "estimates": one_service}, output_dir=tmp_path / "out", settings=settings)
     assert not (tmp_path / "out").exists()
+
+
+def test_unused_cohorts_are_counted_but_not_shown(built):
+    _, _, html = built
+    assert "3 cohort(s) were set aside" in html
+    assert ">2020</th>" not in html

@@ -173,11 +173,12 @@ def balance_plot(balance: pd.DataFrame, treatment: str) -> Plot:
     figure.legend(fontsize=7, frameon=False, loc="outside lower center", ncol=2)
     axes.spines[["top", "right"]].set_visible(False)
     axes.tick_params(labelsize=8)
-    if rows.empty:
+    measured = rows.dropna(subset=["smd_unweighted", "smd_weighted"])
+    if measured.empty:
         alt = f"No covariate balance available for {service_title(treatment).lower()}."
     else:
-        before = rows.loc[rows["smd_unweighted"].abs().idxmax()]
-        after = rows.loc[rows["smd_weighted"].abs().idxmax()]
+        before = measured.loc[measured["smd_unweighted"].abs().idxmax()]
+        after = measured.loc[measured["smd_weighted"].abs().idxmax()]
         alt = (f"Covariate balance for {service_title(treatment).lower()}: the largest absolute standardised "
                f"mean difference is {abs(before['smd_unweighted']):.2f} ({before['covariate']}) before weighting "
                f"and {abs(after['smd_weighted']):.2f} ({after['covariate']}) after weighting.")

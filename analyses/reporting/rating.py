@@ -70,7 +70,7 @@ def rate_estimate(treatment: str, outcome: str, diagnostics: dict, alpha: float 
                            "with no comparison firms")
     balance = diagnostics.get("balance")
     if isinstance(balance, pd.DataFrame) and not balance.empty:
-        rows = balance[balance["treatment"] == treatment]
+        rows = balance[(balance["treatment"] == treatment) & balance["smd_weighted"].notna()]
         worst = rows.loc[rows["smd_weighted"].abs().idxmax()] if not rows.empty else None
         if worst is not None and abs(float(worst["smd_weighted"])) > MAX_ABS_SMD:
             reasons.append(f"covariate imbalance after weighting: {worst['covariate']} "

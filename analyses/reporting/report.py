@@ -78,7 +78,8 @@ def validate_estimates(estimates: pd.DataFrame) -> None:
     for column in ESTIMATE_COLUMNS[4:]:
         if not pd.api.types.is_numeric_dtype(estimates[column]):
             raise ValueError(f"estimates column {column!r} must be numeric, got dtype {estimates[column].dtype}")
-    for column in ("estimate", "ci_lower", "ci_upper", "n_treated", "n_control"):
+    # CIs may be missing: a reference event time is normalised to zero without an interval
+    for column in ("estimate", "n_treated", "n_control"):
         bad = estimates[estimates[column].isna()]
         if not bad.empty:
             raise ValueError(f"estimates row {bad.index[0]}: column {column!r} is missing")
@@ -356,6 +357,14 @@ def _cohort_table(cells: pd.DataFrame, disclosure: DisclosureResult) -> dict | N
     return {"columns": [service_title(c) for c in columns], "rows": rows}
 
 
+def _analysed_cohorts(cohorts: pd.DataFrame | None) -> tuple[pd.DataFrame | None, int]:
+    """Cohorts used in estimation, and how many were set aside (their sizes are not published)."""
+    if cohorts is None or "used" not in cohorts.columns:
+        return cohorts, 0
+    used = cohorts["used"].astype(bool)
+    return cohorts[used], int((~used).sum())
+
+
 def _plan_items(plan: Mapping, comparison: str) -> dict:
     covariates = plan.get("covariates") or []
     years = plan.get("panel_years") or plan.get("years")
@@ -409,8 +418,9 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
 
     firm_ids = panel["firm_id"].unique() if "firm_id" in panel.columns else []
     cells = describe_panel(panel)
-    if diagnostics.get("cohorts") is not None:
-        cells = pd.concat([cells, cohort_cells(diagnostics["cohorts"])], ignore_index=True)
+    cohorts, excluded_cohorts = _analysed_cohorts(diagnostics.get("cohorts"))
+    if cohorts is not None:
+        cells = pd.concat([cells, cohort_cells(cohorts)], ignore_index=True)
     disclosure = check_disclosure(estimates, cells, settings)
     suppressed = disclosure.suppressed_keys()
     published = drop_suppressed(estimates, disclosure)
@@ -436,6 +446,7 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         "quality": _quality_rows(data_quality, firm_ids),
         "descriptives": _descriptive_tables(cells, disclosure),
         "cohorts": _cohort_table(cells, disclosure),
+        "excluded_cohorts": excluded_cohorts,
         "plan": _plan_items(plan, comparison_phrase(plan.get("control_group"))),
         "ratings": [{"service": r["service"], "outcome": r["outcome_label"], "level": r["sms_level"],
                      "reason": r["rating_reason"]} for r in headline.to_dict("records")],
