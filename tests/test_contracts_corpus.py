@@ -192,6 +192,12 @@ def _decimal_comma_unquoted(directory: Path) -> None:
     _csv(directory, "financials", "\n".join(lines) + "\n")
 
 
+def _trailing_delimiters(directory: Path) -> None:
+    table = valid_tables()["financials"]
+    lines = table.to_csv(index=False, sep=";").splitlines()
+    _csv(directory, "financials", "\n".join(line + ";" for line in lines) + "\n")
+
+
 def _excel_renamed_csv(directory: Path) -> None:
     buffer = io.BytesIO()
     valid_tables()["firms"].to_excel(buffer, index=False)
@@ -349,6 +355,13 @@ CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
             _assert_warning("exports", "4 completely empty line(s) ignored (e.g. row 5)")(raws, results),
             # rows keep the number a spreadsheet shows: data after the blank lines starts at row 7
             _assert_values("exports", "source_row", [2, 3, 4, 7])(raws, results),
+        )),
+    ),
+    "trailing_delimiter_on_every_line": (
+        _trailing_delimiters,
+        Quarantined(check=lambda raws, results: (
+            _assert_warning("financials", "1 empty column(s) without a name ignored")(raws, results),
+            _assert_values("financials", "turnover_eur", [100000.5, 100000.5])(raws, results),
         )),
     ),
     "xlsx_first_sheet": (_excel("firms"), Quarantined(check=_assert_values("firms", "firm_id", ["00000", "00001"]))),

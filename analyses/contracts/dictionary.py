@@ -102,6 +102,9 @@ def render(contracts: dict[str, Contract] | None = None) -> str:
         "read as its type in any row is rejected as a whole. A single row that breaks a rule is set aside "
         "(quarantined) and the rest goes on, unless more rows than the threshold are set aside.",
         "",
+        "To change a rule, edit the contract in `data_contracts/<source>.yaml`, raise its `version` (the version "
+        "is recorded in `data_quality.json` and in the report) and regenerate this page with `make data-dictionary`.",
+        "",
     ]
     for contract in contracts.values():
         lines += _section(contract)

@@ -210,10 +210,16 @@ def _finish(frame: pd.DataFrame, name: str, warnings: list[str]) -> pd.DataFrame
     if reserved:
         raise ContractError("structure", f"column name {reserved[0]!r} is reserved for the pipeline's own use", file=name)
     unnamed = [column for column in frame.columns if column.startswith("Unnamed: ") or not column]
-    if unnamed:
+    with_data = [column for column in unnamed if frame[column].astype(str).str.strip().ne("").any()]
+    if with_data:
         raise ContractError(
-            "structure", f"found {len(unnamed)} column(s) without a name in the header row; expected every column named", file=name
+            "structure",
+            f"found {len(with_data)} column(s) with values but no name in the header row; expected every column named",
+            file=name,
         )
+    if unnamed:
+        warnings.append(f"{len(unnamed)} empty column(s) without a name ignored (e.g. a delimiter at the end of each line)")
+        frame = frame.drop(columns=unnamed)
     frame = frame.reset_index(drop=True).astype(object)
     frame.insert(len(frame.columns), "source_row", pd.RangeIndex(2, len(frame) + 2, dtype="int64"))
     data_columns = frame.columns[:-1]
