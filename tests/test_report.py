@@ -264,3 +264,15 @@ def test_unused_cohorts_are_counted_but_not_shown(built):
     _, _, html = built
     assert "3 cohort(s) were set aside" in html
     assert ">2020</th>" not in html
+
+
+def test_pdf_rendering_refuses_external_resources(tmp_path):
+    from weasyprint.urls import FatalURLFetchingError
+
+    from analyses.reporting.report import render_pdf
+
+    page = '<html lang="en"><body><h2>A</h2><img src="https://example.org/x.png" alt="x"></body></html>'
+    with pytest.raises(FatalURLFetchingError):
+        render_pdf(page, tmp_path / "x.pdf")
+    bookmarks, pages = render_pdf('<html lang="en"><body><h2>A</h2><h2>B</h2></body></html>', tmp_path / "ok.pdf")
+    assert bookmarks == ["A", "B"] and pages == 1
