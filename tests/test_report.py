@@ -276,3 +276,20 @@ def test_pdf_rendering_refuses_external_resources(tmp_path):
         render_pdf(page, tmp_path / "x.pdf")
     bookmarks, pages = render_pdf('<html lang="en"><body><h2>A</h2><h2>B</h2></body></html>', tmp_path / "ok.pdf")
     assert bookmarks == ["A", "B"] and pages == 1
+
+
+def test_cohort_table_orders_years_and_keeps_the_total_last(tmp_path):
+    inputs = report_inputs(tmp_path)
+    cohorts = inputs["diagnostics"]["cohorts"]
+    extra = pd.DataFrame([{"treatment": "grant", "cohort": 2014, "n_firms": 15, "used": True}])
+    diagnostics = {**inputs["diagnostics"], "cohorts": pd.concat([cohorts, extra], ignore_index=True)}
+    one_service = inputs["estimates"][inputs["estimates"]["treatment"] == "grant"]
+    result = build_report(**{**inputs, "estimates": one_service, "diagnostics": diagnostics},
+                          output_dir=tmp_path / "out", settings=HTML_ONLY)
+    html = result.html_path.read_text(encoding="utf-8")
+    table = html[html.index("Table 5."):html.index("</table>", html.index("Table 5."))]
+    labels = re.findall(r'<th scope="row">([^<]+)</th>', table)
+    assert labels == ["2014", "2015", "2016", "2017", "2018", "2019", "All cohorts"]
+    assert '<tr class="total"><th scope="row">All cohorts' in table
+    # advisory and network have no 2014 cohort: shown as a dash, not as a number
+    assert "<td class=\"num\">\u2013</td>" in table

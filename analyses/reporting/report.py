@@ -314,25 +314,39 @@ DESCRIPTIVE_TABLES = [
 ]
 
 
+def _cell_grid(subset: pd.DataFrame, disclosure: DisclosureResult, fmt, empty: str,
+               sort_rows: bool = False) -> tuple[list, list]:
+    """Rows x columns of one cell table with suppressed cells marked; total rows go last.
+
+    `sort_rows` orders row labels (cohort years) when the services list different cohorts.
+    """
+    columns = list(dict.fromkeys(subset["column"]))
+    interior = subset.loc[~subset["is_total"].astype(bool), "row"]
+    totals = subset.loc[subset["is_total"].astype(bool), "row"]
+    labels = list(dict.fromkeys(sorted(interior, key=str) if sort_rows else interior))
+    labels += [label for label in dict.fromkeys(totals) if label not in labels]
+    rows = []
+    for label in labels:
+        values = []
+        for column in columns:
+            hit = subset[(subset["row"] == label) & (subset["column"] == column)]
+            if hit.empty:
+                values.append(empty)
+            elif disclosure.is_cell_suppressed(hit["table"].iloc[0], label, column):
+                values.append(SUPPRESSED_MARK)
+            else:
+                values.append(fmt(hit["value"].iloc[0]))
+        rows.append({"label": label, "cells": values, "total": label in set(totals)})
+    return columns, rows
+
+
 def _descriptive_tables(cells: pd.DataFrame, disclosure: DisclosureResult) -> list[dict]:
     tables = []
     for name, caption, unit, fmt in DESCRIPTIVE_TABLES:
         subset = cells[cells["table"] == name]
         if subset.empty:
             continue
-        columns = list(dict.fromkeys(subset["column"]))
-        rows = []
-        for label in dict.fromkeys(subset["row"]):
-            values = []
-            for column in columns:
-                hit = subset[(subset["row"] == label) & (subset["column"] == column)]
-                if hit.empty:
-                    values.append("")
-                elif disclosure.is_cell_suppressed(name, label, column):
-                    values.append(SUPPRESSED_MARK)
-                else:
-                    values.append(fmt(hit["value"].iloc[0]))
-            rows.append({"label": label, "cells": values})
+        columns, rows = _cell_grid(subset, disclosure, fmt, "")
         tables.append({"caption": f"{caption} ({unit}), by group and period", "columns": columns, "rows": rows})
     return tables
 
@@ -341,19 +355,7 @@ def _cohort_table(cells: pd.DataFrame, disclosure: DisclosureResult) -> dict | N
     subset = cells[cells["table"] == "cohorts"]
     if subset.empty:
         return None
-    columns = list(dict.fromkeys(subset["column"]))
-    rows = []
-    for label in dict.fromkeys(subset["row"]):
-        values = []
-        for column in columns:
-            hit = subset[(subset["row"] == label) & (subset["column"] == column)]
-            if hit.empty:
-                values.append("\u2013")
-            elif disclosure.is_cell_suppressed("cohorts", label, column):
-                values.append(SUPPRESSED_MARK)
-            else:
-                values.append(f"{int(hit['value'].iloc[0]):,}")
-        rows.append({"label": label, "cells": values})
+    columns, rows = _cell_grid(subset, disclosure, lambda value: f"{int(value):,}", "\u2013", sort_rows=True)
     return {"columns": [service_title(c) for c in columns], "rows": rows}
 
 
