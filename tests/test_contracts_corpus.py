@@ -84,6 +84,13 @@ def _assert_warning(source: str, text: str):
     return check
 
 
+def _assert_summary(text: str):
+    def check(raws: dict, results: dict) -> None:
+        assert text in failure_summary(results)
+
+    return check
+
+
 def _remove(source: str):
     def apply(directory: Path) -> None:
         (directory / f"{source}.csv").unlink()
@@ -303,6 +310,7 @@ CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
             {"firms": {"allowed_values.nace2": 1}, "financials": {"referential_integrity.firm_id": 4},
              "participation": {"referential_integrity.firm_id": 1}, "exports": {"referential_integrity.firm_id": 2}},
             {"firms": "allowed_values: nace2 must match the pattern ^[0-9]{2}$", "financials": "referential_integrity: firm_id not in firms"},
+            check=_assert_summary("rows that refer to quarantined firms are set aside too, so fix the first file first"),
         ),
     ),
     "duplicate_firm_id": (

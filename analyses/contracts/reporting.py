@@ -73,4 +73,20 @@ def failure_summary(results_or_error: dict[str, ValidationResult] | ContractErro
                 f"  - {where}: {failure.rows} row(s), rule '{failure.group}: {failure.rule}' "
                 f"(e.g. {failure.example_value!r} in row {failure.example_row})"
             )
+    if _cascading(results_or_error):
+        lines.append(
+            "Files are listed in dependency order: rows that refer to quarantined firms are set aside too, "
+            "so fix the first file first."
+        )
     return "\n".join(lines) if lines else "All delivered rows passed their data contracts; nothing was quarantined."
+
+
+def _cascading(results: dict[str, ValidationResult]) -> bool:
+    """Whether some rows fail only because the rows they refer to were themselves quarantined."""
+    for result in results.values():
+        for failure in result.failures:
+            if failure.group == "referential_integrity":
+                referenced = result.contract.column(failure.columns[0]).references.split(".")[0]
+                if referenced in results and results[referenced].rows_quarantined:
+                    return True
+    return False
