@@ -1,0 +1,100 @@
+"""Contract stage: validate all four sources against their data contracts, together.
+
+One step validates every source because the cross-source rules (every firm known to the
+register, years inside the accounts' panel years) need the clean register and accounts. Each
+clean table carries one asset check per rule group; ``quarantine_share`` blocks everything
+downstream when more rows than the contract allows had to be set aside.
+"""
+
+import json
+
+import dagster as dg
+
+from analyses.contracts import (
+    SOURCES,
+    ContractError,
+    data_quality_summary,
+    load_contracts,
+    row_rule_groups,
+    validate_sources,
+    write_quarantine,
+)
+from assets.metadata import check_result, frame_metadata
+from pipelines.resources import OutputDirectory
+
+_CONTRACTS = load_contracts()
+
+
+@dg.multi_asset(
+    group_name="contracts",
+    ins={f"raw_{source}": dg.AssetIn() for source in SOURCES},
+    outs={
+        **{
+            f"clean_{source}": dg.AssetOut(
+                description=f"`{source}` rows that satisfy contract {_CONTRACTS[source].id} "
+                f"v{_CONTRACTS[source].version}, typed.",
+                kinds={"duckdb"},
+            )
+            for source in SOURCES
+        },
+        "data_quality": dg.AssetOut(
+            io_manager_key="object_io_manager",
+            description="Rows delivered, clean and quarantined per source, with counts per rule "
+            "(also written to <output>/data_quality.json).",
+        ),
+    },
+    check_specs=[
+        dg.AssetCheckSpec(
+            group,
+            asset=f"clean_{source}",
+            blocking=group == "quarantine_share",
+            description=f"{source}: {group.replace('_', ' ')} rules of the data contract",
+        )
+        for source in SOURCES
+        for group in row_rule_groups(_CONTRACTS[source])
+    ],
+)
+def validated_sources(context: dg.AssetExecutionContext, output_dir: OutputDirectory, **raws):
+    """Split every delivered row into the clean table or the quarantine file, losing none."""
+    raw_by_source = {source: raws[f"raw_{source}"] for source in SOURCES}
+    try:
+        results = validate_sources(raw_by_source, _CONTRACTS)
+    except ContractError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    for source, result in results.items():
+        quarantine_path = write_quarantine(result, output_dir.root)
+        yield dg.Output(
+            result.clean,
+            output_name=f"clean_{source}",
+            metadata={
+                **frame_metadata(result.clean),
+                "rows_in": result.rows_in,
+                "rows_quarantined": result.rows_quarantined,
+                "quarantine_file": dg.MetadataValue.path(str(quarantine_path)),
+                "contract_version": result.contract.version,
+            },
+        )
+        for outcome in result.checks:
+            yield check_result(outcome)
+    summary = data_quality_summary(raw_by_source, results)
+    summary_path = output_dir.root / "data_quality.json"
+    summary_path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    context.log.info(f"data quality record written to {summary_path}")
+    yield dg.Output(
+        summary,
+        output_name="data_quality",
+        metadata={
+            "path": dg.MetadataValue.path(str(summary_path)),
+            "rows": dg.MetadataValue.md(_quality_markdown(summary)),
+        },
+    )
+
+
+def _quality_markdown(summary: dict) -> str:
+    lines = ["| source | contract | rows in | clean | quarantined |", "|---|---|---:|---:|---:|"]
+    for source, entry in summary["sources"].items():
+        lines.append(
+            f"| {source} | v{entry['contract_version']} | {entry['rows_in']} | {entry['rows_clean']} "
+            f"| {entry['rows_quarantined']} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""``python -m pipelines.cli run``: the whole evaluation from a terminal, as ``make run`` calls it.
+
+Without ``EXPORT_IMPACT_LANDING_DIR`` it first generates the seeded demo extracts. The run is
+recorded in the Dagster instance (``DAGSTER_HOME``), so it shows up in the UI afterwards. A failed
+run ends with a short, actionable summary instead of a traceback.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from pipelines.resources import DEFAULT_LANDING_DIR, DEFAULT_OUTPUT_DIR, PROJECT_ROOT
+
+DEMO_FIRMS = 10_000
+
+
+def ensure_dagster_home() -> Path:
+    """An absolute, existing DAGSTER_HOME with telemetry off (Dagster refuses anything else)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def ensure_landing_dir(demo_firms: int) -> Path:
+    """The agency's landing folder, or freshly generated demo data when none is configured."""
+    configured = os.environ.get("EXPORT_IMPACT_LANDING_DIR")
+    if configured:
+        return Path(configured)
+    if not (DEFAULT_LANDING_DIR / "firms.csv").exists():
+        from analyses.demo_data import write_demo_data
+
+        print(f"No EXPORT_IMPACT_LANDING_DIR set: generating demo data ({demo_firms:,} firms) in {DEFAULT_LANDING_DIR}")
+        write_demo_data(DEFAULT_LANDING_DIR, n_firms=demo_firms)
+    return DEFAULT_LANDING_DIR
+
+
+def run(demo_firms: int = DEMO_FIRMS) -> int:
+    ensure_dagster_home()
+    landing = ensure_landing_dir(demo_firms)
+    if not landing.is_dir():
+        print(f"error: landing directory {landing} does not exist (set EXPORT_IMPACT_LANDING_DIR)", file=sys.stderr)
+        return 2
+
+    import dagster as dg
+
+    from pipelines.definitions import defs
+
+    started = time.perf_counter()
+    job = defs.resolve_job_def("evaluate_programmes")
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        problems = run_problems(result)
+    output_dir = Path(os.environ.get("EXPORT_IMPACT_OUTPUT_DIR", DEFAULT_OUTPUT_DIR)).resolve()
+    if problems:
+        print("\nThe evaluation did not complete:", file=sys.stderr)
+        for line in problems:
+            print(f"  - {line}", file=sys.stderr)
+        quarantine = output_dir / "quarantine"
+        if quarantine.is_dir():
+            print(f"  Quarantined rows, with reasons: {quarantine}", file=sys.stderr)
+        return 1
+    print(f"\nEvaluation finished in {time.perf_counter() - started:.1f} s (run {result.run_id}).")
+    for name in ("impact_report.html", "impact_report.pdf", "estimates.csv", "estimates.parquet", "data_quality.json"):
+        path = output_dir / name
+        if path.exists():
+            print(f"  {name:<20} {path}")
+    return 0
+
+
+def run_problems(result) -> list[str]:
+    """Human lines for every failed step and every failed blocking check of a finished run."""
+    problems = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.user_failure_data
+            detail = error.description if error is not None else event.step_failure_data.error.message.strip()
+            problems.append(f"{event.step_key}: {detail}")
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if not evaluation.passed and evaluation.blocking and evaluation.severity.value == "ERROR":
+                problems.append(
+                    f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} failed — "
+                    f"{evaluation.description or ''}".rstrip(" —")
+                )
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.cli", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run the whole evaluation job")
+    run_parser.add_argument("--demo-firms", type=int, default=DEMO_FIRMS, help="size of generated demo data")
+    args = parser.parse_args(argv)
+    return run(args.demo_firms)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

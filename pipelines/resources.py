@@ -1,0 +1,53 @@
+"""Resources: where the agency's files land, where outputs go, and which evaluation plan to run.
+
+Each is configured from an environment variable through ``EnvVar`` when it is set, and falls
+back to the embedded default (demo data, ``output/``) when it is not, so that a newcomer's
+``make run`` needs no configuration while a deployment sets everything from its environment.
+"""
+
+import os
+from pathlib import Path
+
+from dagster import ConfigurableResource, EnvVar
+
+from analyses.evaluation import EvaluationPlan
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LANDING_DIR = PROJECT_ROOT / "data" / "demo"
+DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "output"
+
+
+def env_or_default(name: str, default: str) -> str | EnvVar:
+    """Use ``EnvVar(name)`` when the variable is set so Dagster shows its origin; else the default."""
+    return EnvVar(name) if os.environ.get(name) else default
+
+
+class LandingDirectory(ConfigurableResource):
+    """The folder holding the agency's four extracts (firms, financials, participation, exports)."""
+
+    path: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.path).expanduser().resolve()
+
+
+class OutputDirectory(ConfigurableResource):
+    """The folder that receives the report, estimates, quarantine files and data-quality record."""
+
+    path: str
+
+    @property
+    def root(self) -> Path:
+        root = Path(self.path).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+
+class EvaluationPlanResource(ConfigurableResource):
+    """A pre-registered evaluation plan (YAML); empty means the built-in default plan."""
+
+    plan_file: str = ""
+
+    def load(self) -> EvaluationPlan:
+        return EvaluationPlan.from_yaml(self.plan_file) if self.plan_file else EvaluationPlan()
