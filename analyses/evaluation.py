@@ -188,7 +188,7 @@ def run_evaluation(
                 random_state=plan.seed,
             )
             pretests.append(
-                {"treatment": service, "outcome": outcome, "W": result.W, "df": int(np.sum(result.group - result.anticipation > result.time)), "p_value": result.Wpval}
+                {"treatment": service, "outcome": outcome, "W": result.W, "df": result.W_df, "p_value": result.Wpval}
             )
             rows.extend(_cs_rows(result, service, outcome, cohort_table, sample, plan))
             rows.extend(_twfe_rows(sample, service, outcome, cohort_table, plan))

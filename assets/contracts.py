@@ -14,6 +14,7 @@ from analyses.contracts import (
     SOURCES,
     ContractError,
     data_quality_summary,
+    failure_summary,
     load_contracts,
     row_rule_groups,
     validate_sources,
@@ -75,7 +76,8 @@ def validated_sources(context: dg.AssetExecutionContext, output_dir: OutputDirec
             },
         )
         for outcome in result.checks:
-            yield check_result(outcome)
+            explained = outcome.name == "quarantine_share" and result.rows_quarantined > 0
+            yield check_result(outcome, summary=failure_summary({source: result}) if explained else None)
     summary = data_quality_summary(raw_by_source, results)
     summary_path = output_dir.root / "data_quality.json"
     summary_path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")

@@ -14,8 +14,12 @@ def frame_metadata(frame: pd.DataFrame) -> dict:
     }
 
 
-def check_result(outcome) -> dg.AssetCheckResult:
-    """Translate a data-contract ``CheckOutcome`` into a Dagster asset check result."""
+def check_result(outcome, summary: str | None = None) -> dg.AssetCheckResult:
+    """Translate a data-contract ``CheckOutcome`` into a Dagster asset check result.
+
+    ``summary`` is the plain-language account of what was set aside, shown in the UI and printed
+    by ``make run`` when the check blocks the run.
+    """
     return dg.AssetCheckResult(
         check_name=outcome.name,
         asset_key=dg.AssetKey(f"{'raw' if outcome.name == 'structure' else 'clean'}_{outcome.source}"),
@@ -27,5 +31,6 @@ def check_result(outcome) -> dg.AssetCheckResult:
             "observed": outcome.observed,
             "threshold": outcome.threshold,
             **outcome.metadata,
+            **({"summary": dg.MetadataValue.text(summary)} if summary else {}),
         },
     )

@@ -5,8 +5,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import pandas as pd
 
-from analyses.reporting import ReportSettings, build_report, write_estimate_files
-from analyses.reporting.lineage import git_commit
+from analyses.reporting import ReportSettings, build_report, check_published_files, git_commit
 from pipelines.resources import PROJECT_ROOT, OutputDirectory
 
 
@@ -42,22 +41,29 @@ def impact_report(
         "contract_versions": {source: entry["contract_version"] for source, entry in data_quality["sources"].items()},
         "plan": evaluation_diagnostics.get("plan", {}),
     }
+    settings = ReportSettings()
     report = build_report(
-        did_estimates, evaluation_diagnostics, data_quality, firm_year_panel, lineage, output_dir.root, ReportSettings()
+        did_estimates, evaluation_diagnostics, data_quality, firm_year_panel, lineage, output_dir.root, settings
     )
     paths = {"html": str(report.html_path), "pdf": str(report.pdf_path) if report.pdf_path else None}
-    estimate_files = write_estimate_files(did_estimates, output_dir.root, report.disclosure)
-    paths.update({name: str(path) for name, path in estimate_files.items()})
+    paths.update({name: str(path) for name, path in report.estimate_files.items()})
     yield dg.Output(
         paths,
         metadata={
             "html": dg.MetadataValue.path(paths["html"]),
             "pdf": dg.MetadataValue.path(paths["pdf"] or ""),
             "headline": dg.MetadataValue.md(report.headline_markdown),
+            "pdf_pages": report.pdf_pages,
+            "build_seconds": round(report.seconds, 2),
         },
     )
+    # What was intended (suppression applied while rendering) and what actually landed on disk.
+    published = check_published_files(output_dir.root, firm_year_panel["firm_id"].unique(), settings)
     yield dg.AssetCheckResult(
         check_name="disclosure_control",
-        passed=report.disclosure.passed,
-        metadata=report.disclosure.metadata(),
+        passed=report.disclosure.passed and published.passed,
+        metadata={
+            **report.disclosure.metadata(),
+            "published_files": dg.MetadataValue.json(published.metadata()),
+        },
     )

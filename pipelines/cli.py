@@ -56,6 +56,7 @@ def run(demo_firms: int = DEMO_FIRMS) -> int:
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, raise_on_error=False)
         problems = run_problems(result)
+        notes = run_warnings(result)
     output_dir = Path(os.environ.get("EXPORT_IMPACT_OUTPUT_DIR", DEFAULT_OUTPUT_DIR)).resolve()
     if problems:
         print("\nThe evaluation did not complete:", file=sys.stderr)
@@ -66,6 +67,8 @@ def run(demo_firms: int = DEMO_FIRMS) -> int:
             print(f"  Quarantined rows, with reasons: {quarantine}", file=sys.stderr)
         return 1
     print(f"\nEvaluation finished in {time.perf_counter() - started:.1f} s (run {result.run_id}).")
+    for line in notes:
+        print(f"  note: {line}")
     for name in ("impact_report.html", "impact_report.pdf", "estimates.csv", "estimates.parquet", "data_quality.json"):
         path = output_dir / name
         if path.exists():
@@ -84,11 +87,25 @@ def run_problems(result) -> list[str]:
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             if not evaluation.passed and evaluation.blocking and evaluation.severity.value == "ERROR":
-                problems.append(
-                    f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} failed — "
-                    f"{evaluation.description or ''}".rstrip(" —")
-                )
+                problems.append(check_explanation(evaluation))
     return problems
+
+
+def run_warnings(result) -> list[str]:
+    """Failed checks that did not stop the run (e.g. a few rows quarantined): worth a look."""
+    return [
+        check_explanation(event.event_specific_data)
+        for event in result.all_events
+        if event.event_type_value == "ASSET_CHECK_EVALUATION"
+        and not event.event_specific_data.passed
+        and event.event_specific_data.severity.value == "WARN"
+    ]
+
+
+def check_explanation(evaluation) -> str:
+    summary = evaluation.metadata.get("summary")
+    detail = summary.value if summary is not None else evaluation.description or "failed"
+    return f"{evaluation.asset_key.to_user_string()} / {evaluation.check_name}: {detail}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -155,3 +155,27 @@ def test_sensor_requests_a_run_only_when_landing_files_change(demo_landing, tmp_
     (landing / "exports.csv").write_text("firm_id,year,destination,export_value_eur\n", encoding="utf-8")
     with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
         assert isinstance(landing_files_sensor(context), dg.RunRequest)
+
+
+def test_cli_explains_a_rejected_delivery_in_plain_words(demo_landing, tmp_path):
+    """Too many bad rows: the run stops after validation and says what, where and how many."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for name in ("firms.csv", "financials.csv", "participation.csv"):
+        (landing / name).write_bytes((demo_landing / name).read_bytes())
+    exports = pd.read_csv(demo_landing / "exports.csv", dtype=str)
+    bad = exports.sample(frac=0.10, random_state=1).index
+    exports.loc[bad, "export_value_eur"] = "-" + exports.loc[bad, "export_value_eur"]
+    exports.to_csv(landing / "exports.csv", index=False)
+    env = {**os.environ, "EXPORT_IMPACT_LANDING_DIR": str(landing), "EXPORT_IMPACT_OUTPUT_DIR": str(tmp_path / "out"),
+           "DAGSTER_HOME": str(tmp_path / "home")}
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "run"], capture_output=True, text=True, cwd=ROOT,
+                         env=env, timeout=300)
+    assert out.returncode == 1
+    tail = out.stderr[out.stderr.index("The evaluation did not complete"):]
+    assert "Traceback" not in tail
+    assert f"{len(bad)} of {len(exports)} rows quarantined" in tail
+    assert "export_value_eur" in tail and "quarantine" in tail
+    quarantined = pd.read_csv(tmp_path / "out" / "quarantine" / "exports.csv", dtype=str)
+    assert len(quarantined) == len(bad)
+    assert not (tmp_path / "out" / "impact_report.html").exists()

@@ -28,6 +28,7 @@ class AttGtResult:
     n_units: int
     W: float | None
     Wpval: float | None
+    W_df: int | None  # pre-treatment cells in the Wald test
     crit_val: float
     alp: float
     cband: bool  # True when the reported intervals are a uniform (simultaneous) band
@@ -153,11 +154,11 @@ def att_gt(
             crit_val, uniform = uniform_critical_value(boot, slice(None), alp)
     se = np.where(np.isfinite(se) & (se > _ZERO_SE), se, np.nan)
 
-    W, Wpval = _pretest(att, group, time, inf_func, anticipation, base_period, tlist, panel, bstrap)
+    W, Wpval, W_df = _pretest(att, group, time, inf_func, anticipation, base_period, tlist, panel, bstrap)
     table = pd.DataFrame({"group": _whole_numbers_as_int(group), "time": _whole_numbers_as_int(time), "att": att, "se": se,
                           "ci_lower": att - crit_val * se, "ci_upper": att + crit_val * se})
     return AttGtResult(
-        table=table, group=group, time=time, att=att, se=se, inf_func=inf_func, n_units=n, W=W, Wpval=Wpval,
+        table=table, group=group, time=time, att=att, se=se, inf_func=inf_func, n_units=n, W=W, Wpval=Wpval, W_df=W_df,
         crit_val=float(crit_val), alp=alp, cband=uniform, cband_requested=bool(cband), bstrap=bool(bstrap), biters=int(biters),
         control_group=control_group, est_method=est_method, base_period=base_period,
         anticipation=int(anticipation), xformla=xformla, panel=panel, n_treated=n_treated, n_control=n_control,
@@ -270,13 +271,13 @@ def _unbalanced_cell(panel, treated_units, controls, t_idx, base, est_method, dr
 def _pretest(att, group, time, inf_func, anticipation, base_period, tlist, panel, bstrap):
     """Wald pre-test of parallel trends on pre-treatment cells, with the analytic covariance (R did)."""
     if panel.cluster_codes is not None and bstrap:
-        return None, None  # R: analytic V ignores between-cluster correlation under a clustered bootstrap
+        return None, None, None  # R: analytic V ignores between-cluster correlation under a clustered bootstrap
     n = inf_func.shape[0]
     pre = np.flatnonzero(group - anticipation > time)
     finite = np.all(np.isfinite(inf_func[:, pre]), axis=0) if pre.size else np.array([], dtype=bool)
     pre = pre[finite]
     if pre.size == 0:
-        return None, None
+        return None, None, None
     if panel.cluster_codes is not None:
         sums = np.zeros((panel.cluster_codes.max() + 1, len(pre)))
         np.add.at(sums, panel.cluster_codes, inf_func[:, pre])
@@ -286,9 +287,9 @@ def _pretest(att, group, time, inf_func, anticipation, base_period, tlist, panel
     keep = np.sqrt(np.diag(V) / n) > _ZERO_SE
     pre, V = pre[keep], V[np.ix_(keep, keep)]
     if pre.size == 0:
-        return None, None
+        return None, None, None
     if 1.0 / np.linalg.cond(V, 1) <= np.finfo(float).eps:
         warnings.warn("pre-test of parallel trends not computed: singular covariance matrix", stacklevel=3)
-        return None, None
+        return None, None, None
     W = float(n * att[pre] @ np.linalg.solve(V, att[pre]))
-    return W, round(float(1.0 - chi2.cdf(W, pre.size)), 5)
+    return W, round(float(1.0 - chi2.cdf(W, pre.size)), 5), int(pre.size)
