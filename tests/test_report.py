@@ -107,7 +107,7 @@ def test_alt_text_is_generated_from_the_numbers(built):
                      & (estimates["event_time"] >= 0)]
     best = post.loc[post["estimate"].idxmax()]
     expected = f"to {100 * best['estimate']:.1f} (e = {best['event_time']:g})"
-    alts = [img["alt"] for img in _parse(html).images if "advisory support on exports (any)" in img["alt"]]
+    alts = [img["alt"] for img in _parse(html).images if "advisory support on exporting" in img["alt"]]
     assert len(alts) == 1 and expected in alts[0]
 
 
@@ -118,7 +118,7 @@ def test_headline_table_matches_the_estimates(built):
     advisory = headline[(headline["treatment"] == "advisory") & (headline["outcome"] == "exporter")].iloc[0]
     assert advisory["estimate"] == pytest.approx(4.1)
     assert (advisory["ci_lower"], advisory["ci_upper"]) == pytest.approx((1.8, 6.4), abs=0.01)
-    assert "| Advisory support | Exports (any) | percentage points | 4.1 | 1.8 to 6.4 | <0.001 | 120 | 900 | 3 |" \
+    assert "| Advisory support | Exporting | percentage points | 4.1 | 1.8 to 6.4 | <0.001 | 120 | 900 | 3 |" \
         in result.headline_markdown
     assert result.headline_markdown.count("\n") == 13
     assert "Firms that received advisory support were 4.1 percentage points (95 % CI 1.8 to 6.4) more likely" in html

@@ -55,19 +55,19 @@ def _identity(value: float) -> float:
 
 OUTCOMES: dict[str, OutcomeSpec] = {
     "exporter": OutcomeSpec(
-        label="Exports (any)", unit="percentage points", unit_short="pp", decimals=1,
+        label="Exporting", unit="percentage points", unit_short="pp", decimals=1,
         to_display=_percentage_points, noun="the probability of exporting",
         more="were {x} percentage points {ci} more likely to export",
         less="were {x} percentage points {ci} less likely to export",
     ),
     "enters_new_market": OutcomeSpec(
-        label="Enters a new market", unit="percentage points", unit_short="pp", decimals=1,
+        label="Entering a new market", unit="percentage points", unit_short="pp", decimals=1,
         to_display=_percentage_points, noun="the probability of entering a new export market",
         more="were {x} percentage points {ci} more likely to enter a new export market",
         less="were {x} percentage points {ci} less likely to enter a new export market",
     ),
     "n_destinations": OutcomeSpec(
-        label="Export markets (number)", unit="markets", unit_short="markets", decimals=2,
+        label="Export destinations", unit="markets", unit_short="markets", decimals=2,
         to_display=_identity, noun="the number of export markets",
         more="exported to {x} more markets {ci}",
         less="exported to {x} fewer markets {ci}",
