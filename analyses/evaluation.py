@@ -119,16 +119,25 @@ class EvaluationResult:
 def service_sample(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Firms that can inform the effect of ``service``, with their cohort (0 = comparison).
 
-    Returns the sample and a table of every cohort with its size and whether it was used.
+    A treated firm needs accounts from before its programme started: its covariates are taken
+    from its first panel year and its outcomes need a pre-programme base period. Firms that
+    enter the register only once treated are left out and counted. Returns the sample and a
+    table of every cohort with its size, whether it was used and why not.
     """
     first_year = int(panel["year"].min())
     is_first = panel["first_service"].eq(service)
     is_never = panel["first_service"].eq("none")
     sample = panel.loc[is_first | is_never].copy()
     sample["cohort"] = np.where(sample["first_service"].eq(service), sample[f"first_{service}_year"], 0).astype(int)
+    entry_year = sample.groupby("firm_id")["year"].transform("min")
+    no_baseline = (sample["cohort"] > 0) & (entry_year > sample["cohort"] - 1 - plan.anticipation)
 
     firms = sample.drop_duplicates("firm_id")
-    sizes = firms.loc[firms["cohort"] > 0].groupby("cohort").size().rename("n_firms").reset_index()
+    treated = firms.loc[firms["cohort"] > 0]
+    without_baseline = sample.loc[no_baseline].drop_duplicates("firm_id").groupby("cohort").size()
+    sizes = treated.groupby("cohort").size().rename("n_delivered").reset_index()
+    sizes["n_without_baseline"] = sizes["cohort"].map(without_baseline).fillna(0).astype(int)
+    sizes["n_firms"] = sizes["n_delivered"] - sizes["n_without_baseline"]
     too_early = sizes["cohort"] <= first_year + plan.anticipation
     too_small = sizes["n_firms"] < plan.min_cohort_size
     sizes["used"] = ~(too_early | too_small)
@@ -139,7 +148,7 @@ def service_sample(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> t
     )
     sizes.insert(0, "treatment", service)
     dropped = set(sizes.loc[~sizes["used"], "cohort"])
-    sample = sample.loc[~sample["cohort"].isin(dropped)]
+    sample = sample.loc[~no_baseline & ~sample["cohort"].isin(dropped)]
     sample["unit"] = pd.factorize(sample["firm_id"])[0] + 1
     return sample, sizes
 
@@ -155,7 +164,7 @@ def run_evaluation(
     if missing:
         raise ValueError(f"firm_year_panel lacks column(s) {missing} named in the evaluation plan")
     rows: list[dict] = []
-    pretests, balances, overlaps, mdes, cohorts = [], [], [], [], []
+    pretests, balances, overlaps, mdes, cohorts, not_estimable = [], [], [], [], [], []
     for service in plan.services:
         sample, cohort_table = service_sample(panel, service, plan)
         cohorts.append(cohort_table)
@@ -170,29 +179,38 @@ def run_evaluation(
         for outcome in plan.outcomes:
             if progress:
                 progress(f"{service} × {outcome}: Callaway–Sant'Anna ({plan.est_method}) and TWFE")
-            result = att_gt(
-                sample,
-                yname=outcome,
-                tname="year",
-                idname="unit",
-                gname="cohort",
-                xformla=plan.xformla,
-                control_group=plan.control_group,
-                est_method=plan.est_method,
-                base_period=plan.base_period,
-                anticipation=plan.anticipation,
-                bstrap=plan.bootstrap_iterations > 0,
-                biters=max(plan.bootstrap_iterations, 1),
-                cband=plan.bootstrap_iterations > 0,
-                alp=plan.alpha,
-                random_state=plan.seed,
-            )
+            try:
+                result = att_gt(
+                    sample,
+                    yname=outcome,
+                    tname="year",
+                    idname="unit",
+                    gname="cohort",
+                    xformla=plan.xformla,
+                    control_group=plan.control_group,
+                    est_method=plan.est_method,
+                    base_period=plan.base_period,
+                    anticipation=plan.anticipation,
+                    bstrap=plan.bootstrap_iterations > 0,
+                    biters=max(plan.bootstrap_iterations, 1),
+                    cband=plan.bootstrap_iterations > 0,
+                    alp=plan.alpha,
+                    # firms enter and leave the register; a balanced panel takes the panel estimator anyway
+                    allow_unbalanced_panel=True,
+                    random_state=plan.seed,
+                )
+                outcome_rows = _cs_rows(result, service, outcome, sample, plan)
+                outcome_rows += _twfe_rows(sample, service, outcome, cohort_table, plan)
+            except ValueError as error:  # e.g. an outcome constant in the sample, a cell without overlap
+                not_estimable.append({"treatment": service, "outcome": outcome, "reason": str(error)})
+                if progress:
+                    progress(f"{service} × {outcome}: not estimable — {error}")
+                continue
+            rows.extend(outcome_rows)
             pretests.append(
                 {"treatment": service, "outcome": outcome, "W": result.W, "df": result.W_df, "p_value": result.Wpval}
             )
-            rows.extend(_cs_rows(result, service, outcome, cohort_table, sample, plan))
-            rows.extend(_twfe_rows(sample, service, outcome, cohort_table, plan))
-            simple = next(r for r in rows[::-1] if r["estimator"] == "cs_did" and r["aggregation"] == "simple")
+            simple = outcome_rows[0]
             mdes.append(
                 {
                     "treatment": service,
@@ -208,6 +226,7 @@ def run_evaluation(
         "overlap": _concat(overlaps),
         "mde": pd.DataFrame(mdes, columns=["treatment", "outcome", "aggregation", "mde"]),
         "cohorts": _concat(cohorts),
+        "not_estimable": pd.DataFrame(not_estimable, columns=["treatment", "outcome", "reason"]),
         "plan": {
             **plan.to_dict(),
             "panel_years": [int(panel["year"].min()), int(panel["year"].max())],
@@ -287,32 +306,36 @@ def _logit_pscore(x: np.ndarray, treated: np.ndarray) -> np.ndarray:
     return np.clip(1 / (1 + np.exp(-design @ beta)), 1e-6, 1 - 1e-6)
 
 
-def _cs_rows(result, service, outcome, cohort_table, sample, plan) -> list[dict]:
-    used = cohort_table.loc[cohort_table["used"]].set_index("cohort")["n_firms"]
-    years = np.sort(sample["year"].unique())
+def _cs_rows(result, service, outcome, sample, plan) -> list[dict]:
+    """Simple, dynamic, group and calendar rows; ``n_treated`` counts the cohorts behind each row."""
+    cohort_size = sample.loc[sample["cohort"] > 0].groupby("cohort")["unit"].nunique()
+    cells = pd.DataFrame({"group": result.group, "time": result.time, "att": result.att}).dropna()
+    cells["event_time"] = cells["time"] - cells["group"]
     n_control = _n_comparison(sample, plan)
     simple = aggte(result, type="simple")
+    post = cells.loc[cells["event_time"] >= 0, "group"].unique()
     rows = [_row(service, outcome, "cs_did", "simple", math.nan, simple.overall_att, simple.overall_se, None, None,
-                 int(used.sum()), n_control, plan.alpha)]
+                 int(cohort_size.loc[post].sum()), n_control, plan.alpha)]
     for aggregation, key in (("dynamic", "event_time"), ("group", "group"), ("calendar", "time")):
         agg = aggte(result, type=aggregation)
-        for _, cell in agg.table.iterrows():
-            position = float(cell[key])
-            if aggregation == "dynamic":
-                contributing = [g for g in used.index if years.min() <= g + position <= years.max()]
-            elif aggregation == "group":
-                contributing = [int(position)]
+        calendar_cells = cells.loc[cells["event_time"] >= 0]
+        for _, row in agg.table.iterrows():
+            position = float(row[key])
+            if aggregation == "calendar":
+                contributing = calendar_cells.loc[calendar_cells["time"] == position, "group"].unique()
             else:
-                contributing = [g for g in used.index if g <= position]
+                contributing = cells.loc[cells[key] == position, "group"].unique()
             rows.append(
-                _row(service, outcome, "cs_did", aggregation, position, cell["att"], cell["se"], cell["ci_lower"],
-                     cell["ci_upper"], int(used.loc[contributing].sum()), n_control, plan.alpha)
+                _row(service, outcome, "cs_did", aggregation, position, row["att"], row["se"], row["ci_lower"],
+                     row["ci_upper"], int(cohort_size.loc[contributing].sum()), n_control, plan.alpha)
             )
     return rows
 
 
 def _twfe_rows(sample, service, outcome, cohort_table, plan) -> list[dict]:
     """The two-way fixed-effects comparison the report sets beside Callaway–Sant'Anna."""
+    treated = sample.loc[sample["cohort"] > 0]
+    firms_at_event_time = treated.assign(e=treated["year"] - treated["cohort"]).groupby("e")["unit"].nunique()
     n_treated = int(cohort_table.loc[cohort_table["used"], "n_firms"].sum())
     n_control = int(sample.loc[sample["cohort"] == 0, "unit"].nunique())
     common = dict(data=sample, yname=outcome, tname="year", idname="unit", gname="cohort")
@@ -321,8 +344,9 @@ def _twfe_rows(sample, service, outcome, cohort_table, plan) -> list[dict]:
                  plan.alpha)]
     event_study = twfe_event_study(**common)
     for _, cell in event_study.table.loc[lambda t: t["event_time"] != event_study.ref_e].iterrows():
-        rows.append(_row(service, outcome, "twfe", "dynamic", float(cell["event_time"]), cell["att"], cell["se"],
-                         cell["ci_lower"], cell["ci_upper"], n_treated, n_control, plan.alpha))
+        e = int(cell["event_time"])
+        rows.append(_row(service, outcome, "twfe", "dynamic", float(e), cell["att"], cell["se"], None, None,
+                         int(firms_at_event_time.get(e, 0)), n_control, plan.alpha))
     return rows
 
 

@@ -1,0 +1,102 @@
+"""The evaluation design: who is compared with whom, row counts, plans, and failure isolation."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyses.demo_data import generate_demo_data
+from analyses.evaluation import EvaluationPlan, run_evaluation, service_sample
+from analyses.panel import build_firm_year_panel
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return generate_demo_data(n_firms=1_500, seed=11)
+
+
+@pytest.fixture(scope="module")
+def panel(demo):
+    return build_firm_year_panel(demo.firms, demo.financials, demo.participation, demo.exports)
+
+
+def _quick_plan(**overrides) -> EvaluationPlan:
+    return EvaluationPlan(bootstrap_iterations=0, **overrides)
+
+
+def test_sample_keeps_first_service_firms_and_never_treated_only(panel):
+    sample, cohorts = service_sample(panel, "network", _quick_plan())
+    firms = sample.drop_duplicates("firm_id")
+    assert set(firms["first_service"]) == {"network", "none"}
+    assert (firms.loc[firms["first_service"] == "none", "cohort"] == 0).all()
+    treated = firms.loc[firms["cohort"] > 0]
+    assert (treated["cohort"] == treated["first_network_year"]).all()
+    used = cohorts.loc[cohorts["used"]]
+    assert used["n_firms"].sum() == len(treated)
+    assert (used["n_firms"] >= 10).all()
+
+
+def test_firms_that_enter_the_register_only_after_starting_support_are_left_out(demo):
+    advisory_firms = demo.participation.query("service == 'advisory'").groupby("firm_id")["start_date"].min()
+    late_entrant = advisory_firms.dt.year.loc[lambda y: y >= 2018].index[0]
+    entry = int(advisory_firms.loc[late_entrant].year)
+    financials = demo.financials.loc[~((demo.financials["firm_id"] == late_entrant) & (demo.financials["year"] < entry))]
+    panel = build_firm_year_panel(demo.firms, financials, demo.participation, demo.exports)
+    sample, cohorts = service_sample(panel, "advisory", _quick_plan())
+    if panel.loc[panel["firm_id"] == late_entrant, "first_service"].iloc[0] != "advisory":
+        pytest.skip("the chosen firm's first service is not advisory")
+    assert late_entrant not in set(sample["firm_id"])
+    assert cohorts.set_index("cohort").loc[entry, "n_without_baseline"] == 1
+
+
+def test_unbalanced_register_is_estimated_not_rejected(demo):
+    rng = np.random.default_rng(3)
+    leavers = set(rng.choice(demo.firms["firm_id"], 150, replace=False))
+    financials = demo.financials.loc[~(demo.financials["firm_id"].isin(leavers) & (demo.financials["year"] > 2021))]
+    panel = build_firm_year_panel(demo.firms, financials, demo.participation, demo.exports)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = run_evaluation(panel, _quick_plan(services=("advisory",), outcomes=("exporter",)))
+    simple = result.estimates.query("estimator == 'cs_did' and aggregation == 'simple'")
+    assert len(simple) == 1 and np.isfinite(simple["std_error"]).all()
+
+
+def test_each_row_counts_only_the_cohorts_behind_it(panel):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = run_evaluation(panel, _quick_plan(services=("advisory",), outcomes=("exporter",)))
+    sample, cohorts = service_sample(panel, "advisory", _quick_plan())
+    sizes = cohorts.loc[cohorts["used"]].set_index("cohort")["n_firms"]
+    first_year, last_year = int(panel["year"].min()), int(panel["year"].max())
+    dynamic = result.estimates.query("estimator == 'cs_did' and aggregation == 'dynamic'").set_index("event_time")
+    for e, row in dynamic.iterrows():
+        # with a varying base period a cell at year t needs t - 1 in the panel
+        behind = [g for g in sizes.index if first_year + 1 <= g + e <= last_year]
+        assert row["n_treated"] == sizes.loc[behind].sum(), e
+    twfe = result.estimates.query("estimator == 'twfe' and aggregation == 'dynamic'").set_index("event_time")
+    latest = twfe.index.max()
+    assert twfe.loc[latest, "n_treated"] == sizes.loc[[g for g in sizes.index if g + latest <= last_year]].sum()
+
+
+def test_an_outcome_that_cannot_be_estimated_is_reported_not_fatal(panel):
+    flat = panel.assign(never_changes=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = run_evaluation(flat, _quick_plan(services=("grant",), outcomes=("never_changes", "exporter")))
+    assert set(result.estimates["outcome"]) == {"exporter"}
+    failed = result.diagnostics["not_estimable"]
+    assert failed[["treatment", "outcome"]].values.tolist() == [["grant", "never_changes"]]
+
+
+def test_plan_file_round_trips_and_rejects_typos(tmp_path):
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text("services: [grant]\ncontrol_group: notyettreated\nbootstrap_iterations: 0\n")
+    plan = EvaluationPlan.from_yaml(plan_file)
+    assert plan.services == ("grant",) and plan.control_group == "notyettreated"
+    assert plan.xformla.startswith("~ log_employees_first")
+    plan_file.write_text("servises: [grant]\n")
+    with pytest.raises(ValueError, match="servises"):
+        EvaluationPlan.from_yaml(plan_file)
+    with pytest.raises(ValueError, match="control_group"):
+        EvaluationPlan(control_group="everyone")
