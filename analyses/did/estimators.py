@@ -158,10 +158,6 @@ def reg_did_panel(y1, y0, treated, design, weights):
 # ---------------------------------------------------- repeated cross sections / unbalanced
 
 
-def _rc_mean(weighted_part, weight, what):
-    return weighted_part / _positive(np.mean(weight), what)
-
-
 def drdid_rc(y, post, treated, design, weights):
     """Locally efficient DR DiD for repeated cross sections (DRDID ``drdid_rc``)."""
     w = _normalised(weights)
