@@ -80,6 +80,13 @@ def _combine(inf_func, att, keepers, weights, wif=None):
     return combined
 
 
+def _share_weighted_average(cells, att, inf_func, pg_cell, group, unit_weight, unit_cohort):
+    """Cohort-share weighted mean of ATT(g,t) over ``cells`` and its influence function (with R's ``wif``)."""
+    weights = pg_cell[cells] / pg_cell[cells].sum()
+    wif = _weights_influence(cells, pg_cell, unit_weight, unit_cohort, group)
+    return float(att[cells] @ weights), _combine(inf_func, att, cells, weights, wif)
+
+
 def aggte(
     result: AttGtResult,
     type: str = "group",
@@ -124,14 +131,21 @@ def aggte(
     in_window = (group <= time) & (event >= min_e) & (event <= max_e)
 
     rows_att, rows_if, row_keys, row_cells = [], [], [], []
+
+    def add_share_weighted_row(key, cells):
+        """A dynamic (event time) or calendar (period) row: cohort-share weighted mean of its cells."""
+        row_att, row_if = _share_weighted_average(cells, att, inf_func, pg_cell, group, unit_weight, unit_cohort)
+        rows_att.append(row_att)
+        rows_if.append(row_if)
+        row_keys.append(key)
+        row_cells.append(cells)
+
     if type == "simple":
         keepers = np.flatnonzero(in_window)
         if keepers.size == 0:
             raise ValueError(f"no post-treatment cells with event time in [{min_e}, {max_e}]")
-        weights = pg_cell[keepers] / pg_cell[keepers].sum()
-        overall_att = float(att[keepers] @ weights)
-        overall_if = _combine(inf_func, att, keepers, weights,
-                              _weights_influence(keepers, pg_cell, unit_weight, unit_cohort, group))
+        overall_att, overall_if = _share_weighted_average(keepers, att, inf_func, pg_cell, group,
+                                                          unit_weight, unit_cohort)
         used_cells = keepers
     elif type == "group":
         for g in glist:
@@ -160,13 +174,7 @@ def aggte(
         if eseq.size == 0:
             raise ValueError("no event times fall in the requested window (min_e, max_e, balance_e)")
         for e in eseq:
-            whiche = np.flatnonzero((event == e) & include)
-            weights = pg_cell[whiche] / pg_cell[whiche].sum()
-            rows_att.append(att[whiche] @ weights)
-            rows_if.append(_combine(inf_func, att, whiche, weights,
-                                    _weights_influence(whiche, pg_cell, unit_weight, unit_cohort, group)))
-            row_keys.append(e)
-            row_cells.append(whiche)
+            add_share_weighted_row(e, np.flatnonzero((event == e) & include))
         post = eseq >= 0
         if not post.any():
             raise ValueError("no event time >= 0 in the requested window; the overall effect is undefined")
@@ -177,13 +185,7 @@ def aggte(
     else:  # calendar
         post_cells = group <= time
         for t1 in np.unique(time[post_cells & (time >= group.min())]):
-            whicht = np.flatnonzero((time == t1) & post_cells)
-            weights = pg_cell[whicht] / pg_cell[whicht].sum()
-            rows_att.append(att[whicht] @ weights)
-            rows_if.append(_combine(inf_func, att, whicht, weights,
-                                    _weights_influence(whicht, pg_cell, unit_weight, unit_cohort, group)))
-            row_keys.append(t1)
-            row_cells.append(whicht)
+            add_share_weighted_row(t1, np.flatnonzero((time == t1) & post_cells))
         overall_att = float(np.mean(rows_att))
         overall_if = np.column_stack(rows_if).mean(axis=1)
         used_cells = np.concatenate(row_cells)
