@@ -19,14 +19,17 @@ share one vocabulary.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import statsmodels.api as sm
 import yaml
 from scipy import stats
+from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from analyses.did import aggte, att_gt
 from analyses.panel import BASELINE_COVARIATES, SERVICES
@@ -289,21 +292,12 @@ def covariate_balance(sample: pd.DataFrame, covariates: tuple[str, ...]) -> tupl
 
 
 def _logit_pscore(x: np.ndarray, treated: np.ndarray) -> np.ndarray:
-    """Fitted P(treated | x) by Newton–Raphson logit; bounded away from 0 and 1 for the weights."""
-    design = np.column_stack([np.ones(len(x)), x])
-    sd = design.std(axis=0)
-    keep = np.r_[True, sd[1:] > 0]  # drop covariates constant in this sample
-    design = design[:, keep]
-    beta = np.zeros(design.shape[1])
-    y = treated.astype(float)
-    for _ in range(50):
-        p = 1 / (1 + np.exp(-design @ beta))
-        w = p * (1 - p)
-        step = np.linalg.lstsq(design.T @ (design * w[:, None]), design.T @ (y - p), rcond=None)[0]
-        beta += step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return np.clip(1 / (1 + np.exp(-design @ beta)), 1e-6, 1 - 1e-6)
+    """Fitted P(treated | x) from a statsmodels logit; bounded away from 0 and 1 for the weights."""
+    design = np.column_stack([np.ones(len(x)), x[:, x.std(axis=0) > 0]])  # constant columns carry nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PerfectSeparationWarning)  # separation shows up as poor overlap
+        fitted = sm.GLM(treated.astype(float), design, family=sm.families.Binomial()).fit()
+    return np.clip(fitted.predict(design), 1e-6, 1 - 1e-6)
 
 
 def _cs_rows(result, service, outcome, sample, plan) -> list[dict]:

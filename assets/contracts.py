@@ -33,8 +33,9 @@ _CONTRACTS = load_contracts()
         **{
             f"clean_{source}": dg.AssetOut(
                 description=f"`{source}` rows that satisfy contract {_CONTRACTS[source].id} "
-                f"v{_CONTRACTS[source].version}, typed.",
+                f"v{_CONTRACTS[source].version}, typed. Not stored when the delivery is rejected.",
                 kinds={"duckdb"},
+                is_required=False,
             )
             for source in SOURCES
         },
@@ -62,22 +63,29 @@ def validated_sources(context: dg.AssetExecutionContext, output_dir: OutputDirec
         results = validate_sources(raw_by_source, _CONTRACTS)
     except ContractError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
+    # One account of everything set aside, so that a cascade (rows referring to quarantined firms)
+    # is explained once, from the file that caused it.
+    explanation = failure_summary(results)
     for source, result in results.items():
         quarantine_path = write_quarantine(result, output_dir.root)
-        yield dg.Output(
-            result.clean,
-            output_name=f"clean_{source}",
-            metadata={
-                **frame_metadata(result.clean),
-                "rows_in": result.rows_in,
-                "rows_quarantined": result.rows_quarantined,
-                "quarantine_file": dg.MetadataValue.path(str(quarantine_path)),
-                "contract_version": result.contract.version,
-            },
-        )
+        rejected = any(not o.passed and o.blocking and o.severity == "ERROR" for o in result.checks)
+        if rejected:
+            context.log.error(f"{source}: delivery rejected, clean table not stored\n{explanation}")
+        else:
+            yield dg.Output(
+                result.clean,
+                output_name=f"clean_{source}",
+                metadata={
+                    **frame_metadata(result.clean),
+                    "rows_in": result.rows_in,
+                    "rows_quarantined": result.rows_quarantined,
+                    "quarantine_file": dg.MetadataValue.path(str(quarantine_path)),
+                    "contract_version": result.contract.version,
+                },
+            )
         for outcome in result.checks:
             explained = outcome.name == "quarantine_share" and result.rows_quarantined > 0
-            yield check_result(outcome, summary=failure_summary({source: result}) if explained else None)
+            yield check_result(outcome, summary=explanation if explained else None)
     summary = data_quality_summary(raw_by_source, results)
     summary_path = output_dir.root / "data_quality.json"
     summary_path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")

@@ -15,6 +15,7 @@ from pipelines.jobs import evaluate_programmes
 from pipelines.resources import (
     DEFAULT_LANDING_DIR,
     DEFAULT_OUTPUT_DIR,
+    DEFAULT_WAREHOUSE,
     EvaluationPlanResource,
     LandingDirectory,
     OutputDirectory,
@@ -29,8 +30,8 @@ ALL_ASSETS = [*raw_source_assets, validated_sources, firm_year_panel, did_estima
 def build_resources() -> dict:
     """Resources from the environment (``EXPORT_IMPACT_*``), else the embedded defaults."""
     output_dir = env_or_default("EXPORT_IMPACT_OUTPUT_DIR", str(DEFAULT_OUTPUT_DIR))
-    default_warehouse = Path(os.environ.get("EXPORT_IMPACT_OUTPUT_DIR", DEFAULT_OUTPUT_DIR)) / "warehouse.duckdb"
-    warehouse = env_or_default("EXPORT_IMPACT_WAREHOUSE", str(default_warehouse))
+    warehouse = env_or_default("EXPORT_IMPACT_WAREHOUSE", str(DEFAULT_WAREHOUSE))
+    Path(os.environ.get("EXPORT_IMPACT_WAREHOUSE", DEFAULT_WAREHOUSE)).parent.mkdir(parents=True, exist_ok=True)
     return {
         "landing": LandingDirectory(path=env_or_default("EXPORT_IMPACT_LANDING_DIR", str(DEFAULT_LANDING_DIR))),
         "output_dir": OutputDirectory(path=output_dir),

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from dagster import ConfigurableResource, EnvVar
 
-from analyses.evaluation import EvaluationPlan
-
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LANDING_DIR = PROJECT_ROOT / "data" / "demo"
 DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "output"
+#: Firm-level tables: kept apart from the publishable outputs so that sharing output/ is safe.
+DEFAULT_WAREHOUSE = PROJECT_ROOT / "warehouse" / "export_impact.duckdb"
 
 
 def env_or_default(name: str, default: str) -> str | EnvVar:
@@ -49,5 +49,8 @@ class EvaluationPlanResource(ConfigurableResource):
 
     plan_file: str = ""
 
-    def load(self) -> EvaluationPlan:
+    def load(self):
+        """The plan as an ``analyses.evaluation.EvaluationPlan`` (imported here: it pulls in SciPy)."""
+        from analyses.evaluation import EvaluationPlan
+
         return EvaluationPlan.from_yaml(self.plan_file) if self.plan_file else EvaluationPlan()

@@ -1,7 +1,11 @@
-"""Sensors: start an evaluation when the agency drops new or changed files in the landing folder."""
+"""Sensors: start an evaluation when the agency drops new or changed files in the landing folder.
 
-import hashlib
+A delivery counts once all four sources are present and none has changed for a settling period,
+so that a half-copied file does not start a run.
+"""
+
 import json
+import time
 
 import dagster as dg
 
@@ -10,17 +14,18 @@ from pipelines.jobs import evaluate_programmes
 from pipelines.resources import LandingDirectory
 
 LANDING_SUFFIXES = (".csv", ".parquet", ".xlsx")
+SETTLE_SECONDS = 120
 
 
-def landing_fingerprint(landing: LandingDirectory) -> dict[str, str]:
-    """Name → size and modification time of every source file present (cheap; no hashing of data)."""
+def landing_fingerprint(landing: LandingDirectory) -> dict[str, tuple[int, int]]:
+    """Name → (size, modification time in ns) of every source file present; no data is read."""
     root = landing.root
     if not root.is_dir():
         return {}
     return {
-        path.name: f"{path.stat().st_size}:{path.stat().st_mtime_ns}"
+        path.name: (path.stat().st_size, path.stat().st_mtime_ns)
         for path in sorted(root.iterdir())
-        if path.suffix.lower() in LANDING_SUFFIXES and path.stem in SOURCES
+        if path.suffix.lower() in LANDING_SUFFIXES and path.stem.lower() in SOURCES
     }
 
 
@@ -32,13 +37,20 @@ def landing_fingerprint(landing: LandingDirectory) -> dict[str, str]:
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingDirectory):
     fingerprint = landing_fingerprint(landing)
-    if not fingerprint:
-        return dg.SkipReason(f"no source files in {landing.root}")
+    present = {name.rsplit(".", 1)[0].lower() for name in fingerprint}
+    missing = [source for source in SOURCES if source not in present]
+    if missing:
+        return dg.SkipReason(f"waiting for {', '.join(missing)} in {landing.root}")
+    newest = max(mtime for _, mtime in fingerprint.values()) / 1e9
+    if time.time() - newest < SETTLE_SECONDS:
+        return dg.SkipReason(f"landing files changed less than {SETTLE_SECONDS} s ago; waiting for the copy to finish")
     state = json.dumps(fingerprint, sort_keys=True)
-    if state == context.cursor:
+    previous = json.loads(context.cursor) if context.cursor else {"state": None, "deliveries": 0}
+    if state == previous["state"]:
         return dg.SkipReason("landing files unchanged since the last run")
-    context.update_cursor(state)
+    deliveries = previous["deliveries"] + 1
+    context.update_cursor(json.dumps({"state": state, "deliveries": deliveries}))
     return dg.RunRequest(
-        run_key=hashlib.sha256(state.encode()).hexdigest()[:16],
-        tags={"export_impact/trigger": "landing_files_changed"},
+        run_key=f"delivery-{deliveries}",
+        tags={"export_impact/trigger": "landing_files_changed", "export_impact/delivery": str(deliveries)},
     )

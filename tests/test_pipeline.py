@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +19,15 @@ ESTIMATE_COLUMNS = [
     "treatment", "outcome", "estimator", "aggregation", "event_time", "estimate",
     "std_error", "ci_lower", "ci_upper", "p_value", "n_treated", "n_control",
 ]
+
+
+def run_cli(tmp_path: Path, landing: Path, **settings: str) -> subprocess.CompletedProcess:
+    """``python -m pipelines.cli run`` against test folders, as ``make run`` would call it."""
+    env = {**os.environ, "EXPORT_IMPACT_LANDING_DIR": str(landing), "EXPORT_IMPACT_OUTPUT_DIR": str(tmp_path / "out"),
+           "EXPORT_IMPACT_WAREHOUSE": str(tmp_path / "warehouse.duckdb"), "DAGSTER_HOME": str(tmp_path / "home"),
+           **settings}
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", "run"], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=600)
 
 
 def test_definitions_load_with_every_asset_check_job_schedule_and_sensor():
@@ -80,8 +90,10 @@ def test_whole_graph_materialises_and_writes_outputs(materialised_pipeline):
 def test_planted_effects_lie_inside_the_reported_confidence_intervals(materialised_pipeline, demo_landing):
     """The demo generator's true ATTs must be covered by the pipeline's 95 % intervals.
 
-    Seeded data, so the outcome is deterministic; every headline (simple) interval must cover,
-    and at least 90 % of the event-time intervals (uniform bands) must.
+    Every headline (simple) interval must cover (seeded data, so this is deterministic). Because
+    nine intervals can cover by luck, the event-time estimates are also checked as standardised
+    errors z = (estimate - truth) / SE: centred on zero (no bias), spread about one (honest
+    standard errors) and with pointwise 95 % coverage near nominal.
     """
     _, output = materialised_pipeline
     estimates = pd.read_csv(output / "estimates.csv").query("estimator == 'cs_did'")
@@ -92,11 +104,16 @@ def test_planted_effects_lie_inside_the_reported_confidence_intervals(materialis
     assert len(simple) == 9
     missed = simple.loc[~simple["true_effect"].between(simple["ci_lower"], simple["ci_upper"])]
     assert missed.empty, missed[["treatment", "outcome", "estimate", "ci_lower", "ci_upper", "true_effect"]]
-    dynamic = estimates.query("aggregation == 'dynamic'").merge(
+    post = estimates.query("aggregation == 'dynamic' and event_time >= 0").merge(
         truth.query("aggregation == 'dynamic'"), on=["treatment", "outcome", "event_time"], validate="one_to_one"
     )
-    covered = dynamic["true_effect"].between(dynamic["ci_lower"], dynamic["ci_upper"])
-    assert len(dynamic) > 50 and covered.mean() >= 0.90
+    z = (post["estimate"] - post["true_effect"]) / post["std_error"]
+    assert len(z) >= 80
+    assert abs(z.mean()) < 0.3, z.describe()
+    assert 0.7 < z.std() < 1.3, z.describe()  # standard errors neither overconfident nor inflated
+    assert (z.abs() <= 1.96).mean() >= 0.90, z.describe()
+    uniform = post["true_effect"].between(post["ci_lower"], post["ci_upper"])
+    assert uniform.mean() >= 0.95
 
 
 def test_two_way_fixed_effects_is_further_from_the_truth_than_callaway_santanna(materialised_pipeline, demo_landing):
@@ -128,33 +145,70 @@ def test_missing_landing_file_stops_the_run_with_one_clear_line(demo_landing, tm
 
 
 def test_cli_reports_a_missing_landing_directory_without_a_traceback(tmp_path):
-    env = {**os.environ, "EXPORT_IMPACT_LANDING_DIR": str(tmp_path / "nowhere"),
-           "EXPORT_IMPACT_OUTPUT_DIR": str(tmp_path / "out"), "DAGSTER_HOME": str(tmp_path / "home")}
-    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "run"], capture_output=True, text=True, cwd=ROOT,
-                         env=env, timeout=300)
+    out = run_cli(tmp_path, tmp_path / "nowhere")
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
     last_line = out.stderr.strip().splitlines()[-1]
     assert "nowhere" in last_line and "does not exist" in last_line
 
 
-def test_sensor_requests_a_run_only_when_landing_files_change(demo_landing, tmp_path):
+def test_sensor_requests_a_run_only_for_complete_settled_deliveries(demo_landing, tmp_path):
     from pipelines.resources import LandingDirectory
-    from pipelines.sensors import landing_files_sensor
+    from pipelines.sensors import SETTLE_SECONDS, landing_files_sensor
 
     landing = tmp_path / "landing"
     landing.mkdir()
-    (landing / "firms.csv").write_bytes((demo_landing / "firms.csv").read_bytes())
     resources = {"landing": LandingDirectory(path=str(landing))}
-    with dg.build_sensor_context(resources=resources) as context:
-        first = landing_files_sensor(context)
-        assert isinstance(first, dg.RunRequest)
-        cursor = context.cursor
-    with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
-        assert isinstance(landing_files_sensor(context), dg.SkipReason)
-    (landing / "exports.csv").write_text("firm_id,year,destination,export_value_eur\n", encoding="utf-8")
-    with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
-        assert isinstance(landing_files_sensor(context), dg.RunRequest)
+    long_ago = time.time() - 10 * SETTLE_SECONDS
+
+    def deliver(name: str, settled: bool = True) -> None:
+        target = landing / name
+        target.write_bytes((demo_landing / name.lower()).read_bytes())
+        if settled:
+            os.utime(target, (long_ago, long_ago))
+
+    def tick(cursor=None):
+        with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+            return landing_files_sensor(context), context.cursor
+
+    for name in ("firms.csv", "financials.csv", "participation.csv"):
+        deliver(name)
+    outcome, cursor = tick()
+    assert isinstance(outcome, dg.SkipReason) and "exports" in outcome.skip_message
+    deliver("EXPORTS.csv", settled=False)  # still being copied
+    outcome, cursor = tick(cursor)
+    assert isinstance(outcome, dg.SkipReason) and "waiting" in outcome.skip_message
+    deliver("EXPORTS.csv")
+    outcome, cursor = tick(cursor)
+    assert isinstance(outcome, dg.RunRequest) and outcome.run_key == "delivery-1"
+    outcome, cursor = tick(cursor)
+    assert isinstance(outcome, dg.SkipReason)
+    os.utime(landing / "firms.csv", (long_ago + 1, long_ago + 1))  # a re-delivered file
+    outcome, cursor = tick(cursor)
+    assert isinstance(outcome, dg.RunRequest) and outcome.run_key == "delivery-2"
+
+
+def test_a_few_bad_rows_are_quarantined_and_the_run_still_completes(demo_landing, tmp_path):
+    """Real registers have gaps: one quarantined accounts row makes the panel unbalanced, not the run fail."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for name in ("firms.csv", "participation.csv", "exports.csv"):
+        (landing / name).write_bytes((demo_landing / name).read_bytes())
+    financials = pd.read_csv(demo_landing / "financials.csv", dtype=str)
+    financials.loc[[5, 500], "employees"] = "-3"
+    financials.to_csv(landing / "financials.csv", index=False)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("bootstrap_iterations: 0\noutcomes: [exporter]\n", encoding="utf-8")
+    out_dir = tmp_path / "out"
+    out = run_cli(tmp_path, landing, EXPORT_IMPACT_PLAN=str(plan))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "note: clean_financials / quarantine_share" in out.stdout
+    assert str(out_dir / "impact_report.html") in out.stdout
+    quarantined = pd.read_csv(out_dir / "quarantine" / "financials.csv", dtype=str)
+    assert sorted(quarantined["source_row"].astype(int)) == [7, 502]  # header is row 1
+    assert quarantined["quarantine_reason"].str.contains("employees").all()
+    quality = json.loads((out_dir / "data_quality.json").read_text())["sources"]["financials"]
+    assert (quality["rows_in"], quality["rows_quarantined"]) == (len(financials), 2)
 
 
 def test_cli_explains_a_rejected_delivery_in_plain_words(demo_landing, tmp_path):
@@ -167,13 +221,10 @@ def test_cli_explains_a_rejected_delivery_in_plain_words(demo_landing, tmp_path)
     bad = exports.sample(frac=0.10, random_state=1).index
     exports.loc[bad, "export_value_eur"] = "-" + exports.loc[bad, "export_value_eur"]
     exports.to_csv(landing / "exports.csv", index=False)
-    env = {**os.environ, "EXPORT_IMPACT_LANDING_DIR": str(landing), "EXPORT_IMPACT_OUTPUT_DIR": str(tmp_path / "out"),
-           "DAGSTER_HOME": str(tmp_path / "home")}
-    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "run"], capture_output=True, text=True, cwd=ROOT,
-                         env=env, timeout=300)
+    out = run_cli(tmp_path, landing)
     assert out.returncode == 1
     tail = out.stderr[out.stderr.index("The evaluation did not complete"):]
-    assert "Traceback" not in tail
+    assert "Traceback" not in tail and "DagsterAssetCheckFailedError" not in tail
     assert f"{len(bad)} of {len(exports)} rows quarantined" in tail
     assert "export_value_eur" in tail and "quarantine" in tail
     quarantined = pd.read_csv(tmp_path / "out" / "quarantine" / "exports.csv", dtype=str)
