@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from analyses.did import aggte, att_gt
+from analyses.did.bootstrap import analytic_se
 from analyses.did.simulate import simulate_staggered_panel
 
 COLS = ("y", "period", "unit", "first_treat")
@@ -126,3 +127,19 @@ def test_clustered_standard_errors_use_cluster_sums(panel):
     np.testing.assert_allclose(clustered.table.se, np.sqrt((sums**2).sum(axis=0)) / n)
     with pytest.raises(ValueError, match="at most one cluster variable"):
         _fit(data.assign(sector=1), clustervars=["region", "sector"])
+
+
+def test_aggregated_standard_errors_at_or_below_r_threshold_are_nan(panel):
+    """R ``aggte`` reports a standard error <= sqrt(machine eps) * 10 as NA; near-deterministic outcomes reach it."""
+    noise = np.random.default_rng(0).normal(size=len(panel))
+    data = panel.assign(y=0.01 * panel.unit + 0.3 * panel.period + 1e-6 * noise)
+    result = _fit(data)
+    dynamic = aggte(result, "dynamic", cband=False)
+    raw_se = analytic_se(dynamic.inf_func)
+    threshold = np.sqrt(np.finfo(float).eps) * 10
+    assert (raw_se > threshold).any() and (raw_se <= threshold).any()  # the rows straddle the threshold
+    np.testing.assert_array_equal(np.isnan(dynamic.table.se), raw_se <= threshold)
+    np.testing.assert_allclose(dynamic.table.se[raw_se > threshold], raw_se[raw_se > threshold])
+    simple = aggte(result, "simple")
+    assert 0 < analytic_se(simple.overall_inf_func)[0] <= threshold
+    assert np.isnan(simple.overall_se) and np.isnan(simple.overall_pvalue) and np.isnan(simple.overall_ci_upper)

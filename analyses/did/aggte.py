@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from analyses.did.attgt import AttGtResult, _method_lines, _whole_numbers_as_int
+from analyses.did.attgt import _ZERO_SE, AttGtResult, _method_lines, _whole_numbers_as_int
 from analyses.did.bootstrap import analytic_se, multiplier_bootstrap, uniform_critical_value
 
 _KEY_COLUMN = {"dynamic": "event_time", "group": "group", "calendar": "time"}
@@ -202,7 +202,7 @@ def aggte(
             se_all = boot.se
         if cband and rows_if:
             crit_val, uniform = uniform_critical_value(boot, slice(0, len(rows_if)), alp)
-    se_all = np.where(np.isfinite(se_all) & (se_all > 0), se_all, np.nan)
+    se_all = np.where(np.isfinite(se_all) & (se_all > _ZERO_SE), se_all, np.nan)  # R: <= sqrt(eps)*10 is NA
     overall_se = float(se_all[-1])
 
     table = None
