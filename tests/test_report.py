@@ -121,7 +121,7 @@ def test_headline_table_matches_the_estimates(built):
     assert "| Advisory support | Exporting | percentage points | 4.1 | 1.8 to 6.4 | <0.001 | 120 | 900 | 3 |" \
         in result.headline_markdown
     assert result.headline_markdown.count("\n") == 13
-    assert "Firms that received advisory support were 4.1 percentage points (95 % CI 1.8 to 6.4) more likely" in html
+    assert "Firms that started with advisory support were 4.1 percentage points (95 % CI 1.8 to 6.4) more likely" in html
 
 
 def test_evidence_rating_drops_where_the_pretest_fails(built):

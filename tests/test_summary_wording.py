@@ -1,8 +1,11 @@
 """The executive-summary wording follows the sign, significance and outcome type of each estimate."""
 import numpy as np
+import pandas as pd
 import pytest
 
-from analyses.reporting.summary import effect_sentence, format_number, service_paragraph, summary_paragraphs
+from analyses.reporting.summary import (
+    Intervals, effect_sentence, format_number, service_paragraph, summary_paragraphs,
+)
 from tests.report_fixtures import make_diagnostics, make_estimates
 
 DIRECTIONAL_WORDS = ("more likely", "less likely", "more markets", "fewer markets", "% higher", "% lower")
@@ -10,7 +13,7 @@ DIRECTIONAL_WORDS = ("more likely", "less likely", "more markets", "fewer market
 
 def test_significant_binary_increase_matches_the_issue_example():
     sentence = effect_sentence("advisory", "exporter", 0.041, 0.018, 0.064, horizon=2)
-    assert sentence == ("Firms that received advisory support were 4.1 percentage points (95 % CI 1.8 to 6.4) "
+    assert sentence == ("Firms that started with advisory support were 4.1 percentage points (95 % CI 1.8 to 6.4) "
                         "more likely to export two years after starting, compared with similar firms that "
                         "received no support.")
 
@@ -81,7 +84,7 @@ def test_paragraph_per_service_uses_the_fixture_signs():
     diagnostics = make_diagnostics()
     paragraphs = summary_paragraphs(estimates, diagnostics)
     assert list(paragraphs) == ["advisory", "network", "grant"]
-    assert paragraphs["advisory"].startswith("Firms that received advisory support were 4.1 percentage points "
+    assert paragraphs["advisory"].startswith("Firms that started with advisory support were 4.1 percentage points "
                                              "(95 % CI 1.8 to 6.4) more likely to export")
     assert "no statistically detectable change in the probability of exporting" in paragraphs["network"]
     assert "less likely to export" in paragraphs["grant"]
@@ -113,3 +116,105 @@ def test_dynamic_horizon_sentence_uses_the_simultaneous_band():
 def test_no_estimates_gives_an_explicit_sentence():
     empty = make_estimates().iloc[0:0]
     assert service_paragraph("advisory", empty) == "No estimates are available for advisory support."
+
+
+def test_treated_firms_are_named_by_the_service_they_started_with():
+    paragraphs = summary_paragraphs(make_estimates(), make_diagnostics())
+    text = " ".join(paragraphs.values())
+    assert "Firms that started with an export grant were" in text
+    assert "received advisory support" not in text and "received an export grant" not in text
+
+
+@pytest.mark.parametrize("alpha, level", [(0.10, "90 %"), (0.01, "99 %"), (0.025, "97.5 %")])
+def test_confidence_level_follows_alpha(alpha, level):
+    diagnostics = make_diagnostics()
+    diagnostics["plan"]["alpha"] = alpha
+    paragraphs = summary_paragraphs(make_estimates(), diagnostics)
+    assert paragraphs["advisory"].startswith(f"Firms that started with advisory support were 4.1 percentage points "
+                                             f"({level} CI 1.8 to 6.4)")
+    assert f"{level} simultaneous band" in paragraphs["advisory"]
+    assert "95 %" not in " ".join(paragraphs.values())
+
+
+def test_without_bootstrap_the_event_time_intervals_are_called_pointwise():
+    diagnostics = make_diagnostics()
+    diagnostics["plan"]["bootstrap_iterations"] = 0
+    text = " ".join(summary_paragraphs(make_estimates(), diagnostics).values())
+    assert "95 % pointwise CI" in text
+    assert "simultaneous" not in text and "uniform" not in text
+    assert Intervals(0.05, uniform_bands=False).band_plural == "pointwise intervals"
+
+
+def test_alpha_outside_the_unit_interval_is_refused_with_its_key():
+    with pytest.raises(ValueError, match=r"diagnostics\['plan'\]\['alpha'\] must be in \(0, 1\), got 5"):
+        Intervals.from_plan({"alpha": 5})
+
+
+def _exporter_path(treatment: str, path: dict[int, tuple[float, float]], n_late: int = 40) -> pd.DataFrame:
+    """CS-DiD exporter estimates: a significant overall effect and dynamic (estimate, half-width) by event time."""
+    estimates = make_estimates()
+    keep = ~((estimates["treatment"] == treatment) & (estimates["outcome"] == "exporter")
+             & (estimates["aggregation"] == "dynamic") & (estimates["estimator"] == "cs_did"))
+    rows = [{"treatment": treatment, "outcome": "exporter", "estimator": "cs_did", "aggregation": "dynamic",
+             "event_time": float(e), "estimate": est, "std_error": half / 2.8, "ci_lower": est - half,
+             "ci_upper": est + half, "p_value": 0.5, "n_treated": 120 if e < 3 else n_late, "n_control": 900}
+            for e, (est, half) in path.items()]
+    return pd.concat([estimates[keep], pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_an_effect_that_fades_by_year_three_is_reported_as_no_longer_detectable():
+    # like the demo's grants: clearly positive up to e = 2, zero from e = 3 on
+    path = {0: (0.08, 0.03), 1: (0.12, 0.03), 2: (0.10, 0.035), 3: (-0.007, 0.036), 4: (-0.017, 0.04),
+            5: (-0.007, 0.045)}
+    paragraph = service_paragraph("grant", _exporter_path("grant", path))
+    assert ("From three years after starting on, the difference in the probability of exporting was no longer "
+            "statistically detectable in any year up to five years after starting (latest: \u22120.7 pp, "
+            "95 % simultaneous band \u22125.2 to 3.8).") in paragraph
+
+
+def test_a_lasting_effect_is_reported_with_the_latest_event_time():
+    path = {0: (0.03, 0.02), 1: (0.05, 0.02), 2: (0.07, 0.03), 3: (0.07, 0.03), 4: (0.08, 0.035),
+            5: (0.09, 0.04)}
+    paragraph = service_paragraph("advisory", _exporter_path("advisory", path))
+    assert ("The difference stayed statistically detectable in every year from three to five years after "
+            "starting; firms were 9.0 percentage points (95 % simultaneous band 5.0 to 13.0) more likely to "
+            "export five years after starting.") in paragraph
+
+
+def test_mixed_late_effects_count_the_detectable_years_and_never_claim_the_last_one():
+    path = {0: (0.03, 0.02), 1: (0.05, 0.02), 2: (0.07, 0.03), 3: (0.07, 0.03), 4: (0.06, 0.035),
+            5: (0.05, 0.07)}
+    paragraph = service_paragraph("network", _exporter_path("network", path))
+    assert ("From three years after starting on, the difference in the probability of exporting was statistically "
+            "detectable in 2 of 3 years; five years after starting, it was not distinguishable from zero "
+            "(5.0 pp, 95 % simultaneous band \u22122.0 to 12.0).") in paragraph
+
+
+def test_late_event_times_on_too_few_firms_are_not_used_for_persistence():
+    path = {0: (0.03, 0.02), 1: (0.05, 0.02), 2: (0.07, 0.03), 3: (0.0, 0.03)}
+    paragraph = service_paragraph("advisory", _exporter_path("advisory", path, n_late=6), min_firms=10)
+    assert "From three years" not in paragraph and "stayed statistically detectable" not in paragraph
+
+
+def test_nan_standard_error_reads_could_not_be_estimated():
+    sentence = effect_sentence("advisory", "exporter", 0.03, np.nan, np.nan)
+    assert sentence == ("The effect on the probability of exporting on average in the years after starting "
+                        "could not be estimated for firms that started with advisory support (no standard error).")
+    estimates = make_estimates()
+    broken = (estimates["treatment"] == "network") & (estimates["outcome"] == "exporter") \
+        & (estimates["estimator"] == "cs_did")
+    estimates.loc[broken, "std_error"] = np.nan
+    paragraph = service_paragraph("network", estimates)
+    assert "could not be estimated" in paragraph
+    assert "n/a" not in paragraph and "no statistically detectable change in the probability of exporting" \
+        not in paragraph
+
+
+def test_pairs_that_could_not_be_estimated_are_named():
+    estimates = make_estimates()
+    missing = (estimates["treatment"] == "grant") & (estimates["outcome"] == "enters_new_market")
+    not_estimable = pd.DataFrame([{"treatment": "grant", "outcome": "enters_new_market",
+                                   "reason": "outcome is constant in the sample"}])
+    paragraphs = summary_paragraphs(estimates[~missing], {**make_diagnostics(), "not_estimable": not_estimable})
+    assert ("The effect on the probability of entering a new export market could not be estimated "
+            "(see the methods annex).") in paragraphs["grant"]

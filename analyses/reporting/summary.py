@@ -1,10 +1,14 @@
 """Plain-language wording of the estimates for the executive summary.
 
 The wording is generated from the numbers so that it can never drift from
-them: the direction of an effect is only stated when the 95 % interval
-excludes zero; otherwise the text says that no change was detectable and
-quotes the minimum detectable effect, so readers do not mistake an
-underpowered comparison for evidence of no effect.
+them: the direction of an effect is only stated when its interval (at the
+plan's confidence level) excludes zero; otherwise the text says that no
+change was detectable and quotes the minimum detectable effect, so readers
+do not mistake an underpowered comparison for evidence of no effect.
+
+The treated firms of a service are the firms whose *first* support was that
+service (they may have received other services later), hence "firms that
+started with advisory support".
 """
 from __future__ import annotations
 
@@ -15,6 +19,49 @@ from typing import Callable, Mapping
 import pandas as pd
 
 MINUS = "\u2212"
+# Event times from which an effect counts as persistent rather than short-run.
+PERSISTENCE_FROM = 3
+
+
+@dataclass(frozen=True)
+class Intervals:
+    """How intervals are labelled.
+
+    The level follows the plan's alpha; event-study bands are simultaneous
+    (uniform over event times) only when the multiplier bootstrap ran, and
+    pointwise otherwise, so the label must say which one the reader sees.
+    """
+
+    alpha: float = 0.05
+    uniform_bands: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"diagnostics['plan']['alpha'] must be in (0, 1), got {self.alpha}")
+
+    @classmethod
+    def from_plan(cls, plan: Mapping | None) -> "Intervals":
+        plan = plan if isinstance(plan, Mapping) else {}
+        iterations = plan.get("bootstrap_iterations")
+        return cls(alpha=float(plan.get("alpha", 0.05)), uniform_bands=iterations is None or int(iterations) > 0)
+
+    @property
+    def level(self) -> str:
+        """"95 %" for alpha 0.05, "90 %" for 0.10, "97.5 %" for 0.025."""
+        return f"{round(100 * (1 - self.alpha), 6):g} %"
+
+    @property
+    def ci(self) -> str:
+        return f"{self.level} CI"
+
+    @property
+    def band(self) -> str:
+        """Label of a dynamic (event-time) interval."""
+        return f"{self.level} simultaneous band" if self.uniform_bands else f"{self.level} pointwise CI"
+
+    @property
+    def band_plural(self) -> str:
+        return "uniform bands" if self.uniform_bands else "pointwise intervals"
 
 
 @dataclass(frozen=True)
@@ -81,7 +128,7 @@ OUTCOMES: dict[str, OutcomeSpec] = {
 }
 
 SERVICES: dict[str, tuple[str, str]] = {
-    # key: (title for headings, phrase after "firms that received")
+    # key: (title for headings, phrase after "firms that started with")
     "advisory": ("Advisory support", "advisory support"),
     "network": ("Network services", "network services"),
     "grant": ("Export grants", "an export grant"),
@@ -92,9 +139,16 @@ COMPARISONS: dict[str, str] = {
     "notyettreated": "similar firms that had not yet received support",
 }
 
-HORIZON_WORDS = {0: "in the year they started", 1: "one year after starting",
-                 2: "two years after starting", 3: "three years after starting",
-                 4: "four years after starting", 5: "five years after starting"}
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
+                9: "nine", 10: "ten", 11: "eleven", 12: "twelve"}
+
+
+def years_after(horizon: int) -> str:
+    """"two years after starting"; "in the year they started" for e = 0."""
+    if horizon == 0:
+        return "in the year they started"
+    count = NUMBER_WORDS.get(horizon, str(horizon))
+    return f"{count} year{'s' if horizon != 1 else ''} after starting"
 
 
 def outcome_spec(outcome: str) -> OutcomeSpec:
@@ -124,6 +178,11 @@ def format_number(value: float, decimals: int, signed: bool = True) -> str:
     return text
 
 
+def is_estimable(*values: float) -> bool:
+    """False when any of the numbers (estimate, standard error, bounds) is missing or NaN."""
+    return all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values)
+
+
 def direction(ci_lower: float, ci_upper: float) -> int:
     """+1 / -1 when the interval excludes zero, 0 when it includes zero."""
     if ci_lower > 0:
@@ -149,23 +208,29 @@ def effect_sentence(
     horizon: int | None = None,
     band_label: str = "95 % CI",
     subject: str | None = None,
+    std_error: float | None = None,
 ) -> str:
     """One sentence for one estimate.
 
     `horizon` is the event time e for a dynamic estimate (None for the
     average over post-treatment years); `subject` replaces the default
-    "Firms that received <service>" when sentences are chained.
+    "Firms that started with <service>" when sentences are chained. An
+    estimate without an interval (NaN standard error) could not be
+    estimated, and the sentence says so instead of quoting "n/a".
     """
     spec = outcome_spec(outcome)
     value, lower, upper = display_interval(outcome, estimate, ci_lower, ci_upper)
-    when = HORIZON_WORDS.get(horizon, f"{horizon} years after starting") if horizon is not None \
-        else "on average in the years after starting"
+    when = years_after(int(horizon)) if horizon is not None else "on average in the years after starting"
     service = SERVICES.get(treatment, ("", treatment))[1]
+    given = [estimate, ci_lower, ci_upper] + ([] if std_error is None else [std_error])
+    if not is_estimable(*map(float, given)):
+        who = "for them" if subject else f"for firms that started with {service}"
+        return f"The effect on {spec.noun} {when} could not be estimated {who} (no standard error)."
     # the comparison group is named once per paragraph; chained sentences omit it
     compared = "" if subject else f", compared with {comparison_phrase(control_group)}"
     sign = direction(ci_lower, ci_upper)
     if sign == 0:
-        lead = "There was" if subject else f"For firms that received {service}, there was"
+        lead = "There was" if subject else f"For firms that started with {service}, there was"
         text = (f"{lead} no statistically detectable change in {spec.noun} {when}{compared} "
                 f"(estimate {format_number(value, spec.decimals)} {spec.unit_short}, "
                 f"{band_label} {format_number(lower, spec.decimals)} to {format_number(upper, spec.decimals)})")
@@ -180,7 +245,7 @@ def effect_sentence(
           f"{format_number(high_mag, spec.decimals)})")
     phrase = (spec.more if sign > 0 else spec.less).format(
         x=format_number(abs(value), spec.decimals, signed=False), ci=ci)
-    who = subject or f"Firms that received {service}"
+    who = subject or f"Firms that started with {service}"
     return f"{who} {phrase} {when}{compared}."
 
 
@@ -203,69 +268,134 @@ def service_paragraph(
     pretests: pd.DataFrame | None = None,
     control_group: str | None = "nevertreated",
     suppressed: set[tuple] | None = None,
-    alpha: float = 0.05,
+    intervals: Intervals = Intervals(),
     min_firms: int = 10,
+    not_estimable: pd.DataFrame | None = None,
 ) -> str:
     """Paragraph for one service built from the CS-DiD overall (`simple`) estimates.
 
     `estimates` must already exclude rows that failed disclosure; the
     `suppressed` keys (treatment, outcome) are named so that readers know a
-    result exists but cannot be published.
+    result exists but cannot be published, and the `not_estimable` pairs so
+    that a missing outcome is never silently skipped.
     """
     rows = estimates[(estimates["treatment"] == treatment) & (estimates["estimator"] == "cs_did")]
     simple = rows[rows["aggregation"] == "simple"]
     sentences: list[str] = []
     withheld: list[str] = []
+    failed: list[str] = []
     first = True
     for outcome in OUTCOMES:
         row = _lookup(simple, outcome=outcome)
         if row is None:
             if suppressed and (treatment, outcome) in suppressed:
                 withheld.append(OUTCOMES[outcome].noun)
+            elif _lookup(not_estimable, treatment=treatment, outcome=outcome) is not None:
+                failed.append(OUTCOMES[outcome].noun)
             continue
         mde_row = _lookup(mde, treatment=treatment, outcome=outcome, aggregation="simple")
         subject = None if first else "They"
         sentence = effect_sentence(
             treatment, outcome, row["estimate"], row["ci_lower"], row["ci_upper"],
             mde=None if mde_row is None else float(mde_row["mde"]),
-            control_group=control_group, subject=subject,
+            control_group=control_group, band_label=intervals.ci, subject=subject, std_error=row["std_error"],
         )
-        if direction(row["ci_lower"], row["ci_upper"]) != 0:
+        if _readable(row) and direction(row["ci_lower"], row["ci_upper"]) != 0:
             first = False
         sentences.append(sentence)
         if outcome == "exporter":
-            sentences.extend(_horizon_sentence(treatment, rows, control_group))
-    if not sentences and not withheld:
+            sentences.extend(_horizon_sentence(treatment, rows, control_group, intervals))
+            sentences.extend(_persistence_sentence(treatment, rows, outcome, intervals, min_firms))
+    if not sentences and not withheld and not failed:
         return f"No estimates are available for {service_title(treatment).lower()}."
+    if failed:
+        sentences.append(f"The effect{'s' if len(failed) > 1 else ''} on {_join(failed)} could not be estimated "
+                         "(see the methods annex).")
     if withheld:
         sentences.append(
             "Results for " + _join(withheld) + " are not published because they rest on fewer than "
             f"{min_firms} supported or comparison firms."
         )
-    caveat = _pretrend_caveat(treatment, pretests, alpha)
+    caveat = _pretrend_caveat(treatment, pretests, intervals.alpha)
     if caveat:
         sentences.append(caveat)
     return " ".join(sentences)
 
 
-def _horizon_sentence(treatment: str, rows: pd.DataFrame, control_group: str | None) -> list[str]:
-    """The exporter effect two years in, quoted with its simultaneous band."""
+def _readable(row: pd.Series) -> bool:
+    """An estimate with a standard error and both interval bounds."""
+    return is_estimable(*(float(row[c]) for c in ("estimate", "std_error", "ci_lower", "ci_upper")))
+
+
+def _undetectable(outcome: str, row: pd.Series, band_label: str) -> str:
+    """"1.2 pp, 95 % simultaneous band −0.8 to 3.2" for an interval that includes zero."""
+    spec = outcome_spec(outcome)
+    value, lower, upper = display_interval(outcome, row["estimate"], row["ci_lower"], row["ci_upper"])
+    return (f"{format_number(value, spec.decimals)} {spec.unit_short}, {band_label} "
+            f"{format_number(lower, spec.decimals)} to {format_number(upper, spec.decimals)}")
+
+
+def _horizon_sentence(treatment: str, rows: pd.DataFrame, control_group: str | None,
+                      intervals: Intervals) -> list[str]:
+    """The exporter effect two years in, quoted with its event-time band."""
     dynamic = rows[(rows["aggregation"] == "dynamic") & (rows["outcome"] == "exporter")]
     row = _lookup(dynamic, event_time=2.0)
     if row is None:
         return []
-    if direction(row["ci_lower"], row["ci_upper"]) == 0:
-        spec = outcome_spec("exporter")
-        value, lower, upper = display_interval("exporter", row["estimate"], row["ci_lower"], row["ci_upper"])
-        return [f"Two years after starting, the difference in {spec.noun} "
-                f"({format_number(value, spec.decimals)} {spec.unit_short}, 95 % simultaneous band "
-                f"{format_number(lower, spec.decimals)} to {format_number(upper, spec.decimals)}) "
-                "was not statistically distinguishable from zero."]
+    if _readable(row) and direction(row["ci_lower"], row["ci_upper"]) == 0:
+        return [f"Two years after starting, the difference in {outcome_spec('exporter').noun} "
+                f"({_undetectable('exporter', row, intervals.band)}) was not statistically distinguishable from zero."]
     return [effect_sentence(
         treatment, "exporter", row["estimate"], row["ci_lower"], row["ci_upper"],
-        control_group=control_group, horizon=2, band_label="95 % simultaneous band",
-        subject="Looking at timing, firms",
+        control_group=control_group, horizon=2, band_label=intervals.band,
+        subject="Looking at timing, firms", std_error=row["std_error"],
     )]
+
+
+def _span(first: int, last: int) -> str:
+    """"from three to ten years after starting" (or one horizon when they coincide)."""
+    if first == last:
+        return years_after(first)
+    return f"from {NUMBER_WORDS.get(first, first)} to {years_after(last)}"
+
+
+def _persistence_sentence(treatment: str, rows: pd.DataFrame, outcome: str, intervals: Intervals,
+                          min_firms: int) -> list[str]:
+    """Whether the effect lasts: every event time from PERSISTENCE_FROM on with enough firms, latest quoted.
+
+    An average over those event times would need their covariance, which
+    the published rows do not carry, so each event time is read on its own
+    interval and the latest one is quoted; the direction is only claimed
+    where an interval excludes zero.
+    """
+    dynamic = rows[(rows["aggregation"] == "dynamic") & (rows["outcome"] == outcome)].sort_values("event_time")
+    late = dynamic[(dynamic["event_time"] >= PERSISTENCE_FROM) & (dynamic["n_treated"] >= min_firms)]
+    late = late[[_readable(row) for _, row in late.iterrows()]]
+    if late.empty:
+        return []
+    signs = [direction(lo, hi) for lo, hi in zip(late["ci_lower"], late["ci_upper"])]
+    latest = late.iloc[-1]
+    first_e, last_e = int(late["event_time"].iloc[0]), int(latest["event_time"])
+    noun = outcome_spec(outcome).noun
+    latest_effect = effect_sentence(treatment, outcome, latest["estimate"], latest["ci_lower"], latest["ci_upper"],
+                                    horizon=last_e, band_label=intervals.band, subject="firms")
+    if all(sign == 0 for sign in signs):
+        early = dynamic[(dynamic["event_time"] >= 0) & (dynamic["event_time"] < PERSISTENCE_FROM)]
+        was_detectable = any(direction(lo, hi) != 0 for lo, hi in zip(early["ci_lower"], early["ci_upper"]))
+        return [f"From {years_after(first_e)} on, the difference in {noun} was "
+                f"{'no longer' if was_detectable else 'not'} statistically detectable in any year up to "
+                f"{years_after(last_e)} (latest: {_undetectable(outcome, latest, intervals.band)})."]
+    if len(set(signs)) == 1:
+        return [f"The difference stayed statistically detectable in every year {_span(first_e, last_e)}; "
+                + latest_effect]
+    if signs[-1] == 0:
+        latest_text = (f"{years_after(last_e)}, it was not distinguishable from zero "
+                       f"({_undetectable(outcome, latest, intervals.band)}).")
+    else:
+        latest_text = latest_effect
+    detectable = sum(sign != 0 for sign in signs)
+    return [f"From {years_after(first_e)} on, the difference in {noun} was statistically detectable in "
+            f"{detectable} of {len(signs)} years; " + latest_text]
 
 
 def _pretrend_caveat(treatment: str, pretests: pd.DataFrame | None, alpha: float) -> str | None:
@@ -291,16 +421,19 @@ def summary_paragraphs(
     suppressed: set[tuple] | None = None,
     min_firms: int = 10,
 ) -> dict[str, str]:
-    """One paragraph per service present in the estimates, keyed by treatment."""
+    """One paragraph per service present in the estimates (or withheld / not estimable), keyed by treatment."""
     plan = diagnostics.get("plan") or {}
     control_group = plan.get("control_group", "nevertreated") if isinstance(plan, Mapping) else "nevertreated"
-    alpha = float(plan.get("alpha", 0.05)) if isinstance(plan, Mapping) else 0.05
-    treatments = [t for t in SERVICES if t in set(estimates["treatment"])
-                  or (suppressed and any(key[0] == t for key in suppressed))]
+    intervals = Intervals.from_plan(plan)
+    not_estimable = diagnostics.get("not_estimable")
+    mentioned = set(estimates["treatment"]) | {key[0] for key in suppressed or ()}
+    if isinstance(not_estimable, pd.DataFrame):
+        mentioned |= set(not_estimable["treatment"])
     return {
         treatment: service_paragraph(
             treatment, estimates, mde=diagnostics.get("mde"), pretests=diagnostics.get("pretests"),
-            control_group=control_group, suppressed=suppressed, alpha=alpha, min_firms=min_firms,
+            control_group=control_group, suppressed=suppressed, intervals=intervals, min_firms=min_firms,
+            not_estimable=not_estimable if isinstance(not_estimable, pd.DataFrame) else None,
         )
-        for treatment in treatments
+        for treatment in SERVICES if treatment in mentioned
     }
