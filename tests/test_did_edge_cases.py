@@ -129,6 +129,19 @@ def test_clustered_standard_errors_use_cluster_sums(panel):
         _fit(data.assign(sector=1), clustervars=["region", "sector"])
 
 
+def test_clustered_bootstrap_uses_cluster_sums_like_r_did_2_5(panel):
+    """R did >= 2.3.1.906 (so 2.5) and csdid draw one multiplier per cluster on cluster SUMS of the influence
+    function; older R used cluster means, which differ when cluster sizes differ (here one cluster of 60 firms)."""
+    data = panel.assign(region=np.where(panel.unit <= 60, 0, panel.unit // 2))
+    boot = _fit(data, clustervars="region", bstrap=True, biters=4000, cband=False, random_state=5)
+    analytic = _fit(data, clustervars="region")
+    np.testing.assert_allclose(boot.se, analytic.se, rtol=0.08)
+    codes = boot.panel.cluster_codes
+    cluster_means = pd.DataFrame(boot.inf_func).groupby(codes).mean().to_numpy()
+    cluster_mean_se = np.sqrt((cluster_means**2).sum(axis=0)) / len(cluster_means)
+    assert np.mean(cluster_mean_se / analytic.se) > 1.1  # the older convention would be detectably different
+
+
 def test_aggregated_standard_errors_at_or_below_r_threshold_are_nan(panel):
     """R ``aggte`` reports a standard error <= sqrt(machine eps) * 10 as NA; near-deterministic outcomes reach it."""
     noise = np.random.default_rng(0).normal(size=len(panel))
@@ -143,3 +156,17 @@ def test_aggregated_standard_errors_at_or_below_r_threshold_are_nan(panel):
     simple = aggte(result, "simple")
     assert 0 < analytic_se(simple.overall_inf_func)[0] <= threshold
     assert np.isnan(simple.overall_se) and np.isnan(simple.overall_pvalue) and np.isnan(simple.overall_ci_upper)
+
+
+def test_anticipation_cells_use_last_unaffected_base_and_stay_out_of_pretest():
+    """Deliberate difference from R did (see analyses.did): with anticipation a, cells g-a <= t < g are
+    differenced from period g-a-1 (R: from t-1 under a varying base) and the pre-test uses only t < g-a
+    (R: t < g), as in csdid."""
+    data = simulate_staggered_panel(300, 6, [4, 5], seed=8)
+    result = _fit(data, anticipation=2)
+    wide = data.pivot(index="unit", columns="period", values="y")
+    cohort = data.groupby("unit").first_treat.first()
+    change = wide[4] - wide[2]
+    expected = change[cohort == 5].mean() - change[cohort == 0].mean()
+    assert result.table.query("group == 5 and time == 4").att.iloc[0] == pytest.approx(expected, abs=1e-12)
+    assert result.W_df == 1  # only (5,2); R would also test (4,2), (4,3), (5,3) and (5,4)

@@ -100,7 +100,12 @@ def aggte(
     alp: float | None = None,
     random_state=None,
 ) -> AggteResult:
-    """Aggregate ATT(g,t) like R ``aggte``: ``simple``, ``dynamic`` (event study), ``group`` or ``calendar``."""
+    """Aggregate ATT(g,t) like R ``aggte``: ``simple``, ``dynamic`` (event study), ``group`` or ``calendar``.
+
+    With ``bstrap`` one multiplier bootstrap serves every row, the overall effect and the
+    uniform band (R draws separately for each; same distribution, see ``analyses.did``).
+    Standard errors ``<= sqrt(eps) * 10`` are NaN, as in R.
+    """
     if type not in _TITLES:
         raise ValueError(f"type must be one of {list(_TITLES)}, got {type!r}")
     if balance_e is not None and (int(balance_e) != balance_e or balance_e < 0):

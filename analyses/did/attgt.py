@@ -122,7 +122,12 @@ def att_gt(
     random_state=None,
     progress: bool = False,
 ) -> AttGtResult:
-    """Estimate every ATT(g,t) with R ``did`` semantics; see the module docstring of ``analyses.did``."""
+    """Estimate every ATT(g,t) with R ``did`` semantics; see the module docstring of ``analyses.did``.
+
+    With ``anticipation=a`` the cells ``g - a <= t < g`` are measured from period ``g - a - 1``
+    and left out of the pre-test (R: from ``t - 1`` under a varying base, and tested) --
+    a deliberate difference shared with csdid.
+    """
     _validate_choice("control_group", control_group, ("nevertreated", "notyettreated"))
     _validate_choice("est_method", est_method, ("dr", "ipw", "reg"))
     _validate_choice("base_period", base_period, ("varying", "universal"))
