@@ -34,6 +34,12 @@ def test_git_commit_of_a_checkout_and_of_a_plain_directory(tmp_path):
     expected = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
                               check=True).stdout.strip()
     assert git_commit(repo) == expected and len(expected) == 40
+    # untracked files (e.g. outputs) do not make the code differ from the commit ...
+    (repo / "notes.txt").write_text("scratch", encoding="utf-8")
+    assert git_commit(repo) == expected
+    # ... but an uncommitted change to a tracked file does
+    (repo / "f.txt").write_text("changed", encoding="utf-8")
+    assert git_commit(repo) == expected + "-dirty"
 
 
 def test_footer_rows_verify_each_recorded_hash(tmp_path):

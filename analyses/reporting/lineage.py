@@ -19,16 +19,26 @@ def file_sha256(path) -> str:
 
 
 def git_commit(repo_dir) -> str:
-    """HEAD commit of `repo_dir`, or "unknown" when it is not a git checkout."""
-    try:
-        completed = subprocess.run(
-            ["git", "-C", str(repo_dir), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    """HEAD commit of `repo_dir`, with "-dirty" when tracked files have uncommitted changes.
+
+    A report built from modified code cannot be reproduced from the commit
+    alone, so the footer must not pretend it can. "unknown" when
+    `repo_dir` is not a git checkout (or git is missing).
+    """
+    def git(*args: str) -> subprocess.CompletedProcess | None:
+        try:
+            return subprocess.run(["git", "-C", str(repo_dir), *args], capture_output=True, text=True,
+                                  timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    head = git("rev-parse", "HEAD")
+    if head is None or head.returncode != 0 or not head.stdout.strip():
         return "unknown"
-    commit = completed.stdout.strip()
-    return commit if completed.returncode == 0 and commit else "unknown"
+    status = git("status", "--porcelain", "--untracked-files=no")
+    # a status that cannot be read is not evidence of a clean tree
+    dirty = status is None or status.returncode != 0 or bool(status.stdout.strip())
+    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def validate_lineage(lineage: Mapping) -> None:
@@ -45,6 +55,8 @@ def input_rows(lineage: Mapping, data_quality: Mapping | None = None) -> list[di
 
     A hash that no longer matches means the file changed after the numbers
     were computed; the footer says so instead of silently vouching for it.
+    The file is looked up at the absolute ``path`` recorded in the lineage entry or the
+    data-quality record (the bare ``file`` name only resolves in the landing directory).
     """
     validate_lineage(lineage)
     sources = (data_quality or {}).get("sources", {})
@@ -52,7 +64,7 @@ def input_rows(lineage: Mapping, data_quality: Mapping | None = None) -> list[di
     rows = []
     for source, entry in sorted(lineage["inputs"].items()):
         recorded = str(entry["sha256"])
-        path = Path(entry["file"])
+        path = Path(entry.get("path") or sources.get(source, {}).get("path") or entry["file"])
         if path.is_file():
             status = "matches file on disk" if file_sha256(path) == recorded else "MISMATCH: file changed since the run"
         else:
