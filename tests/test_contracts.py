@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -192,11 +193,69 @@ def test_data_quality_summary_accounts_for_every_row(tmp_path: Path):
     assert exports["contract_version"] == "1.0.0" and exports["contract_id"] == "urn:export-impact:contract:exports"
     assert (exports["format"], exports["encoding"], exports["delimiter"]) == ("csv", "utf-8", ",")
     assert exports["quarantine_file"] == "quarantine/exports.csv"
-    for entry in summary["sources"].values():
-        assert entry["rows_in"] == entry["rows_clean"] + entry["rows_quarantined"]
+    for source, entry in summary["sources"].items():
+        assert entry["rows_in"] == entry["rows_clean"] + entry["rows_quarantined"] + entry["blank_lines_skipped"]
+        assert entry["blank_lines_skipped"] == 0
+        assert entry["file"] == f"{source}.csv" and entry["path"] == str((tmp_path / "landing" / f"{source}.csv").resolve())
     firms_quarantine = write_quarantine(results["firms"], tmp_path / "out")
     assert firms_quarantine.read_text().strip() == "firm_id,nace2,region,founded_year,in_cluster,source_row,quarantine_reason"
     assert failure_summary({"firms": results["firms"]}).startswith("All delivered rows passed")
+
+
+def test_blank_lines_count_as_delivered_rows_and_are_accounted_for(tmp_path: Path):
+    landing = write_landing(tmp_path)
+    lines = (landing / "exports.csv").read_text().splitlines()
+    (landing / "exports.csv").write_text("\n".join(lines[:3] + ["", ",,,", ""] + lines[3:] + [""]) + "\n")
+    raws, results = run_contracts(landing)
+    exports = results["exports"]
+    assert (exports.rows_in, exports.blank_lines_skipped, exports.rows_clean, exports.rows_quarantined) == (84, 4, 80, 0)
+    entry = data_quality_summary(raws, results)["sources"]["exports"]
+    assert (entry["rows_in"], entry["blank_lines_skipped"], entry["rows_clean"]) == (84, 4, 80)
+    # blank lines do not dilute the quarantine share
+    tables = valid_tables()
+    tables["exports"].loc[3, "export_value_eur"] = "-250"
+    write_landing(landing, {"exports": tables["exports"]})
+    lines = (landing / "exports.csv").read_text().splitlines()
+    (landing / "exports.csv").write_text("\n".join(lines + [""] * 20) + "\n")
+    exports = run_contracts(landing)[1]["exports"]
+    assert (exports.rows_in, exports.blank_lines_skipped, exports.quarantine_share) == (100, 20, 1 / 80)
+
+
+def test_row_accounting_that_does_not_add_up_names_source_and_numbers(tmp_path: Path):
+    tables = valid_tables()
+    tables["exports"].loc[3, "export_value_eur"] = "-250"
+    raws, results = run_contracts(write_landing(tmp_path, tables))
+    results["exports"].clean = results["exports"].clean.iloc[1:]  # a row lost after validation
+    expected = "exports.csv: row accounting does not add up: 80 rows delivered, but 78 clean + 1 quarantined + 0 blank lines"
+    with pytest.raises(RuntimeError, match=re.escape(expected)):
+        data_quality_summary(raws, results)
+    raws, results = run_contracts(tmp_path)
+    raws["exports"].frame = raws["exports"].frame.iloc[:-1]  # results of another delivery
+    with pytest.raises(RuntimeError, match=r"exports\.csv: the validation result counts 80 rows delivered but the file as read has 79"):
+        data_quality_summary(raws, results)
+
+
+def test_report_lineage_verifies_inputs_at_the_recorded_absolute_path(tmp_path: Path, monkeypatch):
+    from analyses.reporting.lineage import input_rows  # the reporting package is heavy; only this test needs it
+
+    raws, results = run_contracts(write_landing(tmp_path / "landing"))
+    quality = json.loads(json.dumps(data_quality_summary(raws, results)))
+    # what the report asset records: the bare file name and the hash
+    lineage = {
+        "run_id": "r1", "git_commit": "unknown", "generated_at": "2026-11-27T10:00:00+00:00",
+        "inputs": {source: {"file": entry["file"], "sha256": entry["sha256"]} for source, entry in quality["sources"].items()},
+        "contract_versions": {source: entry["contract_version"] for source, entry in quality["sources"].items()},
+    }
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    rows = {row["source"]: row for row in input_rows(lineage, quality)}
+    assert {source: row["status"] for source, row in rows.items()} == {source: "matches file on disk" for source in SOURCES}
+    assert rows["exports"]["file"] == "exports.csv"
+    (tmp_path / "landing" / "exports.csv").write_text("firm_id,year,destination,export_value_eur\n", encoding="utf-8")
+    assert input_rows(lineage, quality)[0]["status"].startswith("MISMATCH")
+    (tmp_path / "landing" / "firms.csv").unlink()
+    assert {row["source"]: row["status"] for row in input_rows(lineage, quality)}["firms"] == "file not available to verify"
 
 
 def test_structure_check_outcome_describes_the_problem(tmp_path: Path):

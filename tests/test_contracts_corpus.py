@@ -1,7 +1,7 @@
 """Bad-input corpus: each case alters one file of a valid landing folder and states the exact outcome.
 
 Blocked cases assert the structural rule, the file and the one-line message; quarantine cases assert
-the row accounting (rows in = clean + quarantined), the count of every rule and the reason written
+the row accounting (rows in = clean + quarantined + blank lines skipped), the count of every rule and the reason written
 next to the original values; accepted-format cases assert the values that reach the clean tables.
 """
 
@@ -80,6 +80,13 @@ def _assert_values(source: str, column: str, expected: list):
 def _assert_warning(source: str, text: str):
     def check(raws: dict, results: dict) -> None:
         assert any(text in warning for warning in results[source].warnings), results[source].warnings
+
+    return check
+
+
+def _assert_blank_lines(source: str, count: int):
+    def check(raws: dict, results: dict) -> None:
+        assert results[source].blank_lines_skipped == raws[source].blank_lines_skipped == count
 
     return check
 
@@ -359,10 +366,11 @@ CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
     ),
     "blank_lines_ignored": (
         _blank_lines,
-        Quarantined(check=lambda raws, results: (
+        Quarantined(delivered={"exports": 84}, check=lambda raws, results: (
             _assert_warning("exports", "4 completely empty line(s) ignored (e.g. row 5)")(raws, results),
             # rows keep the number a spreadsheet shows: data after the blank lines starts at row 7
             _assert_values("exports", "source_row", [2, 3, 4, 7])(raws, results),
+            _assert_blank_lines("exports", 4)(raws, results),
         )),
     ),
     "trailing_delimiter_on_every_line": (
@@ -403,9 +411,9 @@ def test_corpus_case(name: str, tmp_path: Path):
     for source, result in results.items():
         counts = {rule: count for rule, count in result.rule_counts.items() if count}
         assert counts == expected.counts.get(source, {}), source
-        assert result.rows_in == delivered[source] == len(raws[source].frame)
+        assert result.rows_in == delivered[source] == len(raws[source].frame) + result.blank_lines_skipped
         assert result.rows_quarantined == sum(counts.values())
-        assert result.rows_clean == result.rows_in - result.rows_quarantined
+        assert result.rows_clean == result.rows_in - result.rows_quarantined - result.blank_lines_skipped
         share = next(check for check in result.checks if check.name == "quarantine_share")
         if share.blocking:
             blocking.add(source)

@@ -23,7 +23,11 @@ _SNIFF_BYTES = 64 * 1024
 
 @dataclass
 class RawSource:
-    """One delivered file: its fingerprint, how it was decoded, and every cell as text."""
+    """One delivered file: its fingerprint, how it was decoded, and every cell as text.
+
+    ``blank_lines_skipped`` counts the completely empty data lines dropped while reading, so
+    the row accounting can show that every delivered line ended somewhere.
+    """
 
     source: str
     path: Path
@@ -33,11 +37,17 @@ class RawSource:
     delimiter: str | None
     frame: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
+    blank_lines_skipped: int = 0
     parse_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         """Pickle without the typed-column cache (it is rebuilt on demand, and large)."""
         return {**self.__dict__, "parse_cache": {}}
+
+    @property
+    def rows_delivered(self) -> int:
+        """Data lines in the file as delivered: the rows read plus the blank lines skipped."""
+        return len(self.frame) + self.blank_lines_skipped
 
 
 def find_source_file(landing_dir: Path, source: str) -> Path:
@@ -92,7 +102,7 @@ def read_source(path: Path, contract: Contract) -> RawSource:
         frame = _read_xlsx(data, contract.sheet, path.name)
     else:
         frame = _read_parquet(data, path.name)
-    frame = _finish(frame, path.name, warnings)
+    frame, blank_lines = _finish(frame, path.name, warnings)
     return RawSource(
         source=contract.source,
         path=path,
@@ -102,6 +112,7 @@ def read_source(path: Path, contract: Contract) -> RawSource:
         delimiter=delimiter,
         frame=frame,
         warnings=warnings,
+        blank_lines_skipped=blank_lines,
     )
 
 
@@ -203,8 +214,8 @@ def _as_text(column: pd.Series) -> pd.Series:
     return text.fillna("").astype(object)
 
 
-def _finish(frame: pd.DataFrame, name: str, warnings: list[str]) -> pd.DataFrame:
-    """Name columns as text, add the spreadsheet row number and drop fully blank lines."""
+def _finish(frame: pd.DataFrame, name: str, warnings: list[str]) -> tuple[pd.DataFrame, int]:
+    """Name columns as text, add the spreadsheet row number and drop fully blank lines (counted)."""
     frame.columns = [str(column).strip() for column in frame.columns]
     reserved = [column for column in frame.columns if column.lower() in RESERVED_COLUMNS]
     if reserved:
@@ -227,5 +238,5 @@ def _finish(frame: pd.DataFrame, name: str, warnings: list[str]) -> pd.DataFrame
         blank = frame[data_columns].eq("").all(axis=1)
         if blank.any():
             warnings.append(f"{int(blank.sum())} completely empty line(s) ignored (e.g. row {int(frame.loc[blank, 'source_row'].iloc[0])})")
-            frame = frame.loc[~blank].reset_index(drop=True)
-    return frame
+            return frame.loc[~blank].reset_index(drop=True), int(blank.sum())
+    return frame, 0

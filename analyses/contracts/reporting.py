@@ -21,14 +21,24 @@ def write_quarantine(result: ValidationResult, output_dir: Path) -> Path:
 
 
 def data_quality_summary(raws: dict[str, RawSource], results: dict[str, ValidationResult]) -> dict:
-    """JSON-able record per source: file fingerprint, contract version and the row accounting."""
+    """JSON-able record per source: file fingerprint, contract version and the row accounting.
+
+    ``path`` is the absolute location of the file as read, so the report can re-hash it later
+    from any working directory; ``file`` stays the bare name for display.
+    """
     sources = {}
     for source in [name for name in SOURCES if name in results]:
         raw, result = raws[source], results[source]
-        if result.rows_in != len(raw.frame):
-            raise AssertionError(f"{source}: {result.rows_in} rows accounted for but {len(raw.frame)} delivered")
+        if result.rows_in != raw.rows_delivered:
+            raise RuntimeError(
+                f"{raw.path.name}: the validation result counts {result.rows_in} rows delivered but the file "
+                f"as read has {raw.rows_delivered} ({len(raw.frame)} rows + {raw.blank_lines_skipped} blank lines); "
+                "the result belongs to a different delivery"
+            )
+        result.check_accounting()
         sources[source] = {
             "file": raw.path.name,
+            "path": str(raw.path.resolve()),
             "sha256": raw.sha256,
             "format": raw.format,
             "encoding": raw.encoding,
@@ -38,6 +48,7 @@ def data_quality_summary(raws: dict[str, RawSource], results: dict[str, Validati
             "rows_in": result.rows_in,
             "rows_clean": result.rows_clean,
             "rows_quarantined": result.rows_quarantined,
+            "blank_lines_skipped": result.blank_lines_skipped,
             "quarantine_share": round(result.quarantine_share, 6),
             "quarantine_threshold": result.contract.quarantine_threshold,
             "rules": dict(result.rule_counts),
@@ -63,7 +74,7 @@ def failure_summary(results_or_error: dict[str, ValidationResult] | ContractErro
         share = next(check for check in result.checks if check.name == "quarantine_share")
         verdict = "REJECTED: too many rows set aside" if share.blocking else "accepted without these rows"
         lines.append(
-            f"{result.file or source}: {result.rows_quarantined} of {result.rows_in} rows quarantined "
+            f"{result.file or source}: {result.rows_quarantined} of {result.rows_with_data} rows quarantined "
             f"({result.quarantine_share:.1%}, limit {result.contract.quarantine_threshold:.0%}) - {verdict}. "
             f"Rows and reasons: quarantine/{source}.csv"
         )

@@ -60,7 +60,11 @@ class CheckOutcome:
 
 @dataclass
 class ValidationResult:
-    """A source split into typed clean rows and quarantined original rows, with the reasons."""
+    """A source split into typed clean rows and quarantined original rows, with the reasons.
+
+    ``rows_in`` is counted from the file as read (data lines, blank ones included), independently
+    of the split, so :meth:`check_accounting` can catch a row that went missing on the way.
+    """
 
     source: str
     contract: Contract
@@ -68,6 +72,8 @@ class ValidationResult:
     quarantine: pd.DataFrame
     rule_counts: dict[str, int]
     checks: list[CheckOutcome]
+    rows_in: int
+    blank_lines_skipped: int
     warnings: list[str] = field(default_factory=list)
     file: str = ""
     failures: list[RuleFailure] = field(default_factory=list)
@@ -81,12 +87,23 @@ class ValidationResult:
         return len(self.quarantine)
 
     @property
-    def rows_in(self) -> int:
-        return self.rows_clean + self.rows_quarantined
+    def rows_with_data(self) -> int:
+        """Delivered lines that held any value: the base of the quarantine share (blank lines cannot dilute it)."""
+        return self.rows_in - self.blank_lines_skipped
 
     @property
     def quarantine_share(self) -> float:
-        return self.rows_quarantined / self.rows_in if self.rows_in else 0.0
+        return self.rows_quarantined / self.rows_with_data if self.rows_with_data else 0.0
+
+    def check_accounting(self) -> None:
+        """Raise if some delivered line ended neither clean, nor quarantined, nor skipped as blank."""
+        accounted = self.rows_clean + self.rows_quarantined + self.blank_lines_skipped
+        if accounted != self.rows_in:
+            raise RuntimeError(
+                f"{self.file or self.source}: row accounting does not add up: {self.rows_in} rows delivered, "
+                f"but {self.rows_clean} clean + {self.rows_quarantined} quarantined + "
+                f"{self.blank_lines_skipped} blank lines skipped = {accounted}"
+            )
 
 
 @dataclass(frozen=True)
@@ -207,6 +224,8 @@ def validate_source(
         quarantine=quarantine.reset_index(drop=True),
         rule_counts={rule.id: int(masks[rule.id].sum()) for rule in rules},
         checks=[],
+        rows_in=raw.rows_delivered,
+        blank_lines_skipped=raw.blank_lines_skipped,
         warnings=list(raw.warnings) + _header_warnings(typed),
         file=raw.path.name,
         failures=failures,
@@ -215,6 +234,7 @@ def validate_source(
         *(_group_outcome(contract, group, rules, masks, failures) for group in row_rule_groups(contract)[:-1]),
         _share_outcome(result),
     ]
+    result.check_accounting()
     return result
 
 
@@ -576,7 +596,7 @@ def _share_outcome(result: ValidationResult) -> CheckOutcome:
     threshold = result.contract.quarantine_threshold
     too_many = share > threshold
     description = (
-        f"{result.rows_quarantined} of {result.rows_in} rows quarantined ({share:.1%}); "
+        f"{result.rows_quarantined} of {result.rows_with_data} rows quarantined ({share:.1%}); "
         f"threshold {threshold:.1%}" + (" — too many, nothing downstream uses this source" if too_many else "")
     )
     return CheckOutcome(
@@ -586,6 +606,7 @@ def _share_outcome(result: ValidationResult) -> CheckOutcome:
         metadata={
             "rule": f"share of quarantined rows must not exceed {threshold:.1%}",
             "rows_in": result.rows_in, "rows_clean": result.rows_clean, "rows_quarantined": result.rows_quarantined,
+            "blank_lines_skipped": result.blank_lines_skipped,
             "quarantine_file": f"quarantine/{result.source}.csv",
         },
     )
