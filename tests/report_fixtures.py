@@ -34,6 +34,8 @@ SIMPLE_EFFECTS = {
     ("grant", "enters_new_market"): (0.004, 0.009),       # CI includes zero
 }
 UNIFORM_CRITICAL = 2.8  # typical sup-t critical value for ~9 event times
+# Per used cohort: with 5 cohorts (+1 in the unused one) advisory leaves out 11 firms, network 1, grants 16.
+WITHOUT_BASELINE = {"advisory": 2, "network": 0, "grant": 3}
 
 
 def _row(treatment, outcome, estimator, aggregation, event_time, estimate, se, n_treated, n_control, crit=1.96):
@@ -126,15 +128,20 @@ def make_diagnostics(failing_pretest: tuple[str, str] = ("grant", "log_export_va
             for lower, upper, n in zip(edges[:-1], edges[1:], counts):
                 overlap.append({"treatment": treatment, "group": group, "bin_lower": float(lower),
                                 "bin_upper": float(upper), "n_firms": int(n)})
+        # firms without accounts before their support started are left out of each cohort
+        without = WITHOUT_BASELINE[treatment]
         for cohort in COHORTS:
-            cohorts.append({"treatment": treatment, "cohort": cohort, "n_firms": 24, "used": True})
+            cohorts.append({"treatment": treatment, "cohort": cohort, "n_delivered": 24 + without,
+                            "n_without_baseline": without, "n_firms": 24, "used": True, "reason": ""})
         # a cohort too small to estimate: listed by the evaluation, never published
-        cohorts.append({"treatment": treatment, "cohort": 2020, "n_firms": 4, "used": False})
+        cohorts.append({"treatment": treatment, "cohort": 2020, "n_delivered": 5, "n_without_baseline": 1,
+                        "n_firms": 4, "used": False, "reason": "fewer than 20 firms"})
     plan = {"control_group": "nevertreated", "est_method": "dr", "covariates": covariates, "base_period": "varying",
             "bootstrap_iterations": 999, "alpha": 0.05, "anticipation": 0, "panel_years": list(YEARS),
             "outcomes": list(OUTCOMES), "services": list(SERVICES)}
     return {"pretests": pd.DataFrame(pretests), "balance": pd.DataFrame(balance), "overlap": pd.DataFrame(overlap),
-            "mde": pd.DataFrame(mde), "cohorts": pd.DataFrame(cohorts), "plan": plan}
+            "mde": pd.DataFrame(mde), "cohorts": pd.DataFrame(cohorts),
+            "not_estimable": pd.DataFrame(columns=["treatment", "outcome", "reason"]), "plan": plan}
 
 
 def make_inputs_on_disk(directory: Path) -> tuple[dict, dict]:

@@ -1,12 +1,16 @@
 """End-to-end report build: content, form, accessibility, companions and input errors."""
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from analyses.reporting import ESTIMATE_COLUMNS, ReportSettings, build_report
+from analyses.evaluation import ESTIMATE_COLUMNS
+from analyses.reporting import ReportSettings, build_report
 from analyses.reporting.report import SECTION_TITLES
 from tests.report_fixtures import make_estimates, make_panel, report_inputs
 
@@ -155,7 +159,7 @@ def test_estimate_files_have_exactly_the_twelve_columns(built):
     result, inputs, _ = built
     csv = pd.read_csv(result.estimate_files["csv"])
     parquet = pd.read_parquet(result.estimate_files["parquet"])
-    assert list(csv.columns) == ESTIMATE_COLUMNS == list(parquet.columns)
+    assert list(csv.columns) == list(ESTIMATE_COLUMNS) == list(parquet.columns)
     assert len(csv) == len(parquet) == len(inputs["estimates"])
     pd.testing.assert_frame_equal(csv, parquet, check_dtype=False)
 
@@ -281,7 +285,8 @@ def test_pdf_rendering_refuses_external_resources(tmp_path):
 def test_cohort_table_orders_years_and_keeps_the_total_last(tmp_path):
     inputs = report_inputs(tmp_path)
     cohorts = inputs["diagnostics"]["cohorts"]
-    extra = pd.DataFrame([{"treatment": "grant", "cohort": 2014, "n_firms": 15, "used": True}])
+    extra = pd.DataFrame([{"treatment": "grant", "cohort": 2014, "n_delivered": 15, "n_without_baseline": 0,
+                           "n_firms": 15, "used": True, "reason": ""}])
     diagnostics = {**inputs["diagnostics"], "cohorts": pd.concat([cohorts, extra], ignore_index=True)}
     one_service = inputs["estimates"][inputs["estimates"]["treatment"] == "grant"]
     result = build_report(**{**inputs, "estimates": one_service, "diagnostics": diagnostics},
@@ -293,3 +298,72 @@ def test_cohort_table_orders_years_and_keeps_the_total_last(tmp_path):
     assert '<tr class="total"><th scope="row">All cohorts' in table
     # advisory and network have no 2014 cohort: shown as a dash, not as a number
     assert "<td class=\"num\">\u2013</td>" in table
+
+
+def test_cohort_notes_count_left_out_firms_without_small_numbers(built):
+    _, _, html = built
+    assert ("left out of the estimation: Advisory support: 11 firms; Network services: fewer than 10 firms; "
+            "Export grants: 16 firms.") in html
+    assert "Advisory support: 1 (fewer than 20 firms)" in html
+
+
+def test_confidence_level_and_band_type_follow_the_plan_everywhere(tmp_path):
+    inputs = report_inputs(tmp_path)
+    diagnostics = {**inputs["diagnostics"], "plan": {**inputs["diagnostics"]["plan"], "alpha": 0.10,
+                                                     "bootstrap_iterations": 0}}
+    one_service = inputs["estimates"][inputs["estimates"]["treatment"] == "advisory"]
+    result = build_report(**{**inputs, "estimates": one_service, "diagnostics": diagnostics},
+                          output_dir=tmp_path / "out", settings=HTML_ONLY)
+    html = result.html_path.read_text(encoding="utf-8")
+    assert "95 %" not in html and "95 %" not in result.headline_markdown
+    assert '<th scope="col" class="num">90 % CI</th>' in html and "| 90 % CI |" in result.headline_markdown
+    assert "Intervals are 90 % confidence intervals" in html and "(90 % CI 1.8 to 6.4)" in html
+    alts = [image["alt"] for image in _parse(html).images if image["alt"].startswith("Event-study")]
+    assert alts and all("90 % pointwise intervals exclude zero" in alt for alt in alts)
+    assert "simultaneous band" not in html and "uniform (simultaneous)" not in html
+    assert "uniform over event times" not in html and "pointwise confidence intervals (not simultaneous" in html
+    assert "event-study intervals are pointwise" in html and "&alpha; = 0.1" in html
+
+
+def test_pairs_that_could_not_be_estimated_are_listed_in_the_methods_annex(tmp_path):
+    inputs = report_inputs(tmp_path)
+    firm = inputs["panel"]["firm_id"].iloc[2]
+    estimates = inputs["estimates"]
+    missing = (estimates["treatment"] == "network") & (estimates["outcome"] == "enters_new_market")
+    not_estimable = pd.DataFrame([{"treatment": "network", "outcome": "enters_new_market",
+                                   "reason": f"outcome constant in the sample (first seen at {firm})"}])
+    diagnostics = {**inputs["diagnostics"], "not_estimable": not_estimable}
+    result = build_report(**{**inputs, "estimates": estimates[~missing & (estimates["treatment"] == "network")],
+                             "diagnostics": diagnostics}, output_dir=tmp_path / "out", settings=HTML_ONLY)
+    html = result.html_path.read_text(encoding="utf-8")
+    assert "<li>Network services, entering a new market: outcome constant in the sample (first seen at [firm])</li>" \
+        in html
+    assert "could not be estimated (see the methods annex)" in result.summary_paragraphs["network"]
+    assert firm not in html
+
+
+def test_an_estimate_without_standard_error_is_not_shown_as_n_a(tmp_path):
+    inputs = report_inputs(tmp_path)
+    estimates = inputs["estimates"][inputs["estimates"]["treatment"] == "grant"].copy()
+    broken = (estimates["outcome"] == "exporter") & (estimates["aggregation"] == "simple")
+    estimates.loc[broken, ["std_error", "ci_lower", "ci_upper", "p_value"]] = np.nan
+    result = build_report(**{**inputs, "estimates": estimates}, output_dir=tmp_path / "out", settings=HTML_ONLY)
+    html = result.html_path.read_text(encoding="utf-8")
+    assert "n/a to n/a" not in html and "| could not be estimated |" in result.headline_markdown
+    assert "could not be estimated for firms that started with an export grant" in html
+
+
+def test_pretests_that_do_not_reject_are_never_said_to_pass(built):
+    _, _, html = built
+    assert "no evidence against parallel trends (p = " in html
+    assert "passes the pre-trend" not in html and "passing the pre-trend" not in html
+    assert "parallel trends hold" not in html
+
+
+def test_importing_the_package_loads_no_plotting_templating_or_evaluation_modules():
+    probe = ("import sys, analyses.reporting; heavy = ('matplotlib', 'jinja2', 'weasyprint', 'statsmodels', "
+             "'analyses.evaluation', 'dagster'); print(sorted(m for m in sys.modules if m.split('.')[0] in heavy "
+             "or m in heavy))")
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                               cwd=Path(__file__).resolve().parents[1])
+    assert completed.stdout.strip() == "[]"

@@ -4,20 +4,24 @@ Figures use the object API (no pyplot) so rendering has no global state,
 and they rely on marker shape, fill and line style rather than colour so
 they stay readable when printed in greyscale. Every figure comes with alt
 text generated from the plotted numbers.
+
+matplotlib is imported inside the functions that draw: loading the Dagster
+definitions (which import this package) should not pay for it.
 """
 from __future__ import annotations
 
 import base64
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
-from analyses.reporting.summary import format_number, outcome_spec, service_title
+from analyses.reporting.summary import Intervals, format_number, outcome_spec, service_title
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 110
 PRE_COLOUR = "0.55"
@@ -36,7 +40,15 @@ class Plot:
         return f"data:image/png;base64,{self.png_base64}"
 
 
+def _new_figure(**options) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(**options)
+
+
 def _render(figure: Figure) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
@@ -65,12 +77,18 @@ def _errorbars(axes, frame: pd.DataFrame, offset: float, colour: str, marker: st
 
 
 def event_study_plot(cs_dynamic: pd.DataFrame, twfe_dynamic: pd.DataFrame | None,
-                     treatment: str, outcome: str) -> Plot:
-    """CS-DiD dynamic effects with uniform bands, TWFE event-study estimates beside them."""
+                     treatment: str, outcome: str, intervals: Intervals = Intervals()) -> Plot:
+    """CS-DiD dynamic effects with their bands, TWFE event-study estimates beside them.
+
+    `intervals` names the level and whether the CS-DiD bands are uniform
+    (bootstrap) or pointwise, in the legend and in the alt text.
+    """
+    from matplotlib.ticker import MaxNLocator
+
     spec = outcome_spec(outcome)
     cs = _to_display(cs_dynamic, outcome)
     twfe = _to_display(twfe_dynamic, outcome) if twfe_dynamic is not None and not twfe_dynamic.empty else None
-    figure = Figure(figsize=(6.6, 3.3), layout="constrained")
+    figure = _new_figure(figsize=(6.6, 3.3), layout="constrained")
     axes = figure.add_subplot()
     all_times = pd.concat([cs["event_time"], twfe["event_time"] if twfe is not None else cs["event_time"]])
     left, right = float(all_times.min()) - 0.6, float(all_times.max()) + 0.6
@@ -81,9 +99,9 @@ def event_study_plot(cs_dynamic: pd.DataFrame, twfe_dynamic: pd.DataFrame | None
     if not pre.empty:
         _errorbars(axes, pre, 0.0, PRE_COLOUR, "o", True, "CS-DiD pre-period (placebo)")
     if not post.empty:
-        _errorbars(axes, post, 0.0, POST_COLOUR, "o", True, "CS-DiD (95 % uniform band)")
+        _errorbars(axes, post, 0.0, POST_COLOUR, "o", True, f"CS-DiD ({intervals.band})")
     if twfe is not None:
-        _errorbars(axes, twfe, TWFE_OFFSET, TWFE_COLOUR, "s", False, "TWFE (95 % pointwise CI)")
+        _errorbars(axes, twfe, TWFE_OFFSET, TWFE_COLOUR, "s", False, f"TWFE ({intervals.level} pointwise CI)")
     axes.set_xlim(left, right)
     axes.set_xlabel("Years since first support (e = t \u2212 g)")
     axes.set_ylabel(f"Effect, {spec.unit}")
@@ -92,7 +110,7 @@ def event_study_plot(cs_dynamic: pd.DataFrame, twfe_dynamic: pd.DataFrame | None
     figure.legend(fontsize=7, frameon=False, loc="outside lower center", ncol=3)
     axes.spines[["top", "right"]].set_visible(False)
     axes.tick_params(labelsize=8)
-    return Plot(_render(figure), _event_study_alt(cs, twfe, treatment, outcome))
+    return Plot(_render(figure), _event_study_alt(cs, twfe, treatment, outcome, intervals))
 
 
 def _range_text(frame: pd.DataFrame, decimals: int) -> str:
@@ -105,17 +123,19 @@ def _excluding_zero(frame: pd.DataFrame) -> int:
     return int(((frame["ci_lower"] > 0) | (frame["ci_upper"] < 0)).sum())
 
 
-def _event_study_alt(cs: pd.DataFrame, twfe: pd.DataFrame | None, treatment: str, outcome: str) -> str:
+def _event_study_alt(cs: pd.DataFrame, twfe: pd.DataFrame | None, treatment: str, outcome: str,
+                     intervals: Intervals) -> str:
     spec = outcome_spec(outcome)
+    bands = f"{intervals.level} {intervals.band_plural}"
     parts = [f"Event-study estimates for {service_title(treatment).lower()} on "
              f"{spec.label.lower()}, in {spec.unit}."]
     pre, post = cs[cs["event_time"] < 0], cs[cs["event_time"] >= 0]
     if not pre.empty:
         parts.append(f"Before support, Callaway\u2013Sant'Anna placebo estimates range {_range_text(pre, spec.decimals)}; "
-                     f"{_excluding_zero(pre)} of {len(pre)} uniform bands exclude zero.")
+                     f"{_excluding_zero(pre)} of {len(pre)} {bands} exclude zero.")
     if not post.empty:
         parts.append(f"After support, estimates range {_range_text(post, spec.decimals)}; "
-                     f"{_excluding_zero(post)} of {len(post)} uniform bands exclude zero.")
+                     f"{_excluding_zero(post)} of {len(post)} {bands} exclude zero.")
     if twfe is not None:
         twfe_post = twfe[twfe["event_time"] >= 0]
         if not twfe_post.empty:
@@ -125,7 +145,7 @@ def _event_study_alt(cs: pd.DataFrame, twfe: pd.DataFrame | None, treatment: str
 
 def overlap_plot(overlap: pd.DataFrame, treatment: str) -> Plot:
     """Mirrored propensity-score histograms (densities, since pooled bins differ in width)."""
-    figure = Figure(figsize=(6.6, 2.6))
+    figure = _new_figure(figsize=(6.6, 2.6))
     axes = figure.add_subplot()
     ranges = []
     for group, sign, face, hatch in (("treated", 1, "0.35", None), ("comparison", -1, "0.85", "///")):
@@ -155,7 +175,7 @@ def overlap_plot(overlap: pd.DataFrame, treatment: str) -> Plot:
 def balance_plot(balance: pd.DataFrame, treatment: str) -> Plot:
     """Standardised mean differences before (open) and after (filled) weighting."""
     rows = balance[balance["treatment"] == treatment].reset_index(drop=True)
-    figure = Figure(figsize=(6.6, 0.4 * len(rows) + 1.3), layout="constrained")
+    figure = _new_figure(figsize=(6.6, 0.4 * len(rows) + 1.3), layout="constrained")
     axes = figure.add_subplot()
     positions = np.arange(len(rows))[::-1]
     for limit in (0.1, 0.25):

@@ -23,6 +23,7 @@ MAX_UNSUPPORTED_SHARE = 0.05
 class Rating:
     level: int
     reasons: tuple[str, ...]
+    pretest_p: float = float("nan")
 
     @property
     def label(self) -> str:
@@ -30,9 +31,10 @@ class Rating:
 
     @property
     def explanation(self) -> str:
+        # A pre-test that does not reject is no proof of parallel trends, only no evidence against them.
         if not self.reasons:
-            return ("Difference-in-differences with a comparison group that passes the pre-trend test "
-                    "and overlaps on observables.")
+            return (f"Difference-in-differences; no evidence against parallel trends (p = {self.pretest_p:.3f}), "
+                    "and supported and comparison firms overlap on observables.")
         return "; ".join(self.reasons) + "."
 
 
@@ -52,6 +54,7 @@ def unsupported_share(overlap: pd.DataFrame, treatment: str) -> float:
 def rate_estimate(treatment: str, outcome: str, diagnostics: dict, alpha: float = 0.05) -> Rating:
     """SMS level for the CS-DiD estimate of one service and outcome, with the reasons for any drop."""
     reasons: list[str] = []
+    p_value = float("nan")
     pretests = diagnostics.get("pretests")
     if isinstance(pretests, pd.DataFrame) and not pretests.empty:
         hit = pretests[(pretests["treatment"] == treatment) & (pretests["outcome"] == outcome)]
@@ -75,4 +78,4 @@ def rate_estimate(treatment: str, outcome: str, diagnostics: dict, alpha: float 
         if worst is not None and abs(float(worst["smd_weighted"])) > MAX_ABS_SMD:
             reasons.append(f"covariate imbalance after weighting: {worst['covariate']} "
                            f"SMD = {float(worst['smd_weighted']):.2f}")
-    return Rating(DESIGN_LEVEL - 1 if reasons else DESIGN_LEVEL, tuple(reasons))
+    return Rating(DESIGN_LEVEL - 1 if reasons else DESIGN_LEVEL, tuple(reasons), p_value)

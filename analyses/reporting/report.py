@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-import jinja2
 import numpy as np
 import pandas as pd
 
@@ -25,12 +24,10 @@ from analyses.reporting.plots import balance_plot, event_study_plot, overlap_plo
 from analyses.reporting.rating import rate_estimate, unsupported_share
 from analyses.reporting.settings import ReportSettings
 from analyses.reporting.summary import (
-    OUTCOMES, SERVICES, comparison_phrase, display_interval, format_number, outcome_spec, service_title,
-    summary_paragraphs,
+    OUTCOMES, SERVICES, Intervals, comparison_phrase, display_interval, format_number, is_estimable,
+    outcome_spec, service_title, summary_paragraphs,
 )
 
-ESTIMATE_COLUMNS = ["treatment", "outcome", "estimator", "aggregation", "event_time", "estimate",
-                    "std_error", "ci_lower", "ci_upper", "p_value", "n_treated", "n_control"]
 ALLOWED_VALUES = {"treatment": set(SERVICES), "outcome": set(OUTCOMES), "estimator": {"cs_did", "twfe"},
                   "aggregation": {"simple", "dynamic", "group", "calendar"}}
 DIAGNOSTIC_COLUMNS = {
@@ -39,7 +36,8 @@ DIAGNOSTIC_COLUMNS = {
                 "smd_unweighted", "smd_weighted"],
     "overlap": ["treatment", "group", "bin_lower", "bin_upper", "n_firms"],
     "mde": ["treatment", "outcome", "aggregation", "mde"],
-    "cohorts": ["treatment", "cohort", "n_firms"],
+    "cohorts": ["treatment", "cohort", "n_delivered", "n_without_baseline", "n_firms", "used", "reason"],
+    "not_estimable": ["treatment", "outcome", "reason"],
 }
 SOURCE_KEYS = ["rows_in", "rows_clean", "rows_quarantined"]
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -63,19 +61,32 @@ class ReportResult:
 
 # --- validation -------------------------------------------------------------
 
+def estimate_columns() -> list[str]:
+    """The published estimate columns, as the evaluation defines them.
+
+    Imported on use because analyses.evaluation loads statsmodels, which
+    importing the reporting package (e.g. from the Dagster definitions)
+    should not.
+    """
+    from analyses.evaluation import ESTIMATE_COLUMNS
+
+    return list(ESTIMATE_COLUMNS)
+
+
 def validate_estimates(estimates: pd.DataFrame) -> None:
     """Fail with the row and column at fault rather than deep inside rendering."""
-    if list(estimates.columns) != ESTIMATE_COLUMNS:
-        missing = [c for c in ESTIMATE_COLUMNS if c not in estimates.columns]
-        extra = [c for c in estimates.columns if c not in ESTIMATE_COLUMNS]
-        raise ValueError(f"estimates must have exactly the columns {ESTIMATE_COLUMNS} in this order; "
+    columns = estimate_columns()
+    if list(estimates.columns) != columns:
+        missing = [c for c in columns if c not in estimates.columns]
+        extra = [c for c in estimates.columns if c not in columns]
+        raise ValueError(f"estimates must have exactly the columns {columns} in this order; "
                          f"missing {missing}, unexpected {extra}")
     for column, allowed in ALLOWED_VALUES.items():
         bad = estimates[~estimates[column].isin(allowed)]
         if not bad.empty:
             raise ValueError(f"estimates row {bad.index[0]}: column {column!r} has value {bad[column].iloc[0]!r}; "
                              f"allowed: {sorted(allowed)}")
-    for column in ESTIMATE_COLUMNS[4:]:
+    for column in columns[4:]:
         if not pd.api.types.is_numeric_dtype(estimates[column]):
             raise ValueError(f"estimates column {column!r} must be numeric, got dtype {estimates[column].dtype}")
     # CIs may be missing: a reference event time is normalised to zero without an interval
@@ -126,7 +137,7 @@ def validate_data_quality(data_quality: Mapping) -> None:
 
 def write_estimate_files(estimates: pd.DataFrame, output_dir: Path,
                          disclosure: DisclosureResult | None = None) -> dict[str, Path]:
-    """estimates.csv and estimates.parquet with exactly the 12 estimate columns.
+    """estimates.csv and estimates.parquet with exactly the estimate columns of the evaluation.
 
     Rows that fail disclosure are dropped here; they are listed in
     `disclosure.suppressed_estimates` so their absence is explained.
@@ -134,7 +145,7 @@ def write_estimate_files(estimates: pd.DataFrame, output_dir: Path,
     validate_estimates(estimates)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    published = drop_suppressed(estimates, disclosure)[ESTIMATE_COLUMNS].reset_index(drop=True)
+    published = drop_suppressed(estimates, disclosure)[estimate_columns()].reset_index(drop=True)
     published["n_treated"] = published["n_treated"].astype("int64")
     published["n_control"] = published["n_control"].astype("int64")
     paths = {"csv": output_dir / "estimates.csv", "parquet": output_dir / "estimates.parquet"}
@@ -187,13 +198,16 @@ def _headline_cells(row: Mapping) -> dict:
     if not row["published"]:
         mark = SUPPRESSED_MARK
         return {"estimate": mark, "ci": mark, "p": mark, "n_treated": mark, "n_control": mark}
-    return {"estimate": format_number(row["estimate"], decimals),
-            "ci": f"{format_number(row['ci_lower'], decimals)} to {format_number(row['ci_upper'], decimals)}",
+    if not is_estimable(row["ci_lower"], row["ci_upper"]):
+        ci = "could not be estimated"
+    else:
+        ci = f"{format_number(row['ci_lower'], decimals)} to {format_number(row['ci_upper'], decimals)}"
+    return {"estimate": format_number(row["estimate"], decimals), "ci": ci,
             "p": _p_text(row["p_value"]), "n_treated": f"{row['n_treated']:,}", "n_control": f"{row['n_control']:,}"}
 
 
-def headline_markdown(headline: pd.DataFrame) -> str:
-    header = ["Service", "Outcome", "Unit", "Estimate", "95 % CI", "p-value", "Treated firms",
+def headline_markdown(headline: pd.DataFrame, intervals: Intervals = Intervals()) -> str:
+    header = ["Service", "Outcome", "Unit", "Estimate", intervals.ci, "p-value", "Treated firms",
               "Comparison firms", "SMS level"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in headline.to_dict("records"):
@@ -204,7 +218,8 @@ def headline_markdown(headline: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _event_studies(published: pd.DataFrame, full: pd.DataFrame, suppressed: set[tuple]) -> list[dict]:
+def _event_studies(published: pd.DataFrame, full: pd.DataFrame, suppressed: set[tuple],
+                   intervals: Intervals) -> list[dict]:
     dynamic = published[published["aggregation"] == "dynamic"]
     sections = []
     for treatment in _present(full["treatment"], SERVICES):
@@ -217,7 +232,7 @@ def _event_studies(published: pd.DataFrame, full: pd.DataFrame, suppressed: set[
                     if hidden else "")
             figure = {"outcome": outcome_spec(outcome).label, "note": note, "plot": None}
             if not cs.empty:
-                figure["plot"] = event_study_plot(cs, twfe, treatment, outcome)
+                figure["plot"] = event_study_plot(cs, twfe, treatment, outcome, intervals)
             figures.append(figure)
         sections.append({"title": service_title(treatment), "figures": figures})
     return sections
@@ -359,12 +374,41 @@ def _cohort_table(cells: pd.DataFrame, disclosure: DisclosureResult) -> dict | N
     return {"columns": [service_title(c) for c in columns], "rows": rows}
 
 
-def _analysed_cohorts(cohorts: pd.DataFrame | None) -> tuple[pd.DataFrame | None, int]:
-    """Cohorts used in estimation, and how many were set aside (their sizes are not published)."""
-    if cohorts is None or "used" not in cohorts.columns:
-        return cohorts, 0
+def _cohort_notes(cohorts: pd.DataFrame | None, min_firms: int) -> dict:
+    """Who was left out of estimation, per service, in plain words.
+
+    Set-aside cohorts are counted with the evaluation's reason but their
+    sizes are not printed; firms without pre-support accounts are summed per
+    service, and a sum below `min_firms` is shown as "fewer than" so that
+    no small group of firms is singled out.
+    """
+    notes: dict = {"n_set_aside": 0, "set_aside": [], "without_baseline": []}
+    if cohorts is None or cohorts.empty:
+        return notes
     used = cohorts["used"].astype(bool)
-    return cohorts[used], int((~used).sum())
+    notes["n_set_aside"] = int((~used).sum())
+    for treatment in _present(cohorts["treatment"], SERVICES):
+        rows = cohorts[cohorts["treatment"] == treatment]
+        unused = rows[~rows["used"].astype(bool)]
+        if not unused.empty:
+            reasons = unused["reason"].fillna("").replace("", "not used in estimation").value_counts(sort=False)
+            notes["set_aside"].append(f"{service_title(treatment)}: "
+                                      + "; ".join(f"{n} ({reason})" for reason, n in reasons.items()))
+        left_out = int(rows["n_without_baseline"].sum())
+        if left_out:
+            count = f"{left_out:,}" if left_out >= min_firms else f"fewer than {min_firms}"
+            notes["without_baseline"].append(f"{service_title(treatment)}: {count} firms")
+    return notes
+
+
+def _not_estimable_rows(not_estimable: pd.DataFrame | None, firm_ids) -> list[dict]:
+    """Service/outcome pairs the evaluation could not estimate; reasons are redacted like any upstream text."""
+    if not_estimable is None:
+        return []
+    return [{"service": service_title(r["treatment"]),
+             "outcome": OUTCOMES[r["outcome"]].label if r["outcome"] in OUTCOMES else str(r["outcome"]),
+             "reason": redact_identifiers(str(r["reason"]), firm_ids)}
+            for r in not_estimable.to_dict("records")]
 
 
 def _plan_items(plan: Mapping, comparison: str) -> dict:
@@ -385,7 +429,9 @@ def _plan_items(plan: Mapping, comparison: str) -> dict:
 
 # --- rendering --------------------------------------------------------------
 
-def _environment() -> jinja2.Environment:
+def _environment():
+    import jinja2
+
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
                               autoescape=jinja2.select_autoescape(
                                   ["html", "j2"], disabled_extensions=["css"], default=True),
@@ -416,13 +462,15 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
     lineage_module.validate_lineage(lineage)
     output_dir = Path(output_dir)
     plan = diagnostics.get("plan") or {}
-    alpha = float(plan.get("alpha", 0.05))
+    intervals = Intervals.from_plan(plan)
+    alpha = intervals.alpha
 
     firm_ids = panel["firm_id"].unique() if "firm_id" in panel.columns else []
     cells = describe_panel(panel)
-    cohorts, excluded_cohorts = _analysed_cohorts(diagnostics.get("cohorts"))
+    cohorts = diagnostics.get("cohorts")
     if cohorts is not None:
-        cells = pd.concat([cells, cohort_cells(cohorts)], ignore_index=True)
+        # only cohorts used in estimation are published; the others are counted in the notes
+        cells = pd.concat([cells, cohort_cells(cohorts[cohorts["used"].astype(bool)])], ignore_index=True)
     disclosure = check_disclosure(estimates, cells, settings)
     suppressed = disclosure.suppressed_keys()
     published = drop_suppressed(estimates, disclosure)
@@ -441,14 +489,15 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         "paragraphs": [{"title": service_title(t), "text": text} for t, text in paragraphs.items()],
         "headline": [{"title": title, "rows": [{**row, **_headline_cells(row)} for row in rows.to_dict("records")]}
                      for title, rows in headline.groupby("service", sort=False)],
-        "event_studies": _event_studies(published, estimates, suppressed),
+        "event_studies": _event_studies(published, estimates, suppressed, intervals),
         "pretests": _pretest_rows(diagnostics.get("pretests"), alpha),
         "balance_sections": balance_sections,
         "mde": _mde_rows(diagnostics.get("mde")),
         "quality": _quality_rows(data_quality, firm_ids),
         "descriptives": _descriptive_tables(cells, disclosure),
         "cohorts": _cohort_table(cells, disclosure),
-        "excluded_cohorts": excluded_cohorts,
+        "cohort_notes": _cohort_notes(cohorts, settings.min_firms),
+        "not_estimable": _not_estimable_rows(diagnostics.get("not_estimable"), firm_ids),
         "plan": _plan_items(plan, comparison_phrase(plan.get("control_group"))),
         "ratings": [{"service": r["service"], "outcome": r["outcome_label"], "level": r["sms_level"],
                      "reason": r["rating_reason"]} for r in headline.to_dict("records")],
@@ -457,6 +506,7 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         "lineage": lineage,
         "inputs": lineage_module.input_rows(lineage, data_quality),
         "alpha": alpha,
+        "intervals": intervals,
     }
     html = _environment().get_template("impact_report.html.j2").render(**context)
 
@@ -474,6 +524,6 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         pdf_path = output_dir / "impact_report.pdf"
         bookmarks, pages = render_pdf(html, pdf_path)
     return ReportResult(html_path=html_path, pdf_path=pdf_path, disclosure=disclosure, headline=headline,
-                        headline_markdown=headline_markdown(headline), summary_paragraphs=paragraphs,
+                        headline_markdown=headline_markdown(headline, intervals), summary_paragraphs=paragraphs,
                         estimate_files=estimate_files, pdf_bookmarks=bookmarks, pdf_pages=pages,
                         seconds=time.perf_counter() - started)
