@@ -194,7 +194,24 @@ def test_published_files_are_rechecked_from_disk(tmp_path):
     (tmp_path / "impact_report.html").write_text("<p>FRM100001</p>", encoding="utf-8")
     result = check_published_files(tmp_path, ["FRM100001"], SETTINGS)
     assert not result.passed
-    assert len(result.metadata()["failures"]) == 2
+    # the small row in the CSV and in the parquet file, and the identifier in the HTML
+    assert result.metadata()["failures"] == ["published_min_n_control estimates.csv line 2: 3 vs 10",
+                                             "published_min_n_control estimates.parquet row 0: 3 vs 10",
+                                             "no_firm_identifiers impact_report.html: 1 vs 0"]
+
+
+def test_published_parquet_is_checked_even_when_the_csv_is_clean(tmp_path):
+    estimates = make_estimates()
+    write_estimate_files(estimates, tmp_path, check_disclosure(estimates, None, SETTINGS))
+    tampered = pd.read_parquet(tmp_path / "estimates.parquet")
+    tampered.loc[5, "n_treated"] = 4
+    tampered.assign(firm_id="FRM100007").to_parquet(tmp_path / "estimates.parquet", index=False)
+    result = check_published_files(tmp_path, ["FRM100007"], SETTINGS)
+    assert sorted(result.metadata()["failures"]) == [
+        "no_firm_identifiers estimates.parquet: 1 vs 0",
+        "no_identifier_columns estimates.parquet:firm_id: 1 vs 0",
+        "published_min_n_treated estimates.parquet row 5: 4 vs 10",
+    ]
 
 
 def test_metadata_is_json_serialisable():

@@ -434,29 +434,45 @@ def scan_for_identifiers(texts: Mapping[str, str], firm_ids: Iterable) -> pd.Dat
     return pd.DataFrame(rows, columns=CHECK_COLUMNS)
 
 
+def _published_table_checks(published: pd.DataFrame, name: str, settings: ReportSettings,
+                            first_line: int) -> list[dict]:
+    """No identifier columns and enough firms behind every row of a published estimate table."""
+    rows = []
+    for forbidden in ("firm_id", "firm_name", "name"):
+        present = forbidden in published.columns
+        rows.append(_check("no_identifier_columns", f"{name}:{forbidden}", int(present), 0,
+                           "fail" if present else "pass"))
+    for line, record in enumerate(published.to_dict("records"), start=first_line):
+        for column in ("n_treated", "n_control"):
+            ok = int(record[column]) >= settings.min_firms
+            rows.append(_check(f"published_min_{column}", f"{name} {'line' if first_line > 1 else 'row'} {line}",
+                               int(record[column]), settings.min_firms, "pass" if ok else "fail"))
+    return rows
+
+
 def check_published_files(output_dir: Path, firm_ids: Iterable,
                           settings: ReportSettings = ReportSettings()) -> DisclosureResult:
     """Re-check the written artefacts: the asset check on the report calls this.
 
-    Reads `estimates.csv` and the HTML back from disk, so it verifies what
-    was actually published rather than what was intended.
+    Reads `estimates.csv`, `estimates.parquet` and the HTML back from disk,
+    so it verifies what was actually published rather than what was
+    intended. The PDF is rendered from the same HTML; its text is not
+    re-read because no PDF text reader is among the dependencies.
     """
     output_dir = Path(output_dir)
     rows: list[dict] = []
-    csv_path = output_dir / "estimates.csv"
     texts: dict[str, str] = {}
+    csv_path = output_dir / "estimates.csv"
     if csv_path.exists():
-        published = pd.read_csv(csv_path)
-        for forbidden in ("firm_id", "firm_name", "name"):
-            rows.append(_check("no_identifier_columns", f"estimates.csv:{forbidden}",
-                               int(forbidden in published.columns), 0,
-                               "fail" if forbidden in published.columns else "pass"))
-        for line, record in enumerate(published.to_dict("records"), start=2):
-            for column in ("n_treated", "n_control"):
-                ok = int(record[column]) >= settings.min_firms
-                rows.append(_check(f"published_min_{column}", f"estimates.csv line {line}",
-                                   int(record[column]), settings.min_firms, "pass" if ok else "fail"))
+        # CSV lines are counted as an editor shows them: the header is line 1
+        rows += _published_table_checks(pd.read_csv(csv_path), "estimates.csv", settings, first_line=2)
         texts["estimates.csv"] = csv_path.read_text(encoding="utf-8")
+    parquet_path = output_dir / "estimates.parquet"
+    if parquet_path.exists():
+        published = pd.read_parquet(parquet_path)
+        rows += _published_table_checks(published, "estimates.parquet", settings, first_line=0)
+        # identifiers are searched in the values, which the binary file does not show as text
+        texts["estimates.parquet"] = published.to_csv(index=False)
     html_path = output_dir / "impact_report.html"
     if html_path.exists():
         texts["impact_report.html"] = html_path.read_text(encoding="utf-8")
