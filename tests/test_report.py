@@ -305,6 +305,19 @@ def test_cohort_notes_count_left_out_firms_without_small_numbers(built):
     assert ("left out of the estimation: Advisory support: 11 firms; Network services: fewer than 10 firms; "
             "Export grants: 16 firms.") in html
     assert "Advisory support: 1 (fewer than 20 firms)" in html
+    assert "Every service and outcome in the evaluation plan could be estimated." in html
+
+
+def test_a_register_with_accounts_for_every_supported_firm_says_so(tmp_path):
+    inputs = report_inputs(tmp_path)
+    cohorts = inputs["diagnostics"]["cohorts"].assign(n_without_baseline=0)
+    one_service = inputs["estimates"][inputs["estimates"]["treatment"] == "network"]
+    result = build_report(**{**inputs, "estimates": one_service,
+                             "diagnostics": {**inputs["diagnostics"], "cohorts": cohorts}},
+                          output_dir=tmp_path / "out", settings=HTML_ONLY)
+    text = " ".join(result.html_path.read_text(encoding="utf-8").split())
+    assert "so none was left out for lack of a before-and-after comparison" in text
+    assert "left out of the estimation:" not in text
 
 
 def test_confidence_level_and_band_type_follow_the_plan_everywhere(tmp_path):

@@ -382,7 +382,7 @@ def _cohort_notes(cohorts: pd.DataFrame | None, min_firms: int) -> dict:
     service, and a sum below `min_firms` is shown as "fewer than" so that
     no small group of firms is singled out.
     """
-    notes: dict = {"n_set_aside": 0, "set_aside": [], "without_baseline": []}
+    notes: dict = {"known": cohorts is not None, "n_set_aside": 0, "set_aside": [], "without_baseline": []}
     if cohorts is None or cohorts.empty:
         return notes
     used = cohorts["used"].astype(bool)
@@ -401,10 +401,13 @@ def _cohort_notes(cohorts: pd.DataFrame | None, min_firms: int) -> dict:
     return notes
 
 
-def _not_estimable_rows(not_estimable: pd.DataFrame | None, firm_ids) -> list[dict]:
-    """Service/outcome pairs the evaluation could not estimate; reasons are redacted like any upstream text."""
+def _not_estimable_rows(not_estimable: pd.DataFrame | None, firm_ids) -> list[dict] | None:
+    """Service/outcome pairs the evaluation could not estimate (None: not reported by the evaluation).
+
+    Reasons are redacted like any upstream text.
+    """
     if not_estimable is None:
-        return []
+        return None
     return [{"service": service_title(r["treatment"]),
              "outcome": OUTCOMES[r["outcome"]].label if r["outcome"] in OUTCOMES else str(r["outcome"]),
              "reason": redact_identifiers(str(r["reason"]), firm_ids)}
