@@ -32,6 +32,7 @@ from analyses.contracts import (
 from analyses.contracts.dictionary import render
 from analyses.contracts.parsing import parse_boolean, parse_date, parse_integer, parse_number
 from analyses.contracts.synthetic import write_synthetic_landing
+from analyses.panel import build_firm_year_panel
 from tests.contract_landing import run_contracts, valid_tables, write_landing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,17 +47,40 @@ def test_contracts_declare_the_v1_inputs():
         "firm_id", "programme", "service", "start_date", "end_date", "advisory_hours", "grant_eur", "network_events",
     ]
     assert contracts["exports"].column_names == ["firm_id", "year", "destination", "export_value_eur"]
+    assert {source: contract.version for source, contract in contracts.items()} == {
+        "firms": "1.0.0", "financials": "1.0.0", "participation": "1.0.0", "exports": "1.1.0",
+    }
     for contract in contracts.values():
-        assert contract.version == "1.0.0" and contract.id.endswith(contract.source)
+        assert contract.id.endswith(contract.source)
         assert contract.quarantine_threshold == 0.05 and contract.freshness and contract.owner
     assert contracts["financials"].unique_combinations == [("firm_id", "year")]
     assert contracts["participation"].not_before == [("end_date", "start_date")]
+    (accounts,) = contracts["exports"].row_references
+    assert (accounts.columns, accounts.source, accounts.reference_columns) == (("firm_id", "year"), "financials", ("firm_id", "year"))
+    assert accounts.reason == "no annual accounts (financials) for this firm and year"
+    assert all(not contract.row_references for source, contract in contracts.items() if source != "exports")
 
 
 def test_unknown_contract_rule_is_refused(tmp_path: Path):
     text = (REPO / "data_contracts" / "exports.yaml").read_text().replace("rule: validValues", "rule: mostlyValid")
     (tmp_path / "exports.yaml").write_text(text)
     with pytest.raises(ContractError, match="unknown quality rule 'mostlyValid'"):
+        load_contract("exports", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("to: [financials.firm_id, financials.year]", "to: [financials.firm_id]"), "'to' must name as many <source>.<column> as 'from'"),
+        (("from: [firm_id, year]", "from: [firm_id, yr]"), r"relationship names unknown column\(s\) \('firm_id', 'yr'\)"),
+        (("        reason: no annual accounts (financials) for this firm and year\n", ""), "needs a 'reason'"),
+    ],
+)
+def test_malformed_row_relationship_is_refused(tmp_path: Path, edit, message):
+    text = (REPO / "data_contracts" / "exports.yaml").read_text()
+    assert edit[0] in text
+    (tmp_path / "exports.yaml").write_text(text.replace(edit[0], edit[1]))
+    with pytest.raises(ContractError, match=message):
         load_contract("exports", tmp_path)
 
 
@@ -150,7 +174,33 @@ def test_clean_tables_have_the_dtypes_the_panel_builder_relies_on(tmp_path: Path
     assert participation["grant_eur"].notna().sum() == 10  # not applicable stays NaN
     assert results["firms"].clean["in_cluster"].tolist()[:6] == [True, False, True, False, True, False]
     assert "NA" in set(results["exports"].clean["destination"])  # Namibia, not a missing value
-    assert results["exports"].clean.attrs["contract_version"] == "1.0.0"
+    assert results["exports"].clean.attrs["contract_version"] == "1.1.0"
+
+
+def test_export_rows_without_clean_accounts_are_quarantined_not_lost_in_the_panel(tmp_path: Path):
+    """Every exports row the panel could not place (no clean firm-year) must be quarantined, with the reason."""
+    tables = valid_tables()
+    # firm 00000 exports in 2018 and 2020: drop its 2018 accounts, make its 2020 accounts unreadable
+    tables["financials"] = tables["financials"].drop(index=1).reset_index(drop=True)
+    tables["financials"].loc[2, "employees"] = "about 20"
+    raws, results = run_contracts(write_landing(tmp_path, tables))
+    exports = results["exports"]
+    assert exports.rule_counts["referential_integrity.firm_id+year"] == 2 == exports.rows_quarantined
+    assert exports.quarantine[["firm_id", "year"]].values.tolist() == [["00000", "2018"], ["00000", "2020"]]
+    assert set(exports.quarantine["quarantine_reason"]) == {
+        "referential_integrity: no annual accounts (financials) for this firm and year"
+    }
+    referential = next(check for check in exports.checks if check.name == "referential_integrity")
+    assert not referential.passed and referential.metadata["rows_failing referential_integrity.firm_id+year"] == 2
+    assert referential.metadata["example_value"] == "firm_id=00000, year=2018"
+    summary = failure_summary(results)
+    assert "column firm_id, year: 2 row(s), rule 'referential_integrity: no annual accounts" in summary
+    assert summary.endswith("so fix the first file first.")  # the unreadable accounts row cascades
+    clean = {source: result.clean for source, result in results.items()}
+    panel = build_firm_year_panel(clean["firms"], clean["financials"], clean["participation"], clean["exports"])
+    assert panel["export_value_eur"].sum() == pytest.approx(clean["exports"]["export_value_eur"].sum())
+    summary_rows = data_quality_summary(raws, results)["sources"]["exports"]
+    assert (summary_rows["rows_in"], summary_rows["rows_clean"], summary_rows["rows_quarantined"]) == (80, 78, 2)
 
 
 def test_a_row_breaking_two_rules_is_counted_once_and_names_both(tmp_path: Path):
@@ -190,7 +240,7 @@ def test_data_quality_summary_accounts_for_every_row(tmp_path: Path):
     exports = summary["sources"]["exports"]
     assert exports["rows_in"] == 80 and exports["rows_clean"] == 79 and exports["rows_quarantined"] == 1
     assert exports["rules"]["ranges.export_value_eur"] == 1 and sum(exports["rules"].values()) == 1
-    assert exports["contract_version"] == "1.0.0" and exports["contract_id"] == "urn:export-impact:contract:exports"
+    assert exports["contract_version"] == "1.1.0" and exports["contract_id"] == "urn:export-impact:contract:exports"
     assert (exports["format"], exports["encoding"], exports["delimiter"]) == ("csv", "utf-8", ",")
     assert exports["quarantine_file"] == "quarantine/exports.csv"
     for source, entry in summary["sources"].items():

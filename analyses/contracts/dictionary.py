@@ -78,6 +78,13 @@ def _section(contract: Contract) -> list[str]:
         )
     for later, earlier in contract.not_before:
         table_rules.append(f"`{later}` must not be before `{earlier}`.")
+    for reference in contract.row_references:
+        pairs = " and ".join(f"`{c}`" for c in reference.columns)
+        targets = ", ".join(f"`{reference.source}.{c}`" for c in reference.reference_columns)
+        table_rules.append(
+            f"{pairs} together must match a clean row of {targets}; otherwise the row is quarantined as "
+            f"\"{reference.reason}\". {reference.description}".rstrip()
+        )
     if table_rules:
         lines += ["", "Row rules across columns:", ""] + [f"- {rule}" for rule in table_rules]
     lines.append("")

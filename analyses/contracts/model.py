@@ -56,6 +56,24 @@ class ColumnSpec:
 
 
 @dataclass(frozen=True)
+class RowReference:
+    """A composite foreign key: each row's ``columns`` must match ``reference_columns`` of a clean row of ``source``.
+
+    ``reason`` is the quarantine reason a person reads; ``description`` explains the rule in the dictionary.
+    """
+
+    columns: tuple[str, ...]
+    source: str
+    reference_columns: tuple[str, ...]
+    reason: str
+    description: str = ""
+
+    @property
+    def rule_name(self) -> str:
+        return "+".join(self.columns)
+
+
+@dataclass(frozen=True)
 class Contract:
     """A versioned contract for one landing source."""
 
@@ -73,6 +91,7 @@ class Contract:
     unique_combinations: list[tuple[str, ...]] = field(default_factory=list)
     not_before: list[tuple[str, str]] = field(default_factory=list)
     no_exact_duplicates: bool = True
+    row_references: list[RowReference] = field(default_factory=list)
     sheet: str | int | None = None
     path: Path | None = None
 
@@ -131,6 +150,25 @@ def _parse_column(path: Path, prop: dict) -> ColumnSpec:
     )
 
 
+def _parse_row_reference(path: Path, relation: dict) -> RowReference:
+    """A table-level ``foreignKey`` relationship from several columns to one other source."""
+    columns, targets = relation.get("from") or [], relation.get("to") or []
+    if relation.get("type") != "foreignKey" or not isinstance(columns, list) or not isinstance(targets, list):
+        raise _fail(path, "a table relationship must be a foreignKey with 'from' and 'to' lists")
+    sources = {str(target).split(".", 1)[0] for target in targets}
+    if len(columns) != len(targets) or len(sources) != 1 or not all("." in str(target) for target in targets):
+        raise _fail(path, f"relationship from {columns} to {targets}: 'to' must name as many <source>.<column> as 'from' has columns, all in one source")
+    if not relation.get("reason"):
+        raise _fail(path, f"relationship from {columns} needs a 'reason' (the quarantine reason a person reads)")
+    return RowReference(
+        columns=tuple(columns),
+        source=sources.pop(),
+        reference_columns=tuple(str(target).split(".", 1)[1] for target in targets),
+        reason=" ".join(str(relation["reason"]).split()),
+        description=" ".join(str(relation.get("description", "")).split()),
+    )
+
+
 def load_contract(source: str, contracts_dir: Path | None = None) -> Contract:
     """Read ``<contracts_dir>/<source>.yaml`` into a :class:`Contract` (defaults to the repo's)."""
     path = Path(contracts_dir or DEFAULT_CONTRACTS_DIR) / f"{source}.yaml"
@@ -175,6 +213,7 @@ def load_contract(source: str, contracts_dir: Path | None = None) -> Contract:
         unique_combinations=unique_combinations,
         not_before=not_before,
         no_exact_duplicates=no_exact_duplicates,
+        row_references=[_parse_row_reference(path, relation) for relation in table.get("relationships") or []],
         sheet=custom.get("sheet"),
         path=path,
     )
@@ -187,6 +226,9 @@ def load_contract(source: str, contracts_dir: Path | None = None) -> Contract:
     for combination in contract.unique_combinations:
         if set(combination) - names:
             raise _fail(path, f"uniqueCombination names unknown column(s) {combination}")
+    for reference in contract.row_references:
+        if set(reference.columns) - names:
+            raise _fail(path, f"relationship names unknown column(s) {reference.columns}")
     return contract
 
 

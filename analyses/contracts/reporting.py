@@ -86,18 +86,16 @@ def failure_summary(results_or_error: dict[str, ValidationResult] | ContractErro
             )
     if _cascading(results_or_error):
         lines.append(
-            "Files are listed in dependency order: rows that refer to quarantined firms are set aside too, "
-            "so fix the first file first."
+            "Files are listed in dependency order: rows that refer to quarantined rows of an earlier file "
+            "(a quarantined firm or firm-year) are set aside too, so fix the first file first."
         )
     return "\n".join(lines) if lines else "All delivered rows passed their data contracts; nothing was quarantined."
 
 
 def _cascading(results: dict[str, ValidationResult]) -> bool:
     """Whether some rows fail only because the rows they refer to were themselves quarantined."""
-    for result in results.values():
-        for failure in result.failures:
-            if failure.group == "referential_integrity":
-                referenced = result.contract.column(failure.columns[0]).references.split(".")[0]
-                if referenced in results and results[referenced].rows_quarantined:
-                    return True
-    return False
+    return any(
+        failure.referenced_source in results and results[failure.referenced_source].rows_quarantined
+        for result in results.values()
+        for failure in result.failures
+    )

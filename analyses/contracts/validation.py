@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from analyses.contracts.model import SOURCES, ColumnSpec, Contract, ContractError
+from analyses.contracts.model import SOURCES, ColumnSpec, Contract, ContractError, RowReference
 from analyses.contracts.parsing import parse_boolean, parse_date, parse_integer, parse_number, parse_string
 from analyses.contracts.reading import RawSource
 
@@ -108,7 +108,10 @@ class ValidationResult:
 
 @dataclass(frozen=True)
 class RuleFailure:
-    """A rule that quarantined rows: its text, columns, row count and the first offending value."""
+    """A rule that quarantined rows: its text, columns, row count and the first offending value.
+
+    ``referenced_source`` names the source a referential rule looks up (to explain cascades).
+    """
 
     rule_id: str
     group: str
@@ -117,6 +120,7 @@ class RuleFailure:
     rows: int
     example_value: str
     example_row: int
+    referenced_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ class _Rule:
     text: str
     expectation: str
     arguments: dict
+    referenced_source: str | None = None
 
 
 @dataclass
@@ -388,12 +393,17 @@ def _reference_values(references: dict[str, pd.DataFrame] | None, target: str, c
     source, column = target.split(".", 1)
     if references is None:
         return pd.Series([], dtype=object)
+    return _reference_table(references, source, contract)[column]
+
+
+def _reference_table(references: dict[str, pd.DataFrame], source: str, contract: Contract) -> pd.DataFrame:
+    """The clean table a relationship points to; a contract naming a later source is a configuration error."""
     if source not in references:
         raise ContractError(
             "contract order", f"{contract.source} needs the clean {source} table; validate {source} first",
             file=contract.path.name if contract.path else None,
         )
-    return references[source][column]
+    return references[source]
 
 
 def _country_codes(contract: Contract, reference: str) -> list[str]:
@@ -462,9 +472,15 @@ def _row_rules(contract: Contract, references: dict[str, pd.DataFrame] | None) -
         if column.references:
             # GX serialises an expectation's arguments many times per run; a 10,000-id value_set made
             # that dominate (≈10 s per 100k rows), so membership is a pandas flag column that GX checks.
+            referenced = column.references.split(".")[0]
             rules.append(_Rule(f"referential_integrity.{column.name}", "referential_integrity", (column.name,),
-                               f"{column.name} not in {column.references.split('.')[0]}",
-                               "ExpectColumnValuesToBeInSet", {"column": f"{column.name}__known", "value_set": [True]}))
+                               f"{column.name} not in {referenced}",
+                               "ExpectColumnValuesToBeInSet", {"column": f"{column.name}__known", "value_set": [True]},
+                               referenced))
+    for reference in contract.row_references:
+        rules.append(_Rule(f"referential_integrity.{reference.rule_name}", "referential_integrity", reference.columns,
+                           reference.reason, "ExpectColumnValuesToBeInSet",
+                           {"column": f"{reference.rule_name}__known", "value_set": [True]}, reference.source))
     for column in contract.columns:
         if column.within_panel_years_of:
             years = _reference_values(references, column.within_panel_years_of, contract)
@@ -494,7 +510,10 @@ def _panel_rule(column: ColumnSpec, source: str, years: pd.Series) -> _Rule:
 def _validation_frame(
     raw: RawSource, contract: Contract, typed: _Typed, references: dict[str, pd.DataFrame]
 ) -> pd.DataFrame:
-    """Typed values plus flags GX checks: ``<col>__readable``, ``<col>__known`` (in the reference), exact duplicate."""
+    """Typed values plus flags GX checks: ``<col>__readable``, ``<col>__known`` (in the reference), exact duplicate.
+
+    Row references (several columns at once) get a ``<col>+<col>__known`` flag the same way.
+    """
     columns: dict[str, object] = {"source_row": raw.frame["source_row"].to_numpy()}
     for name, values in typed.values.items():
         columns[name] = values.to_numpy()
@@ -504,10 +523,24 @@ def _validation_frame(
         if column.references:
             known = _reference_values(references, column.references, contract)
             columns[f"{name}__known"] = (values.isna() | values.isin(known)).to_numpy()
+    for reference in contract.row_references:
+        clean = _reference_table(references, reference.source, contract)
+        columns[f"{reference.rule_name}__known"] = _known_rows(typed, reference, clean)
     if contract.no_exact_duplicates:
         data_columns = [column for column in raw.frame.columns if column != "source_row"]
         columns[_DUPLICATE_FLAG] = raw.frame.duplicated(subset=data_columns, keep="first").to_numpy()
     return pd.DataFrame(columns)
+
+
+def _known_rows(typed: _Typed, reference: RowReference, clean: pd.DataFrame) -> np.ndarray:
+    """Whether each row's key columns match a clean reference row; rows with an empty key part pass (completeness judges them)."""
+    keys = pd.DataFrame({column: typed.values[column].to_numpy() for column in reference.columns})
+    existing = clean[list(reference.reference_columns)].drop_duplicates()
+    existing.columns = list(reference.columns)
+    # parsed integers are float64 while clean tables hold int64: compare on the parsed dtypes
+    existing = existing.astype(keys.dtypes.to_dict()).assign(__found=True)
+    found = keys.merge(existing, on=list(reference.columns), how="left", sort=False)["__found"].notna().to_numpy()
+    return keys.isna().any(axis=1).to_numpy() | found
 
 
 def _reasons(rules: list[_Rule], masks: dict[str, np.ndarray], quarantined: np.ndarray) -> list[str]:
@@ -553,7 +586,9 @@ def _failure(raw: RawSource, typed: _Typed, rule: _Rule, mask: np.ndarray) -> Ru
     row = raw.frame.iloc[position]
     headers = [typed.header_of[column] for column in rule.columns] or [c for c in raw.frame.columns if c != "source_row"]
     value = row[headers[0]] if len(headers) == 1 else ", ".join(f"{header}={row[header]}" for header in headers)
-    return RuleFailure(rule.id, rule.group, rule.text, rule.columns, int(mask.sum()), str(value), int(row["source_row"]))
+    return RuleFailure(
+        rule.id, rule.group, rule.text, rule.columns, int(mask.sum()), str(value), int(row["source_row"]), rule.referenced_source
+    )
 
 
 def _group_outcome(
