@@ -133,7 +133,7 @@ def test_evidence_rating_drops_where_the_pretest_fails(built):
     rated = result.headline.set_index(["treatment", "outcome"])["sms_level"]
     assert rated[("grant", "log_export_value")] == 2
     assert (rated.drop(("grant", "log_export_value")) == 3).all()
-    assert "pre-trend test rejects parallel trends (p = 0.012)" in html
+    assert "Pre-trend test rejects parallel trends (p = 0.012)." in html
 
 
 def test_data_quality_and_lineage_are_printed(built):

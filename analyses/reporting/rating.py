@@ -35,7 +35,8 @@ class Rating:
         if not self.reasons:
             return (f"Difference-in-differences; no evidence against parallel trends (p = {self.pretest_p:.3f}), "
                     "and supported and comparison firms overlap on observables.")
-        return "; ".join(self.reasons) + "."
+        text = "; ".join(self.reasons) + "."
+        return text[0].upper() + text[1:]
 
 
 def unsupported_share(overlap: pd.DataFrame, treatment: str) -> float:
