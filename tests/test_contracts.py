@@ -203,6 +203,19 @@ def test_export_rows_without_clean_accounts_are_quarantined_not_lost_in_the_pane
     assert (summary_rows["rows_in"], summary_rows["rows_clean"], summary_rows["rows_quarantined"]) == (80, 78, 2)
 
 
+def test_failure_summary_of_all_sources_lists_each_file_then_the_cascade_note(tmp_path: Path):
+    tables = valid_tables()
+    tables["firms"].loc[0, "nace2"] = "1"  # firm 00000 quarantined: its accounts, episode and exports follow
+    raws, results = run_contracts(write_landing(tmp_path, tables))
+    lines = failure_summary(results).splitlines()
+    headlines = [line for line in lines if not line.startswith("  - ")]
+    assert [line.split(":")[0] for line in headlines[:-1]] == ["firms.csv", "financials.csv", "participation.csv", "exports.csv"]
+    assert headlines[-1].startswith("Files are listed in dependency order") and headlines[-1] == lines[-1]
+    assert headlines[-2].startswith("exports.csv: 2 of 80 rows quarantined (2.5%, limit 5%) - accepted without these rows.")
+    # one source alone cannot know that its references were quarantined upstream
+    assert "dependency order" not in failure_summary({"exports": results["exports"]})
+
+
 def test_a_row_breaking_two_rules_is_counted_once_and_names_both(tmp_path: Path):
     tables = valid_tables()
     tables["exports"].loc[5, ["destination", "export_value_eur"]] = ["ZZ", "-1"]
