@@ -14,7 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LANDING_DIR = PROJECT_ROOT / "data" / "demo"
 DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "output"
 #: Firm-level tables: kept apart from the publishable outputs so that sharing output/ is safe.
-DEFAULT_WAREHOUSE = PROJECT_ROOT / "warehouse" / "export_impact.duckdb"
+DEFAULT_WAREHOUSE = PROJECT_ROOT / "warehouse" / "warehouse.duckdb"  # named unlike its schema: DuckDB would clash
 
 
 def env_or_default(name: str, default: str) -> str | EnvVar:

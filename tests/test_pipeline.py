@@ -50,6 +50,24 @@ def test_definitions_load_with_every_asset_check_job_schedule_and_sensor():
     assert defs.resolve_sensor_def("landing_files_sensor")
 
 
+def test_default_warehouse_stores_and_reloads_tables(tmp_path):
+    """The embedded default warehouse (file name and schema) works: DuckDB rejects a file named like its schema."""
+    from pipelines.definitions import build_resources
+
+    default = build_resources()["io_manager"]
+    warehouse = type(default)(database=str(tmp_path / Path(default.database).name), schema=default.schema_)
+
+    @dg.asset
+    def stored() -> pd.DataFrame:
+        return pd.DataFrame({"firm_id": ["007"], "exporter": [1]})
+
+    @dg.asset
+    def reloaded(stored: pd.DataFrame) -> None:
+        assert stored.to_dict("records") == [{"firm_id": "007", "exporter": 1}]
+
+    assert dg.materialize([stored, reloaded], resources={"io_manager": warehouse}).success
+
+
 def test_analyses_package_never_imports_dagster():
     offenders = []
     for path in (ROOT / "analyses").rglob("*.py"):
