@@ -26,6 +26,7 @@ def simulate_staggered_panel(
     effect: Callable[[np.ndarray, np.ndarray], np.ndarray] = heterogeneous_dynamic_effect,
     selection_on_x: float = 0.0,
     covariate_trend: float = 0.0,
+    quadratic_trend: float = 0.0,
     noise_sd: float = 1.0,
     missing_share: float = 0.0,
     seed=None,
@@ -36,8 +37,11 @@ def simulate_staggered_panel(
     ``cohort_probs`` gives P(cohort) for ``[0] + cohorts`` (never-treated first).
     With ``selection_on_x`` > 0 units with high ``x1`` are treated more often and,
     with ``covariate_trend`` != 0, their outcomes trend differently: parallel trends
-    then hold only conditional on ``x1``.  ``missing_share`` drops that share of rows
-    at random to make an unbalanced panel.
+    then hold only conditional on ``x1``.  ``quadratic_trend`` adds a trend in ``x1**2``, so
+    an outcome model linear in ``x1`` is misspecified while the propensity score of every
+    cohort against the never-treated stays exactly logit-linear in ``x1`` (the setting in
+    which only the doubly robust estimator stays consistent).  ``missing_share`` drops that
+    share of rows at random to make an unbalanced panel.
     """
     rng = np.random.default_rng(seed)
     labels = np.array([0, *cohorts])
@@ -58,10 +62,11 @@ def simulate_staggered_panel(
     treated_now = (g > 0) & (exposure >= 0)
     true_effect = np.where(treated_now, effect(np.where(g > 0, g, 1), np.maximum(exposure, 0)), 0.0)
     unit_effect = np.repeat(rng.normal(size=n_units) + 0.5 * x1 + 0.2 * x2, n_periods)
-    y = (unit_effect + 0.3 * period + covariate_trend * np.repeat(x1, n_periods) * period
+    x1_long = np.repeat(x1, n_periods)
+    y = (unit_effect + 0.3 * period + covariate_trend * x1_long * period + quadratic_trend * x1_long**2 * period
          + true_effect + rng.normal(scale=noise_sd, size=n_units * n_periods))
     frame = pd.DataFrame({"unit": unit, "period": period, "y": y, "first_treat": g,
-                          "x1": np.repeat(x1, n_periods), "x2": np.repeat(x2, n_periods),
+                          "x1": x1_long, "x2": np.repeat(x2, n_periods),
                           "true_effect": true_effect})
     if missing_share > 0:
         frame = frame.loc[rng.random(len(frame)) >= missing_share].reset_index(drop=True)
