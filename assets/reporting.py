@@ -35,7 +35,7 @@ def impact_report(
         "git_commit": git_commit(PROJECT_ROOT),
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs": {
-            source: {"file": entry["file"], "sha256": entry["sha256"]}
+            source: {"file": entry["file"], "path": entry["path"], "sha256": entry["sha256"]}
             for source, entry in data_quality["sources"].items()
         },
         "contract_versions": {source: entry["contract_version"] for source, entry in data_quality["sources"].items()},

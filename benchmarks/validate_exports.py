@@ -19,6 +19,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,9 +48,12 @@ def _spoil(landing: Path) -> int:
     return len(spoiled)
 
 
-def _pandas_failures(frame, rules, panel: tuple[int, int], known_firms) -> dict[str, np.ndarray]:
+def _pandas_failures(frame, rules, panel: tuple[int, int], known_firms, accounts) -> dict[str, np.ndarray]:
     """The exports rules written directly in pandas (what GX is compared against)."""
     codes = country_codes()
+    firm_years = pd.MultiIndex.from_frame(accounts[["firm_id", "year"]].astype({"year": float}))
+    has_keys = frame["firm_id"].notna() & frame["year"].notna()
+    keys = pd.MultiIndex.from_arrays([frame["firm_id"], frame["year"].astype(float)])
     masks = {
         "types.year": ~frame["year__readable"],
         "types.export_value_eur": ~frame["export_value_eur__readable"],
@@ -62,6 +66,7 @@ def _pandas_failures(frame, rules, panel: tuple[int, int], known_firms) -> dict[
         "uniqueness.exact_duplicate_row": frame["__exact_duplicate"],
         "referential_integrity.firm_id": frame["firm_id"].notna() & ~frame["firm_id"].isin(known_firms),
         "panel_years.year": (frame["year"] < panel[0]) | (frame["year"] > panel[1]),
+        "referential_integrity.firm_id+year": pd.Series(has_keys.to_numpy() & ~keys.isin(firm_years), index=frame.index),
     }
     assert set(masks) == {rule.id for rule in rules}, "benchmark rules out of step with the contract"
     return {rule_id: frame["source_row"].to_numpy()[mask.to_numpy()] for rule_id, mask in masks.items()}
@@ -90,7 +95,8 @@ def run_engine(engine: str, landing: Path) -> dict:
     def evaluate() -> dict[str, np.ndarray]:
         if engine == "gx":
             return runner.failing_rows("exports_benchmark", frame, rules)
-        return _pandas_failures(frame, rules, (int(years.min()), int(years.max())), references["firms"]["firm_id"])
+        return _pandas_failures(frame, rules, (int(years.min()), int(years.max())), references["firms"]["firm_id"],
+                                references["financials"])
 
     started = time.perf_counter()
     failures = evaluate()

@@ -100,9 +100,11 @@ def test_whole_graph_materialises_and_writes_outputs(materialised_pipeline):
             assert simple["event_time"].isna().all()
             dynamic = rows.query("aggregation == 'dynamic'")
             assert dynamic["event_time"].min() < 0 < dynamic["event_time"].max()
+    html = (output / "impact_report.html").read_text(encoding="utf-8")
+    assert html.count("matches file on disk") == 4 and "not available to verify" not in html  # lineage footer
     quality = json.loads((output / "data_quality.json").read_text())
     for entry in quality["sources"].values():
-        assert entry["rows_in"] == entry["rows_clean"] + entry["rows_quarantined"]
+        assert entry["rows_in"] == entry["rows_clean"] + entry["rows_quarantined"] + entry["blank_lines_skipped"]
 
 
 def test_planted_effects_lie_inside_the_reported_confidence_intervals(materialised_pipeline, demo_landing):
