@@ -21,6 +21,18 @@ ESTIMATE_COLUMNS = [
 ]
 
 
+def landing_copy(demo_landing: Path, tmp_path: Path, **replaced: pd.DataFrame | None) -> Path:
+    """The demo delivery with some sources replaced by the given tables (``None``: file left out)."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for source in ("firms", "financials", "participation", "exports"):
+        if source not in replaced:
+            (landing / f"{source}.csv").write_bytes((demo_landing / f"{source}.csv").read_bytes())
+        elif replaced[source] is not None:
+            replaced[source].to_csv(landing / f"{source}.csv", index=False)
+    return landing
+
+
 def run_cli(tmp_path: Path, landing: Path, **settings: str) -> subprocess.CompletedProcess:
     """``python -m pipelines.cli run`` against test folders, as ``make run`` would call it."""
     env = {**os.environ, "EXPORT_IMPACT_LANDING_DIR": str(landing), "EXPORT_IMPACT_OUTPUT_DIR": str(tmp_path / "out"),
@@ -149,10 +161,7 @@ def test_two_way_fixed_effects_is_further_from_the_truth_than_callaway_santanna(
 def test_missing_landing_file_stops_the_run_with_one_clear_line(demo_landing, tmp_path):
     from pipelines.definitions import ALL_ASSETS
 
-    landing = tmp_path / "landing"
-    landing.mkdir()
-    for name in ("firms.csv", "financials.csv", "participation.csv"):
-        (landing / name).write_bytes((demo_landing / name).read_bytes())
+    landing = landing_copy(demo_landing, tmp_path, exports=None)
     result = dg.materialize(
         ALL_ASSETS, resources=pipeline_resources(landing, tmp_path / "out"),
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
@@ -210,13 +219,9 @@ def test_sensor_requests_a_run_only_for_complete_settled_deliveries(demo_landing
 
 def test_a_few_bad_rows_are_quarantined_and_the_run_still_completes(demo_landing, tmp_path):
     """Real registers have gaps: one quarantined accounts row makes the panel unbalanced, not the run fail."""
-    landing = tmp_path / "landing"
-    landing.mkdir()
-    for name in ("firms.csv", "participation.csv", "exports.csv"):
-        (landing / name).write_bytes((demo_landing / name).read_bytes())
     financials = pd.read_csv(demo_landing / "financials.csv", dtype=str)
     financials.loc[[5, 500], "employees"] = "-3"
-    financials.to_csv(landing / "financials.csv", index=False)
+    landing = landing_copy(demo_landing, tmp_path, financials=financials)
     plan = tmp_path / "plan.yaml"
     plan.write_text("bootstrap_iterations: 0\noutcomes: [exporter]\n", encoding="utf-8")
     out_dir = tmp_path / "out"
@@ -233,14 +238,10 @@ def test_a_few_bad_rows_are_quarantined_and_the_run_still_completes(demo_landing
 
 def test_cli_explains_a_rejected_delivery_in_plain_words(demo_landing, tmp_path):
     """Too many bad rows: the run stops after validation and says what, where and how many."""
-    landing = tmp_path / "landing"
-    landing.mkdir()
-    for name in ("firms.csv", "financials.csv", "participation.csv"):
-        (landing / name).write_bytes((demo_landing / name).read_bytes())
     exports = pd.read_csv(demo_landing / "exports.csv", dtype=str)
     bad = exports.sample(frac=0.10, random_state=1).index
     exports.loc[bad, "export_value_eur"] = "-" + exports.loc[bad, "export_value_eur"]
-    exports.to_csv(landing / "exports.csv", index=False)
+    landing = landing_copy(demo_landing, tmp_path, exports=exports)
     out = run_cli(tmp_path, landing)
     assert out.returncode == 1
     tail = out.stderr[out.stderr.index("The evaluation did not complete"):]
