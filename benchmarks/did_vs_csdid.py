@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import io
 import json
 import resource
@@ -69,6 +70,8 @@ def worker(engine: str, data_path: str, out_path: str, biters: int) -> None:
     import pandas as pd
 
     data = pd.read_parquet(data_path)
+    # time estimation, not module imports (csdid's and ours both pull in SciPy and friends)
+    importlib.import_module("analyses.did" if engine == "ours" else "csdid.att_gt")
     baseline = _peak_rss_mb()
     start = time.perf_counter()
     estimates = (_run_ours if engine == "ours" else _run_csdid)(data, biters)
