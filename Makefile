@@ -9,27 +9,27 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: run test test-slow ui demo-data bench data-dictionary clean
+.PHONY: run test test-slow ui home demo-data bench data-dictionary clean
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	touch $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml:
-	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+# Phony: an existing dagster.yaml gets missing settings (nux and telemetry off) merged in.
+home: $(STAMP)
+	$(BIN)/python -m pipelines.instance >/dev/null
 
-run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+run: $(STAMP) home
 	$(BIN)/python -m pipelines.cli run
 
-test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+test: $(STAMP) home
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+test-slow: $(STAMP) home
 	$(BIN)/python -m pytest -q -m slow
 
-ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+ui: $(STAMP) home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 demo-data: $(STAMP)
@@ -43,4 +43,4 @@ data-dictionary: $(STAMP)
 	$(BIN)/python -m analyses.contracts.dictionary > data_contracts/DATA_DICTIONARY.md
 
 clean:
-	rm -rf $(VENV) .dagster_home output data/demo
+	rm -rf $(VENV) .dagster_home output warehouse data/demo

@@ -5,15 +5,17 @@ import pandas as pd
 
 from analyses.evaluation import run_evaluation
 from assets.metadata import frame_metadata
+from pipelines.partitions import deliveries
 from pipelines.resources import EvaluationPlanResource
 
 
 @dg.multi_asset(
     group_name="analysis",
+    partitions_def=deliveries,
     outs={
         "did_estimates": dg.AssetOut(
             description="One row per estimate: service × outcome × estimator × aggregation (× event time).",
-            kinds={"statsmodels", "duckdb"},
+            kinds={"statsmodels", "parquet"},
         ),
         "evaluation_diagnostics": dg.AssetOut(
             io_manager_key="object_io_manager",

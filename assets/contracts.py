@@ -3,7 +3,9 @@
 One step validates every source because the cross-source rules (every firm known to the
 register, years inside the accounts' panel years) need the clean register and accounts. Each
 clean table carries one asset check per rule group; ``quarantine_share`` blocks everything
-downstream when more rows than the contract allows had to be set aside.
+downstream when more rows than the contract allows had to be set aside. Quarantined rows are
+firm-level data: they go to the delivery's restricted folder beside the warehouse; the row
+accounting (``data_quality.json``) is staged for publication with the run's other outputs.
 """
 
 import json
@@ -21,20 +23,22 @@ from analyses.contracts import (
     write_quarantine,
 )
 from assets.metadata import check_result, frame_metadata
-from pipelines.resources import OutputDirectory
+from pipelines.partitions import deliveries
+from pipelines.resources import OutputDirectory, WarehouseDirectory
 
 _CONTRACTS = load_contracts()
 
 
 @dg.multi_asset(
     group_name="contracts",
+    partitions_def=deliveries,
     ins={f"raw_{source}": dg.AssetIn() for source in SOURCES},
     outs={
         **{
             f"clean_{source}": dg.AssetOut(
                 description=f"`{source}` rows that satisfy contract {_CONTRACTS[source].id} "
                 f"v{_CONTRACTS[source].version}, typed. Not stored when the delivery is rejected.",
-                kinds={"duckdb"},
+                kinds={"pandas", "parquet"},
                 is_required=False,
             )
             for source in SOURCES
@@ -56,7 +60,9 @@ _CONTRACTS = load_contracts()
         for group in row_rule_groups(_CONTRACTS[source])
     ],
 )
-def validated_sources(context: dg.AssetExecutionContext, output_dir: OutputDirectory, **raws):
+def validated_sources(
+    context: dg.AssetExecutionContext, output_dir: OutputDirectory, warehouse: WarehouseDirectory, **raws
+):
     """Split every delivered row into the clean table or the quarantine file, losing none."""
     raw_by_source = {source: raws[f"raw_{source}"] for source in SOURCES}
     try:
@@ -66,8 +72,10 @@ def validated_sources(context: dg.AssetExecutionContext, output_dir: OutputDirec
     # One account of everything set aside, so that a cascade (rows referring to quarantined firms)
     # is explained once, from the file that caused it.
     explanation = failure_summary(results)
+    staging = output_dir.staging(context.run.run_id, warehouse)
+    restricted = warehouse.deliveries.folder(context.partition_key)
     for source, result in results.items():
-        quarantine_path = write_quarantine(result, output_dir.root)
+        quarantine_path = write_quarantine(result, restricted)
         rejected = any(not o.passed and o.blocking and o.severity == "ERROR" for o in result.checks)
         if rejected:
             context.log.error(f"{source}: delivery rejected, clean table not stored\n{explanation}")
@@ -87,14 +95,14 @@ def validated_sources(context: dg.AssetExecutionContext, output_dir: OutputDirec
             explained = outcome.name == "quarantine_share" and result.rows_quarantined > 0
             yield check_result(outcome, summary=explanation if explained else None)
     summary = data_quality_summary(raw_by_source, results)
-    summary_path = output_dir.root / "data_quality.json"
+    summary_path = staging / "data_quality.json"
     summary_path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    context.log.info(f"data quality record written to {summary_path}")
+    context.log.info(f"data quality record staged in {summary_path}; quarantined rows in {restricted / 'quarantine'}")
     yield dg.Output(
         summary,
         output_name="data_quality",
         metadata={
-            "path": dg.MetadataValue.path(str(summary_path)),
+            "staged_at": dg.MetadataValue.path(str(summary_path)),
             "rows": dg.MetadataValue.md(_quality_markdown(summary)),
         },
     )

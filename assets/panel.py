@@ -5,9 +5,10 @@ import pandas as pd
 
 from analyses.panel import build_firm_year_panel
 from assets.metadata import frame_metadata
+from pipelines.partitions import deliveries
 
 
-@dg.asset(group_name="panel", kinds={"pandas", "duckdb"})
+@dg.asset(group_name="panel", partitions_def=deliveries, kinds={"pandas", "parquet"})
 def firm_year_panel(
     clean_firms: pd.DataFrame,
     clean_financials: pd.DataFrame,

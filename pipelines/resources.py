@@ -1,25 +1,36 @@
-"""Resources: where the agency's files land, where outputs go, and which evaluation plan to run.
+"""Resources: where the agency's files land, where outputs go, where restricted data lives, which plan runs.
 
 Each is configured from an environment variable through ``EnvVar`` when it is set, and falls
-back to the embedded default (demo data, ``output/``) when it is not, so that a newcomer's
-``make run`` needs no configuration while a deployment sets everything from its environment.
+back to the embedded default (demo data, ``output/``, ``warehouse/``) when it is not, so that a
+newcomer's ``make run`` needs no configuration while a deployment sets everything from its
+environment.
 """
 
 import os
 from pathlib import Path
 
-from dagster import ConfigurableResource, EnvVar
+import pandas as pd
+from dagster import ConfigurableIOManagerFactory, ConfigurableResource, EnvVar, UPathIOManager
+from upath import UPath
+
+from analyses.deliveries import DeliveryRegistry
+from analyses.publishing import ensure_restricted_apart, staging_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LANDING_DIR = PROJECT_ROOT / "data" / "demo"
 DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "output"
-#: Firm-level tables: kept apart from the publishable outputs so that sharing output/ is safe.
-DEFAULT_WAREHOUSE = PROJECT_ROOT / "warehouse" / "warehouse.duckdb"  # named unlike its schema: DuckDB would clash
+#: Firm-level tables, quarantined rows, delivery manifests and run logs: never published.
+DEFAULT_WAREHOUSE = PROJECT_ROOT / "warehouse"
 
 
 def env_or_default(name: str, default: str) -> str | EnvVar:
     """Use ``EnvVar(name)`` when the variable is set so Dagster shows its origin; else the default."""
     return EnvVar(name) if os.environ.get(name) else default
+
+
+def setting(name: str, default: Path) -> Path:
+    """The folder an ``EXPORT_IMPACT_*`` variable names, absolute; the default when it is unset."""
+    return Path(os.environ.get(name) or default).expanduser().resolve()
 
 
 class LandingDirectory(ConfigurableResource):
@@ -32,8 +43,11 @@ class LandingDirectory(ConfigurableResource):
         return Path(self.path).expanduser().resolve()
 
 
-class OutputDirectory(ConfigurableResource):
-    """The folder that receives the report, estimates, quarantine files and data-quality record."""
+class WarehouseDirectory(ConfigurableResource):
+    """The restricted folder: firm-level tables, quarantine files, delivery manifests, run logs.
+
+    Confidential: it must never lie inside the output folder (checked where files are written).
+    """
 
     path: str
 
@@ -42,6 +56,28 @@ class OutputDirectory(ConfigurableResource):
         root = Path(self.path).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)
         return root
+
+    @property
+    def deliveries(self) -> DeliveryRegistry:
+        """Manifests and quarantine files, one folder per delivery."""
+        return DeliveryRegistry(self.root / "deliveries")
+
+
+class OutputDirectory(ConfigurableResource):
+    """The publishable folder: one sub-folder per delivery with its report, estimates and data quality."""
+
+    path: str
+
+    @property
+    def root(self) -> Path:
+        root = Path(self.path).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    def staging(self, run_id: str, warehouse: WarehouseDirectory) -> Path:
+        """The run's staging folder, after refusing a warehouse that lies inside the output folder."""
+        ensure_restricted_apart(self.root, warehouse.root)
+        return staging_dir(self.root, run_id)
 
 
 class EvaluationPlanResource(ConfigurableResource):
@@ -54,3 +90,30 @@ class EvaluationPlanResource(ConfigurableResource):
         from analyses.evaluation import EvaluationPlan
 
         return EvaluationPlan.from_yaml(self.plan_file) if self.plan_file else EvaluationPlan()
+
+
+class PandasParquetIOManager(UPathIOManager):
+    """One Parquet file per asset and delivery: ``<base>/<asset>/<delivery>.parquet``.
+
+    A file per partition means a delivery with other columns never collides with an earlier
+    one's table, and parallel steps of different deliveries never share a writer.
+    """
+
+    extension = ".parquet"
+
+    def dump_to_path(self, context, obj: pd.DataFrame, path: UPath) -> None:
+        partial = path.with_name(path.name + ".partial")
+        obj.to_parquet(partial, index=False)
+        partial.rename(path)
+
+    def load_from_path(self, context, path: UPath) -> pd.DataFrame:
+        return pd.read_parquet(path)
+
+
+class ParquetWarehouse(ConfigurableIOManagerFactory):
+    """Tables of the warehouse as Parquet files under ``base_dir`` (a local folder or an fsspec URL)."""
+
+    base_dir: str
+
+    def create_io_manager(self, context) -> PandasParquetIOManager:
+        return PandasParquetIOManager(base_path=UPath(self.base_dir))

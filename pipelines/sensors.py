@@ -1,17 +1,22 @@
-"""Sensors: start an evaluation when the agency drops new or changed files in the landing folder.
+"""Sensors: evaluate each new delivery in the landing folder; fail runs whose worker died.
 
 A delivery counts once all four sources are present and none has changed for a settling period,
-so that a half-copied file does not start a run.
+so that a half-copied file does not start a run. It is then hashed, registered as a partition of
+``deliveries`` and run once (the run key is the delivery's key).
 """
 
 import json
+import socket
 import time
 
 import dagster as dg
 
-from analyses.contracts import SOURCES
+from analyses.contracts import SOURCES, ContractError
+from analyses.deliveries import Delivery, identify_delivery
 from pipelines.jobs import evaluate_programmes
-from pipelines.resources import LandingDirectory
+from pipelines.monitoring import HOST_TAG, fail_abandoned_runs
+from pipelines.partitions import deliveries
+from pipelines.resources import LandingDirectory, OutputDirectory, WarehouseDirectory
 
 LANDING_SUFFIXES = (".csv", ".parquet", ".xlsx")
 SETTLE_SECONDS = 120
@@ -29,13 +34,27 @@ def landing_fingerprint(landing: LandingDirectory) -> dict[str, tuple[int, int]]
     }
 
 
+def register_delivery(landing: LandingDirectory, warehouse: WarehouseDirectory) -> Delivery:
+    """Hash the delivery in the landing folder and record its manifest in the warehouse."""
+    delivery = identify_delivery(landing.root)
+    warehouse.deliveries.register(delivery)
+    return delivery
+
+
+def delivery_run_request(delivery: Delivery, run_key: str | None) -> dg.RunRequest:
+    """A run of ``evaluate_programmes`` on the delivery's partition, tagged with its folder and hash."""
+    return dg.RunRequest(
+        run_key=run_key, partition_key=delivery.key, tags={**delivery.tags(), HOST_TAG: socket.gethostname()}
+    )
+
+
 @dg.sensor(
     job=evaluate_programmes,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Runs the evaluation when a landing file appears or changes.",
+    description="Runs the evaluation once for each new delivery that settles in the landing folder.",
 )
-def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingDirectory):
+def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingDirectory, warehouse: WarehouseDirectory):
     fingerprint = landing_fingerprint(landing)
     present = {name.rsplit(".", 1)[0].lower() for name in fingerprint}
     missing = [source for source in SOURCES if source not in present]
@@ -45,12 +64,26 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingDi
     if time.time() - newest < SETTLE_SECONDS:
         return dg.SkipReason(f"landing files changed less than {SETTLE_SECONDS} s ago; waiting for the copy to finish")
     state = json.dumps(fingerprint, sort_keys=True)
-    previous = json.loads(context.cursor) if context.cursor else {"state": None, "deliveries": 0}
-    if state == previous["state"]:
-        return dg.SkipReason("landing files unchanged since the last run")
-    deliveries = previous["deliveries"] + 1
-    context.update_cursor(json.dumps({"state": state, "deliveries": deliveries}))
-    return dg.RunRequest(
-        run_key=f"delivery-{deliveries}",
-        tags={"export_impact/trigger": "landing_files_changed", "export_impact/delivery": str(deliveries)},
+    if context.cursor == state:
+        return dg.SkipReason("landing files unchanged since the last look")
+    try:
+        delivery = register_delivery(landing, warehouse)
+    except ContractError as error:
+        return dg.SkipReason(str(error))
+    # The delivery key is the run key: files touched but unchanged are the same delivery, run once.
+    return dg.SensorResult(
+        run_requests=[delivery_run_request(delivery, run_key=delivery.key)],
+        dynamic_partitions_requests=[deliveries.build_add_request([delivery.key])],
+        cursor=state,
     )
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks runs whose worker process died (killed, machine restarted) as failed, "
+    "and says so in their delivery's output folder.",
+)
+def abandoned_runs_sensor(context: dg.SensorEvaluationContext, output_dir: OutputDirectory):
+    failed = fail_abandoned_runs(context.instance, output_dir.root)
+    return dg.SkipReason(f"marked {len(failed)} abandoned run(s) failed: {failed}" if failed else "no abandoned runs")

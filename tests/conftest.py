@@ -22,36 +22,54 @@ def demo_landing(tmp_path_factory) -> Path:
     return landing
 
 
-def pipeline_resources(landing: Path, output: Path, plan_file: str = "") -> dict:
-    """The production resources, pointed at test folders."""
+def pipeline_resources(landing: Path, root: Path, plan_file: str = "") -> dict:
+    """The production resources, pointed at ``root/output`` and the restricted ``root/warehouse``."""
     import dagster as dg
-    from dagster_duckdb_pandas import DuckDBPandasIOManager
 
-    from pipelines.resources import EvaluationPlanResource, LandingDirectory, OutputDirectory
+    from pipelines.resources import (
+        EvaluationPlanResource,
+        LandingDirectory,
+        OutputDirectory,
+        ParquetWarehouse,
+        WarehouseDirectory,
+    )
 
     return {
         "landing": LandingDirectory(path=str(landing)),
-        "output_dir": OutputDirectory(path=str(output)),
+        "output_dir": OutputDirectory(path=str(root / "output")),
+        "warehouse": WarehouseDirectory(path=str(root / "warehouse")),
         "plan": EvaluationPlanResource(plan_file=plan_file),
-        "io_manager": DuckDBPandasIOManager(database=str(output / "warehouse.duckdb"), schema="export_impact"),
-        "object_io_manager": dg.FilesystemIOManager(base_dir=str(output / "objects")),
+        "io_manager": ParquetWarehouse(base_dir=str(root / "warehouse" / "tables")),
+        "object_io_manager": dg.FilesystemIOManager(base_dir=str(root / "warehouse" / "objects")),
     }
+
+
+def materialise_delivery(landing: Path, root: Path, plan_file: str = "", instance=None):
+    """Register the delivery in ``landing`` and materialise every asset on its partition.
+
+    Returns the Dagster result and the delivery's published folder ``root/output/<key>``.
+    """
+    import dagster as dg
+
+    from analyses.deliveries import identify_delivery
+    from pipelines.definitions import ALL_ASSETS
+    from pipelines.partitions import deliveries
+
+    resources = pipeline_resources(landing, root, plan_file)
+    delivery = identify_delivery(landing)
+    resources["warehouse"].deliveries.register(delivery)
+    instance = instance or dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(deliveries.name, [delivery.key])
+    result = dg.materialize(
+        ALL_ASSETS, resources=resources, instance=instance, partition_key=delivery.key, raise_on_error=False
+    )
+    return result, root / "output" / delivery.key
 
 
 @pytest.fixture(scope="session")
 def materialised_pipeline(demo_landing, tmp_path_factory):
-    """Materialise every asset once on the demo data; tests inspect the result and the outputs."""
-    import dagster as dg
-
-    from pipelines.definitions import ALL_ASSETS
-
-    output = tmp_path_factory.mktemp("output")
-    plan_file = output / "plan.yaml"
+    """Materialise every asset once on the demo data; tests inspect the result and the published folder."""
+    root = tmp_path_factory.mktemp("pipeline")
+    plan_file = root / "plan.yaml"
     plan_file.write_text("bootstrap_iterations: 299\n", encoding="utf-8")
-    result = dg.materialize(
-        ALL_ASSETS,
-        resources=pipeline_resources(demo_landing, output, str(plan_file)),
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
-    return result, output
+    return materialise_delivery(demo_landing, root, str(plan_file))

@@ -259,7 +259,7 @@ def test_data_quality_summary_accounts_for_every_row(tmp_path: Path):
     for source, entry in summary["sources"].items():
         assert entry["rows_in"] == entry["rows_clean"] + entry["rows_quarantined"] + entry["blank_lines_skipped"]
         assert entry["blank_lines_skipped"] == 0
-        assert entry["file"] == f"{source}.csv" and entry["path"] == str((tmp_path / "landing" / f"{source}.csv").resolve())
+        assert entry["file"] == f"{source}.csv" and str(tmp_path) not in json.dumps(entry)  # published: no paths
     firms_quarantine = write_quarantine(results["firms"], tmp_path / "out")
     assert firms_quarantine.read_text().strip() == "firm_id,nace2,region,founded_year,in_cluster,source_row,quarantine_reason"
     assert failure_summary({"firms": results["firms"]}).startswith("All delivered rows passed")
@@ -298,7 +298,7 @@ def test_row_accounting_that_does_not_add_up_names_source_and_numbers(tmp_path: 
         data_quality_summary(raws, results)
 
 
-def test_report_lineage_verifies_inputs_at_the_recorded_absolute_path(tmp_path: Path, monkeypatch):
+def test_report_lineage_verifies_inputs_at_their_locations_without_publishing_them(tmp_path: Path, monkeypatch):
     from analyses.reporting.lineage import input_rows  # the reporting package is heavy; only this test needs it
 
     raws, results = run_contracts(write_landing(tmp_path / "landing"))
@@ -309,16 +309,18 @@ def test_report_lineage_verifies_inputs_at_the_recorded_absolute_path(tmp_path: 
         "inputs": {source: {"file": entry["file"], "sha256": entry["sha256"]} for source, entry in quality["sources"].items()},
         "contract_versions": {source: entry["contract_version"] for source, entry in quality["sources"].items()},
     }
+    locations = {source: raw.path for source, raw in raws.items()}  # the delivery's manifest, never printed
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    rows = {row["source"]: row for row in input_rows(lineage, quality)}
+    rows = {row["source"]: row for row in input_rows(lineage, quality, locations)}
     assert {source: row["status"] for source, row in rows.items()} == {source: "matches file on disk" for source in SOURCES}
-    assert rows["exports"]["file"] == "exports.csv"
+    assert rows["exports"]["file"] == "exports.csv" and str(tmp_path) not in json.dumps(rows)
     (tmp_path / "landing" / "exports.csv").write_text("firm_id,year,destination,export_value_eur\n", encoding="utf-8")
-    assert input_rows(lineage, quality)[0]["status"].startswith("MISMATCH")
+    assert input_rows(lineage, quality, locations)[0]["status"].startswith("MISMATCH")
     (tmp_path / "landing" / "firms.csv").unlink()
-    assert {row["source"]: row["status"] for row in input_rows(lineage, quality)}["firms"] == "file not available to verify"
+    assert {row["source"]: row["status"] for row in input_rows(lineage, quality, locations)}["firms"] == (
+        "file not available to verify")
 
 
 def test_structure_check_outcome_describes_the_problem(tmp_path: Path):

@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from tests.conftest import pipeline_resources
+from tests.conftest import materialise_delivery
 
 ROOT = Path(__file__).resolve().parents[1]
 ESTIMATE_COLUMNS = [
@@ -33,13 +33,21 @@ def landing_copy(demo_landing: Path, tmp_path: Path, **replaced: pd.DataFrame | 
     return landing
 
 
+def cli_env(tmp_path: Path, landing: Path, **settings: str) -> dict:
+    return {**os.environ, "EXPORT_IMPACT_LANDING_DIR": str(landing), "EXPORT_IMPACT_OUTPUT_DIR": str(tmp_path / "out"),
+            "EXPORT_IMPACT_WAREHOUSE": str(tmp_path / "warehouse"), "DAGSTER_HOME": str(tmp_path / "home"), **settings}
+
+
 def run_cli(tmp_path: Path, landing: Path, **settings: str) -> subprocess.CompletedProcess:
     """``python -m pipelines.cli run`` against test folders, as ``make run`` would call it."""
-    env = {**os.environ, "EXPORT_IMPACT_LANDING_DIR": str(landing), "EXPORT_IMPACT_OUTPUT_DIR": str(tmp_path / "out"),
-           "EXPORT_IMPACT_WAREHOUSE": str(tmp_path / "warehouse.duckdb"), "DAGSTER_HOME": str(tmp_path / "home"),
-           **settings}
     return subprocess.run([sys.executable, "-m", "pipelines.cli", "run"], capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=600)
+                          env=cli_env(tmp_path, landing, **settings), timeout=600)
+
+
+def delivery_key(landing: Path) -> str:
+    from analyses.deliveries import identify_delivery
+
+    return identify_delivery(landing).key
 
 
 def test_definitions_load_with_every_asset_check_job_schedule_and_sensor():
@@ -60,24 +68,37 @@ def test_definitions_load_with_every_asset_check_job_schedule_and_sensor():
     assert defs.resolve_job_def("evaluate_programmes")
     assert defs.resolve_schedule_def("quarterly_evaluation").cron_schedule == "0 6 1 1,4,7,10 *"
     assert defs.resolve_sensor_def("landing_files_sensor")
+    assert defs.resolve_sensor_def("abandoned_runs_sensor")
+    unpartitioned = [key for key in keys if repository.asset_graph.get(dg.AssetKey(key)).partitions_def is None]
+    assert unpartitioned == []  # every table belongs to one delivery
 
 
-def test_default_warehouse_stores_and_reloads_tables(tmp_path):
-    """The embedded default warehouse (file name and schema) works: DuckDB rejects a file named like its schema."""
-    from pipelines.definitions import build_resources
+def test_warehouse_keeps_deliveries_with_other_columns_apart(tmp_path):
+    """A delivery with an extra, a missing or a retyped column is stored beside the earlier one (no BinderException)."""
+    from pipelines.resources import ParquetWarehouse
 
-    default = build_resources()["io_manager"]
-    warehouse = type(default)(database=str(tmp_path / Path(default.database).name), schema=default.schema_)
+    parts = dg.DynamicPartitionsDefinition(name="deliveries")
+    tables = {
+        "d1": pd.DataFrame({"firm_id": ["007"], "nace2": ["01"], "employees": [3]}),
+        "d2": pd.DataFrame({"firm_id": ["008"], "nace2": ["02"], "employees": [4], "extra": [1.5]}),
+        "d3": pd.DataFrame({"firm_id": ["009"], "employees": ["four"]}),
+    }
 
-    @dg.asset
-    def stored() -> pd.DataFrame:
-        return pd.DataFrame({"firm_id": ["007"], "exporter": [1]})
+    @dg.asset(partitions_def=parts)
+    def stored(context: dg.AssetExecutionContext) -> pd.DataFrame:
+        return tables[context.partition_key]
 
-    @dg.asset
-    def reloaded(stored: pd.DataFrame) -> None:
-        assert stored.to_dict("records") == [{"firm_id": "007", "exporter": 1}]
+    @dg.asset(partitions_def=parts)
+    def reloaded(context: dg.AssetExecutionContext, stored: pd.DataFrame) -> None:
+        pd.testing.assert_frame_equal(stored, tables[context.partition_key])
 
-    assert dg.materialize([stored, reloaded], resources={"io_manager": warehouse}).success
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("deliveries", list(tables))
+    warehouse = ParquetWarehouse(base_dir=str(tmp_path / "tables"))
+    for key in tables:
+        assert dg.materialize([stored, reloaded], partition_key=key, instance=instance,
+                              resources={"io_manager": warehouse}).success
+    assert sorted(p.name for p in (tmp_path / "tables" / "stored").iterdir()) == ["d1.parquet", "d2.parquet", "d3.parquet"]
 
 
 def test_analyses_package_never_imports_dagster():
@@ -102,6 +123,8 @@ def test_whole_graph_materialises_and_writes_outputs(materialised_pipeline):
     assert failed == []
     for name in ("impact_report.html", "impact_report.pdf", "estimates.csv", "estimates.parquet", "data_quality.json"):
         assert (output / name).stat().st_size > 0, name
+    assert json.loads((output / "run.json").read_text())["status"] == "succeeded"
+    assert not any((output.parent / ".staging").iterdir())  # the run's staging folder was moved, not copied
     estimates = pd.read_csv(output / "estimates.csv")
     assert list(estimates.columns) == ESTIMATE_COLUMNS
     for service in ("advisory", "network", "grant"):
@@ -159,18 +182,12 @@ def test_two_way_fixed_effects_is_further_from_the_truth_than_callaway_santanna(
 
 
 def test_missing_landing_file_stops_the_run_with_one_clear_line(demo_landing, tmp_path):
-    from pipelines.definitions import ALL_ASSETS
-
     landing = landing_copy(demo_landing, tmp_path, exports=None)
-    result = dg.materialize(
-        ALL_ASSETS, resources=pipeline_resources(landing, tmp_path / "out"),
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
-    )
-    assert not result.success
-    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert [e.step_key for e in failures] == ["raw_exports"]
-    message = failures[0].step_failure_data.user_failure_data.description
-    assert "exports" in message and str(landing) in message and "\n" not in message
+    out = run_cli(tmp_path, landing)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    last_line = out.stderr.strip().splitlines()[-1]
+    assert "exports" in last_line and str(landing) in last_line
 
 
 def test_cli_reports_a_missing_landing_directory_without_a_traceback(tmp_path):
@@ -181,18 +198,19 @@ def test_cli_reports_a_missing_landing_directory_without_a_traceback(tmp_path):
     assert "nowhere" in last_line and "does not exist" in last_line
 
 
-def test_sensor_requests_a_run_only_for_complete_settled_deliveries(demo_landing, tmp_path):
-    from pipelines.resources import LandingDirectory
+def test_sensor_requests_one_run_per_complete_settled_delivery(demo_landing, tmp_path):
+    from pipelines.resources import LandingDirectory, WarehouseDirectory
     from pipelines.sensors import SETTLE_SECONDS, landing_files_sensor
 
     landing = tmp_path / "landing"
     landing.mkdir()
-    resources = {"landing": LandingDirectory(path=str(landing))}
+    warehouse = WarehouseDirectory(path=str(tmp_path / "warehouse"))
+    resources = {"landing": LandingDirectory(path=str(landing)), "warehouse": warehouse}
     long_ago = time.time() - 10 * SETTLE_SECONDS
 
-    def deliver(name: str, settled: bool = True) -> None:
+    def deliver(name: str, settled: bool = True, content: bytes | None = None) -> None:
         target = landing / name
-        target.write_bytes((demo_landing / name.lower()).read_bytes())
+        target.write_bytes(content if content is not None else (demo_landing / name.lower()).read_bytes())
         if settled:
             os.utime(target, (long_ago, long_ago))
 
@@ -209,12 +227,21 @@ def test_sensor_requests_a_run_only_for_complete_settled_deliveries(demo_landing
     assert isinstance(outcome, dg.SkipReason) and "waiting" in outcome.skip_message
     deliver("EXPORTS.csv")
     outcome, cursor = tick(cursor)
-    assert isinstance(outcome, dg.RunRequest) and outcome.run_key == "delivery-1"
-    outcome, cursor = tick(cursor)
+    first = delivery_key(landing)
+    assert isinstance(outcome, dg.SensorResult)
+    [request] = outcome.run_requests
+    assert request.run_key == request.partition_key == first
+    assert request.tags["export_impact/landing_dir"] == str(landing.resolve())
+    assert outcome.dynamic_partitions_requests[0].partition_keys == [first]
+    assert warehouse.deliveries.get(first).folder == landing.resolve()  # manifest registered
+    outcome, cursor = tick(outcome.cursor)
     assert isinstance(outcome, dg.SkipReason)
-    os.utime(landing / "firms.csv", (long_ago + 1, long_ago + 1))  # a re-delivered file
+    os.utime(landing / "firms.csv", (long_ago + 1, long_ago + 1))  # touched, same content: same delivery
     outcome, cursor = tick(cursor)
-    assert isinstance(outcome, dg.RunRequest) and outcome.run_key == "delivery-2"
+    assert [r.run_key for r in outcome.run_requests] == [first]  # Dagster runs a run key once
+    deliver("firms.csv", content=(demo_landing / "firms.csv").read_bytes() + b"\n")  # re-delivered, changed
+    outcome, cursor = tick(cursor)
+    assert [r.run_key for r in outcome.run_requests] == [delivery_key(landing)] != [first]
 
 
 def test_a_few_bad_rows_are_quarantined_and_the_run_still_completes(demo_landing, tmp_path):
@@ -224,30 +251,45 @@ def test_a_few_bad_rows_are_quarantined_and_the_run_still_completes(demo_landing
     landing = landing_copy(demo_landing, tmp_path, financials=financials)
     plan = tmp_path / "plan.yaml"
     plan.write_text("bootstrap_iterations: 0\noutcomes: [exporter]\n", encoding="utf-8")
-    out_dir = tmp_path / "out"
+    key = delivery_key(landing)
     out = run_cli(tmp_path, landing, EXPORT_IMPACT_PLAN=str(plan))
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "note: clean_financials / quarantine_share" in out.stdout
-    assert str(out_dir / "impact_report.html") in out.stdout
-    quarantined = pd.read_csv(out_dir / "quarantine" / "financials.csv", dtype=str)
+    assert "note: clean_financials / quarantine_share, clean_exports / quarantine_share:" in out.stdout
+    assert out.stdout.count("rows quarantined (0.0%, limit 5%)") == 2  # financials and exports, each once
+    assert str(tmp_path / "out" / key / "impact_report.html") in out.stdout
+    # one line per stage, not Dagster's DEBUG stream; the full log is kept in a file
+    assert "validated_sources: done" in out.stdout and "DEBUG" not in out.stdout + out.stderr
+    assert len(out.stdout.splitlines()) < 30, out.stdout
+    log_file = Path(out.stdout.strip().splitlines()[-1].split()[-1])
+    assert log_file.is_file() and "STEP_SUCCESS" in log_file.read_text()
+    # quarantined rows are firm-level data: restricted folder, never the published one
+    quarantine = tmp_path / "warehouse" / "deliveries" / key / "quarantine" / "financials.csv"
+    quarantined = pd.read_csv(quarantine, dtype=str)
     assert sorted(quarantined["source_row"].astype(int)) == [7, 502]  # header is row 1
     assert quarantined["quarantine_reason"].str.contains("employees").all()
-    quality = json.loads((out_dir / "data_quality.json").read_text())["sources"]["financials"]
+    assert not list((tmp_path / "out").rglob("quarantine"))
+    quality = json.loads((tmp_path / "out" / key / "data_quality.json").read_text())["sources"]["financials"]
     assert (quality["rows_in"], quality["rows_quarantined"]) == (len(financials), 2)
 
 
 def test_cli_explains_a_rejected_delivery_in_plain_words(demo_landing, tmp_path):
-    """Too many bad rows: the run stops after validation and says what, where and how many."""
+    """Too many bad rows: the run stops after validation, says what, where and how many, and publishes that."""
     exports = pd.read_csv(demo_landing / "exports.csv", dtype=str)
     bad = exports.sample(frac=0.10, random_state=1).index
     exports.loc[bad, "export_value_eur"] = "-" + exports.loc[bad, "export_value_eur"]
     landing = landing_copy(demo_landing, tmp_path, exports=exports)
+    key = delivery_key(landing)
     out = run_cli(tmp_path, landing)
     assert out.returncode == 1
     tail = out.stderr[out.stderr.index("The evaluation did not complete"):]
-    assert "Traceback" not in tail and "DagsterAssetCheckFailedError" not in tail
+    assert "Traceback" not in out.stdout + out.stderr and "DagsterAssetCheckFailedError" not in tail
     assert f"{len(bad)} of {len(exports)} rows quarantined" in tail
+    assert tail.count(f"{len(bad)} of {len(exports)} rows quarantined") == 1  # the summary is printed once
     assert "export_value_eur" in tail and "quarantine" in tail
-    quarantined = pd.read_csv(tmp_path / "out" / "quarantine" / "exports.csv", dtype=str)
+    quarantined = pd.read_csv(tmp_path / "warehouse" / "deliveries" / key / "quarantine" / "exports.csv", dtype=str)
     assert len(quarantined) == len(bad)
-    assert not (tmp_path / "out" / "impact_report.html").exists()
+    published = tmp_path / "out" / key
+    assert sorted(p.name for p in published.iterdir()) == ["RUN_FAILED.txt", "data_quality.json", "run.json"]
+    note = (published / "RUN_FAILED.txt").read_text()
+    assert "FAILED" in note and f"{len(bad)} of {len(exports)} rows quarantined" in note
+    assert json.loads((published / "run.json").read_text())["status"] == "failed"

@@ -23,8 +23,7 @@ def write_quarantine(result: ValidationResult, output_dir: Path) -> Path:
 def data_quality_summary(raws: dict[str, RawSource], results: dict[str, ValidationResult]) -> dict:
     """JSON-able record per source: file fingerprint, contract version and the row accounting.
 
-    ``path`` is the absolute location of the file as read, so the report can re-hash it later
-    from any working directory; ``file`` stays the bare name for display.
+    Published as is, so it names files but holds no path of the analyst's file system.
     """
     sources = {}
     for source in [name for name in SOURCES if name in results]:
@@ -38,7 +37,6 @@ def data_quality_summary(raws: dict[str, RawSource], results: dict[str, Validati
         result.check_accounting()
         sources[source] = {
             "file": raw.path.name,
-            "path": str(raw.path.resolve()),
             "sha256": raw.sha256,
             "format": raw.format,
             "encoding": raw.encoding,

@@ -1,21 +1,13 @@
 """Lineage: enough provenance in the report footer to reproduce its numbers."""
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from pathlib import Path
 from typing import Mapping
 
+from analyses.deliveries import file_sha256
+
 REQUIRED_LINEAGE_KEYS = ("run_id", "git_commit", "generated_at", "inputs", "contract_versions")
-
-
-def file_sha256(path) -> str:
-    """SHA-256 of a file, read in chunks so large deliveries do not fill memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def git_commit(repo_dir) -> str:
@@ -50,13 +42,14 @@ def validate_lineage(lineage: Mapping) -> None:
             raise ValueError(f"lineage['inputs'][{source!r}] must be a mapping with 'file' and 'sha256'")
 
 
-def input_rows(lineage: Mapping, data_quality: Mapping | None = None) -> list[dict]:
+def input_rows(lineage: Mapping, data_quality: Mapping | None = None,
+               locations: Mapping[str, Path] | None = None) -> list[dict]:
     """One footer row per input file, with the recorded hash checked against the file on disk.
 
     A hash that no longer matches means the file changed after the numbers
     were computed; the footer says so instead of silently vouching for it.
-    The file is looked up at the absolute ``path`` recorded in the lineage entry or the
-    data-quality record (the bare ``file`` name only resolves in the landing directory).
+    ``locations`` maps each source to where its file lies; it is used, never printed, because
+    published files must not show the analyst's file system.
     """
     validate_lineage(lineage)
     sources = (data_quality or {}).get("sources", {})
@@ -64,7 +57,7 @@ def input_rows(lineage: Mapping, data_quality: Mapping | None = None) -> list[di
     rows = []
     for source, entry in sorted(lineage["inputs"].items()):
         recorded = str(entry["sha256"])
-        path = Path(entry.get("path") or sources.get(source, {}).get("path") or entry["file"])
+        path = Path((locations or {}).get(source) or entry["file"])
         if path.is_file():
             status = "matches file on disk" if file_sha256(path) == recorded else "MISMATCH: file changed since the run"
         else:

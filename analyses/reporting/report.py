@@ -456,8 +456,13 @@ def render_pdf(html: str, path: Path) -> tuple[list[str], int]:
 
 
 def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict, panel: pd.DataFrame,
-                 lineage: dict, output_dir: Path, settings: ReportSettings = ReportSettings()) -> ReportResult:
-    """Check, render and write the impact report and its companions into `output_dir`."""
+                 lineage: dict, output_dir: Path, settings: ReportSettings = ReportSettings(),
+                 input_locations: Mapping[str, Path] | None = None) -> ReportResult:
+    """Check, render and write the impact report and its companions into `output_dir`.
+
+    ``input_locations`` (source → file) lets the lineage footer re-hash the inputs without
+    printing where they are.
+    """
     started = time.perf_counter()
     validate_estimates(estimates)
     validate_diagnostics(diagnostics)
@@ -507,7 +512,7 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         "disclosure": disclosure.metadata(),
         "mark": SUPPRESSED_MARK,
         "lineage": lineage,
-        "inputs": lineage_module.input_rows(lineage, data_quality),
+        "inputs": lineage_module.input_rows(lineage, data_quality, input_locations),
         "alpha": alpha,
         "intervals": intervals,
     }
