@@ -1,4 +1,4 @@
-"""analyses.did against R ``did`` 2.5 reference output on mpdta (see shared/reference/mpdta_expected.md)."""
+"""analyses.did against R ``did`` 2.5 reference output on mpdta (see tests/reference/mpdta_expected.md)."""
 import re
 import warnings
 from pathlib import Path
@@ -9,9 +9,7 @@ import pytest
 
 from analyses.did import aggte, att_gt
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-pytestmark = pytest.mark.skipif(not (REFERENCE / "mpdta.csv").exists(),
-                                reason=f"R reference data not found at {REFERENCE}")
+REFERENCE = Path(__file__).resolve().parent / "reference"
 
 SCENARIOS = {
     "mpdta_nev_dr": {},
