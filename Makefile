@@ -11,9 +11,14 @@ export MPLBACKEND := Agg
 
 .PHONY: run test test-slow ui home demo-data bench data-dictionary clean
 
-$(STAMP): requirements.lock
+# The project itself goes on the venv's path through a .pth file naming this checkout, so that
+# `.venv/bin/python` imports it from any folder without PYTHONPATH. (An editable install would need
+# `wheel`, which is not in the lock; the .pth downloads nothing.) The Makefile is a prerequisite so
+# that venvs made before this rule get the file too.
+$(STAMP): requirements.lock Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -c 'import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "export_impact.pth").write_text(sys.argv[1] + "\n")' "$(CURDIR)"
 	touch $(STAMP)
 
 # Phony: an existing dagster.yaml gets missing settings (nux and telemetry off) merged in.

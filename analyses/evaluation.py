@@ -33,6 +33,7 @@ from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from analyses.did import aggte, att_gt
 from analyses.panel import BASELINE_COVARIATES, SERVICES
+from analyses.reporting.settings import cohort_floor
 from analyses.twfe import twfe_event_study, twfe_static
 
 ESTIMATE_COLUMNS = (
@@ -74,7 +75,8 @@ class EvaluationPlan:
     bootstrap_iterations: int = 999
     alpha: float = 0.05
     #: cohorts with fewer firms are left out (they could not be published and destabilise the
-    #: propensity model); the exclusion is reported in the diagnostics.
+    #: propensity model); the exclusion is reported in the diagnostics. Never below the disclosure
+    #: minimum (``analyses.reporting.settings.cohort_floor``): a plan cannot publish smaller cohorts.
     min_cohort_size: int = 10
     seed: int = 20240601
 
@@ -142,11 +144,12 @@ def service_sample(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> t
     sizes["n_without_baseline"] = sizes["cohort"].map(without_baseline).fillna(0).astype(int)
     sizes["n_firms"] = sizes["n_delivered"] - sizes["n_without_baseline"]
     too_early = sizes["cohort"] <= first_year + plan.anticipation
-    too_small = sizes["n_firms"] < plan.min_cohort_size
+    too_small = sizes["n_firms"] < cohort_floor(plan.min_cohort_size)
     sizes["used"] = ~(too_early | too_small)
     sizes["reason"] = np.select(
         [too_early, too_small],
-        ["treated before the first panel year could serve as a base period", f"fewer than {plan.min_cohort_size} firms"],
+        ["treated before the first panel year could serve as a base period",
+         f"fewer than {cohort_floor(plan.min_cohort_size)} firms"],
         default="",
     )
     sizes.insert(0, "treatment", service)

@@ -1,4 +1,5 @@
-"""analyses.did against R ``did`` 2.5 reference output on mpdta (see shared/reference/mpdta_expected.md)."""
+"""analyses.did against R ``did`` 2.5 reference output on mpdta (see tests/reference/mpdta_expected.md)."""
+import hashlib
 import re
 import warnings
 from pathlib import Path
@@ -7,11 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyses.did import aggte, att_gt
+import analyses.did
+from analyses.did import aggte, att_gt, load_mpdta
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-pytestmark = pytest.mark.skipif(not (REFERENCE / "mpdta.csv").exists(),
-                                reason=f"R reference data not found at {REFERENCE}")
+REFERENCE = Path(__file__).resolve().parent / "reference"
 
 SCENARIOS = {
     "mpdta_nev_dr": {},
@@ -148,3 +148,13 @@ def test_report_counts(analytic_results):
     assert (agg.n_treated, agg.n_control) == (191, 309)  # 20 + 40 + 131 treated counties, 309 never treated
     assert agg.overall_ci_lower < agg.overall_att < agg.overall_ci_upper
     assert 0 < agg.overall_pvalue < 0.05
+
+
+def test_reference_copy_and_shipped_example_data_are_the_documented_mpdta():
+    """The in-repo reference and `load_mpdta`'s package data are the bytes mpdta_expected.md describes."""
+    documented = re.search(r"md5 `([0-9a-f]{32})`", (REFERENCE / "mpdta_expected.md").read_text()).group(1)
+    shipped = Path(analyses.did.__file__).parent / "data" / "mpdta.csv"
+    for path in (REFERENCE / "mpdta.csv", shipped):
+        assert hashlib.md5(path.read_bytes()).hexdigest() == documented, path
+    pd.testing.assert_frame_equal(load_mpdta(), pd.read_csv(REFERENCE / "mpdta.csv"))
+    assert load_mpdta().shape == (2500, 6)

@@ -1,5 +1,6 @@
-"""Disclosure rules on constructed small and dominated cells."""
+"""Disclosure rules on constructed small and dominated cells, and on a small evaluation of demo data."""
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ from analyses.reporting import ReportSettings, check_disclosure, check_published
 from analyses.reporting.disclosure import (
     CELL_COLUMNS, check_cells, coarsen_overlap, cohort_cells, describe_panel, scan_for_identifiers, year_bands,
 )
-from tests.report_fixtures import make_estimates, make_panel
+from tests.report_fixtures import make_estimates, make_panel, report_inputs
 
 SETTINGS = ReportSettings()
 
@@ -229,3 +230,160 @@ def test_invalid_settings_are_rejected_with_the_field_name():
         ReportSettings(dominance_top1=1.5)
     with pytest.raises(ValueError, match="min_firms"):
         ReportSettings(min_firms=0)
+
+
+# --- differencing: counts of sibling rows must not reveal a small group of firms -----------------
+
+FAMILY = ["treatment", "outcome", "estimator", "aggregation"]
+
+
+def _closest_counts(published: pd.DataFrame) -> dict:
+    """Smallest positive difference between the counts of rows of one family, per family and column."""
+    closest = {}
+    for family, rows in published.groupby(FAMILY):
+        for column in ("n_treated", "n_control"):
+            gaps = np.diff(np.unique(rows[column].to_numpy()))
+            if gaps.size:
+                closest[(*family, column)] = int(gaps.min())
+    return closest
+
+
+@pytest.fixture(scope="module")
+def evaluation_with_plan_cohort_size_one():
+    """The grant evaluation of a small demo delivery whose plan says `min_cohort_size: 1`.
+
+    The 2014 grant cohort holds 5 firms; without a floor it enters the event study at e = -1 but not
+    at e = -2 (no base period), so those rows' n_treated differ by 5.
+    """
+    from analyses.demo_data import generate_demo_data
+    from analyses.evaluation import EvaluationPlan, run_evaluation
+    from analyses.panel import build_firm_year_panel
+
+    demo = generate_demo_data(n_firms=1_500, seed=11)
+    panel = build_firm_year_panel(demo.firms, demo.financials, demo.participation, demo.exports)
+    plan = EvaluationPlan(services=("grant",), outcomes=("exporter",), bootstrap_iterations=0, min_cohort_size=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return run_evaluation(panel, plan)
+
+
+def test_plan_cannot_lower_the_disclosure_minimum_for_estimated_cohorts(evaluation_with_plan_cohort_size_one):
+    cohorts = evaluation_with_plan_cohort_size_one.diagnostics["cohorts"].set_index("cohort")
+    assert cohorts.loc[2014, "n_firms"] == 5
+    assert not cohorts.loc[2014, "used"] and cohorts.loc[2014, "reason"] == "fewer than 10 firms"
+    assert cohorts.loc[cohorts["used"], "n_firms"].min() >= SETTINGS.min_firms
+
+
+def test_plan_can_raise_the_cohort_minimum():
+    from analyses.evaluation import EvaluationPlan, service_sample
+
+    panel = make_panel(n_firms=400)
+    sizes = service_sample(panel, "advisory", EvaluationPlan(min_cohort_size=1))[1].set_index("cohort")["n_firms"]
+    threshold = int(sizes.sort_values().iloc[len(sizes) // 2]) + 1  # leaves out about half of the cohorts
+    _, cohorts = service_sample(panel, "advisory", EvaluationPlan(min_cohort_size=threshold))
+    assert threshold > SETTINGS.min_firms
+    assert (cohorts["used"] == (cohorts["n_firms"] >= threshold)).all()
+    assert set(cohorts.loc[~cohorts["used"], "reason"]) == {f"fewer than {threshold} firms"}
+
+
+def test_published_estimates_of_that_evaluation_cannot_be_differenced(evaluation_with_plan_cohort_size_one, tmp_path):
+    estimates = evaluation_with_plan_cohort_size_one.estimates
+    result = check_disclosure(estimates, None, SETTINGS)
+    write_estimate_files(estimates, tmp_path, result)
+    published = pd.read_csv(tmp_path / "estimates.csv")
+    dynamic = published.query("estimator == 'cs_did' and aggregation == 'dynamic'").set_index("event_time")
+    assert {-2.0, -1.0, 0.0} <= set(dynamic.index)  # the event study itself is published
+    too_close = {family: gap for family, gap in _closest_counts(published).items() if gap < SETTINGS.min_firms}
+    assert too_close == {}
+    assert result.passed and check_published_files(tmp_path, [], SETTINGS).passed
+
+
+def _family(estimates, aggregation, treatment="advisory", outcome="exporter", estimator="cs_did"):
+    return estimates[(estimates["treatment"] == treatment) & (estimates["outcome"] == outcome)
+                     & (estimates["estimator"] == estimator) & (estimates["aggregation"] == aggregation)].index
+
+
+# (aggregation, column, values for the first rows of the family): sibling rows a few firms apart
+SMALL_DIFFERENCES = [
+    ("dynamic", "n_treated", [214, 217]),       # the example of issue 8: a 3-firm cohort behind e = 0
+    ("dynamic", "n_control", [900, 896]),
+    ("calendar", "n_treated", [123, 130]),
+    ("calendar", "n_control", [905, 900]),
+    ("group", "n_treated", [31, 24]),
+    ("group", "n_control", [901, 900]),
+]
+
+
+@pytest.mark.parametrize("aggregation, column, values", SMALL_DIFFERENCES)
+def test_counts_a_few_firms_apart_are_rounded_down_to_the_threshold(tmp_path, aggregation, column, values):
+    estimates = make_estimates(n_treated=123, n_control=953)  # counts that are not multiples of 10
+    rows = _family(estimates, aggregation)
+    estimates.loc[rows[:len(values)], column] = values
+    result = check_disclosure(estimates, None, SETTINGS)
+    assert result.passed and result.suppressed_estimates.empty  # no estimate is withheld for it
+    write_estimate_files(estimates, tmp_path, result)
+    published = pd.read_csv(tmp_path / "estimates.csv")
+    assert len(published) == len(estimates)
+    family = _family(published, aggregation)
+    expected = estimates.loc[rows, column].to_numpy() // 10 * 10
+    np.testing.assert_array_equal(published.loc[family, column], expected)
+    assert all(gap >= 10 for gap in _closest_counts(published).values())
+    # only that family and column is rounded; the other count and the other families stay exact
+    other = "n_control" if column == "n_treated" else "n_treated"
+    np.testing.assert_array_equal(published.loc[family, other], estimates.loc[rows, other])
+    untouched = published.drop(index=family)
+    pd.testing.assert_frame_equal(untouched[["n_treated", "n_control"]],
+                                  estimates.drop(index=rows)[["n_treated", "n_control"]].reset_index(drop=True)
+                                  .set_axis(untouched.index))
+    coarsened = result.checks[result.checks["outcome"] == "coarsened"]
+    assert coarsened["check"].tolist() == [f"differencing_{column}"]
+    assert coarsened["cell"].iloc[0] == f"estimates advisory/exporter/cs_did/{aggregation}"
+    assert coarsened["value"].iloc[0] == abs(values[0] - values[1])
+    assert result.metadata()["rounded_counts"] == [
+        f"estimates advisory/exporter/cs_did/{aggregation}: {column} rounded down to a multiple of 10 "
+        f"(two published rows differ by {abs(values[0] - values[1])} firms)"]
+    assert check_published_files(tmp_path, [], SETTINGS).passed
+
+
+def test_rows_withheld_anyway_do_not_force_rounding(tmp_path):
+    estimates = make_estimates(n_treated=123, n_control=953)
+    rows = _family(estimates, "dynamic")
+    estimates.loc[rows[0], "n_treated"] = 118  # 5 firms from its siblings, but too few comparison firms
+    estimates.loc[rows[0], "n_control"] = 7
+    result = check_disclosure(estimates, None, SETTINGS)
+    write_estimate_files(estimates, tmp_path, result)
+    published = pd.read_csv(tmp_path / "estimates.csv")
+    assert len(published) == len(estimates) - 1
+    assert set(published["n_treated"]) == {123, 61, 24}
+    assert "coarsened" not in set(result.checks["outcome"])
+
+
+def test_written_files_with_differencing_counts_fail_the_recheck(tmp_path):
+    estimates = make_estimates()
+    rows = _family(estimates, "dynamic")
+    estimates.loc[rows[:2], "n_treated"] = [214, 217]
+    write_estimate_files(estimates, tmp_path)  # written without the disclosure result
+    result = check_published_files(tmp_path, [], SETTINGS)
+    assert not result.passed
+    csv_line = rows[0] + 2  # header is line 1
+    assert result.metadata()["failures"] == [
+        f"published_differencing_n_treated estimates.csv advisory/exporter/cs_did/dynamic "
+        f"lines {csv_line} and {csv_line + 2}: 3 vs 10",
+        f"published_differencing_n_treated estimates.parquet advisory/exporter/cs_did/dynamic "
+        f"rows {rows[0]} and {rows[1]}: 3 vs 10",
+    ]
+
+
+def test_methods_annex_states_the_cohort_floor_and_the_rounding(tmp_path):
+    from analyses.reporting import build_report
+
+    inputs = report_inputs(tmp_path)
+    inputs["diagnostics"]["plan"]["min_cohort_size"] = 1
+    rows = _family(inputs["estimates"], "group")
+    inputs["estimates"].loc[rows[:2], "n_treated"] = [31, 24]
+    build_report(**inputs, output_dir=tmp_path / "out", settings=ReportSettings(formats=("html",)))
+    html = " ".join((tmp_path / "out" / "impact_report.html").read_text(encoding="utf-8").split())
+    assert ("Cohorts with fewer than 10 firms are not estimated: the plan asks for at least 1, and no plan "
+            "can go below the disclosure minimum of 10 firms.") in html
+    assert "that analysis's counts are rounded down to a multiple of 10" in html
+    assert "In this report 1 such set(s) of counts were rounded." in html

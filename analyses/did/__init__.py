@@ -22,7 +22,8 @@ Documented behaviour on awkward data (R's choices unless stated):
   ``result.failed_cells``; ``aggte`` then raises unless ``na_rm=True``;
 * a constant outcome (e.g. all zeros) raises ``ValueError``.
 
-Bootstrap multipliers are Rademacher, as in R ``did``'s ``mboot``.
+Bootstrap multipliers are Rademacher, as in R ``did``'s ``mboot``. ``load_mpdta()`` returns R
+``did``'s example data ``mpdta`` (GPL-2, shipped as package data) to try the estimator on.
 
 Checked to match R ``did`` 2.5 where earlier ports or versions differed:
 
@@ -60,5 +61,6 @@ Deliberate differences from R ``did`` 2.5:
 """
 from analyses.did.aggte import AggteResult, aggte
 from analyses.did.attgt import AttGtResult, att_gt
+from analyses.did.datasets import load_mpdta
 
-__all__ = ["att_gt", "aggte", "AttGtResult", "AggteResult"]
+__all__ = ["att_gt", "aggte", "AttGtResult", "AggteResult", "load_mpdta"]

@@ -9,7 +9,27 @@ Firm-level export data is confidential, so before anything is written:
 * cells that fail are suppressed, and further cells are suppressed
   (secondary suppression) so that no suppressed value can be recovered
   from a published total or an overall estimate;
+* firm counts cannot be differenced: within a family of published estimate
+  rows (same treatment, outcome, estimator and aggregation: the event times,
+  cohorts or calendar years of one analysis), no two `n_treated` (or
+  `n_control`) values may differ by 1 to `min_firms - 1` firms, which would
+  reveal a group that small (e.g. 214 firms at e = -1 and 217 at e = 0: a
+  3-firm cohort). Such a family's column is rounded down to a multiple of
+  `min_firms`, after which every difference is 0 or at least `min_firms`;
 * no firm identifier appears in the published text.
+
+Rounding rather than suppression for the differencing rule: the rule sees
+only counts, not whether one row's firms contain another's, so it also
+flags harmless pairs (two cohorts of 16 and 19 firms). Each row still rests
+on at least `min_firms` firms and the estimates of different event times,
+cohorts or years are averages over different cells, so they cannot be
+subtracted into a small group's effect; only the counts can. Rounding the
+counts closes that, keeps every estimate, and rounding *down* keeps "at
+least `min_firms` firms" true. Suppressing rows instead would withhold safe
+estimates and need chains of further suppressions. The evaluation's cohort
+floor (`settings.cohort_floor`) is the first line: no cohort smaller than
+the minimum is estimated, so this rule bites for counts that are not sums
+of whole cohorts (TWFE event times in an unbalanced register, new models).
 
 Each rule application is one row of `DisclosureResult.checks`, which is the
 evidence the Dagster asset check attaches to the report.
@@ -28,6 +48,10 @@ import pandas as pd
 from analyses.reporting.settings import ReportSettings
 
 ESTIMATE_KEYS = ["treatment", "outcome", "estimator", "aggregation", "event_time"]
+# Rows of one family can be set side by side and their counts subtracted.
+FAMILY_KEYS = ESTIMATE_KEYS[:-1]
+COUNT_COLUMNS = ("n_treated", "n_control")
+ROUNDED_COLUMNS = FAMILY_KEYS + ["column", "reason"]
 CHECK_COLUMNS = ["check", "cell", "value", "threshold", "outcome"]
 # cell_total is the sum of the firm contributions behind a magnitude cell
 # (for a mean it differs from the published value); NaN for counts.
@@ -53,6 +77,10 @@ def _cell_name(key: tuple) -> str:
     return f"estimate {treatment}/{outcome}/{estimator}/{aggregation}{suffix}"
 
 
+def _family_name(family: tuple) -> str:
+    return "/".join(str(part) for part in family)
+
+
 @dataclass
 class DisclosureResult:
     """Outcome of the disclosure rules.
@@ -60,13 +88,16 @@ class DisclosureResult:
     `checks` has one row per rule and cell with `outcome` in
     {pass, suppressed, secondary, coarsened, fail}. Suppression is the
     remedy, not a failure: `passed` is False only when something that
-    breaks a rule would still be published.
+    breaks a rule would still be published. `rounded_counts` lists the
+    estimate families whose `column` (n_treated or n_control) is published
+    rounded down to a multiple of `settings.min_firms`.
     """
 
     checks: pd.DataFrame
     suppressed_estimates: pd.DataFrame
     suppressed_cells: pd.DataFrame
     settings: ReportSettings = field(default_factory=ReportSettings)
+    rounded_counts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ROUNDED_COLUMNS))
 
     @property
     def passed(self) -> bool:
@@ -81,7 +112,7 @@ class DisclosureResult:
 
     def with_checks(self, more: pd.DataFrame) -> "DisclosureResult":
         return DisclosureResult(pd.concat([self.checks, more], ignore_index=True),
-                                self.suppressed_estimates, self.suppressed_cells, self.settings)
+                                self.suppressed_estimates, self.suppressed_cells, self.settings, self.rounded_counts)
 
     def metadata(self) -> dict:
         """JSON-able summary for Dagster asset-check metadata."""
@@ -96,11 +127,16 @@ class DisclosureResult:
             "outcomes": {str(k): int(v) for k, v in counts.items()},
             "n_suppressed_estimates": int(len(self.suppressed_estimates)),
             "n_suppressed_cells": int(len(self.suppressed_cells)),
+            "n_rounded_counts": int(len(self.rounded_counts)),
             "suppressed_estimates": [
                 f"{_cell_name(estimate_key(r))}: {r['reason']}" for r in self.suppressed_estimates.to_dict("records")
             ][:200],
             "suppressed_cells": [
                 f"{r['table']}[{r['row']}, {r['column']}]: {r['reason']}" for r in self.suppressed_cells.to_dict("records")
+            ][:200],
+            "rounded_counts": [
+                f"estimates {_family_name(tuple(r[k] for k in FAMILY_KEYS))}: {r['column']} {r['reason']}"
+                for r in self.rounded_counts.to_dict("records")
             ][:200],
             "failures": [f"{r['check']} {r['cell']}: {r['value']} vs {r['threshold']}"
                          for r in failures.to_dict("records")][:200],
@@ -145,6 +181,43 @@ def _secondary_estimates(estimates: pd.DataFrame, suppressed: dict[tuple, str]) 
         suppressed[victim] = f"secondary suppression: protects {_cell_name(hidden[0])}"
         checks.append(_check("secondary_suppression", _cell_name(victim), 1, 2, "secondary"))
     return checks
+
+
+def closest_counts(published: pd.DataFrame) -> list[dict]:
+    """Per estimate family and count column, the two rows whose distinct counts are closest.
+
+    `published` holds the rows as published (index labels identify them).
+    Returns one dict per family and column with at least two distinct
+    counts: `family` (tuple of FAMILY_KEYS), `column`, `gap` (firms, > 0) and
+    `rows` (the two index labels). Any pair closer than the disclosure
+    minimum shows up here, because the closest pair is adjacent once the
+    distinct counts are sorted.
+    """
+    found = []
+    for family, rows in published.groupby(FAMILY_KEYS, sort=False):
+        for column in COUNT_COLUMNS:
+            first = rows[column].astype("int64").reset_index().drop_duplicates(column).sort_values(column)
+            if len(first) < 2:
+                continue
+            gaps = first[column].diff().to_numpy()[1:]
+            at = int(np.argmin(gaps))
+            labels = first.iloc[[at, at + 1], 0].tolist()
+            found.append({"family": family, "column": column, "gap": int(gaps[at]), "rows": sorted(labels)})
+    return found
+
+
+def _differencing(published: pd.DataFrame, settings: ReportSettings) -> tuple[list[dict], pd.DataFrame]:
+    """Checks and the families whose count column must be rounded (see the module docstring)."""
+    checks, rounded = [], []
+    for close in closest_counts(published):
+        ok = close["gap"] >= settings.min_firms
+        checks.append(_check(f"differencing_{close['column']}", f"estimates {_family_name(close['family'])}",
+                             close["gap"], settings.min_firms, "pass" if ok else "coarsened"))
+        if not ok:
+            rounded.append({**dict(zip(FAMILY_KEYS, close["family"])), "column": close["column"],
+                            "reason": f"rounded down to a multiple of {settings.min_firms} "
+                                      f"(two published rows differ by {close['gap']} firms)"})
+    return checks, pd.DataFrame(rounded, columns=ROUNDED_COLUMNS)
 
 
 def _cell_label(cell: Mapping) -> str:
@@ -241,6 +314,8 @@ def check_disclosure(estimates: pd.DataFrame, descriptives: pd.DataFrame | None,
     published.
     """
     checks, suppressed = _estimate_checks(estimates, settings)
+    published = estimates[[estimate_key(row) not in suppressed for row in estimates.to_dict("records")]]
+    differencing_checks, rounded = _differencing(published, settings)
     cell_checks: list[dict] = []
     suppressed_cells = pd.DataFrame(columns=["table", "row", "column", "reason"])
     if descriptives is not None and not descriptives.empty:
@@ -249,17 +324,21 @@ def check_disclosure(estimates: pd.DataFrame, descriptives: pd.DataFrame | None,
         [dict(zip(ESTIMATE_KEYS, key), reason=reason) for key, reason in suppressed.items()],
         columns=ESTIMATE_KEYS + ["reason"],
     )
-    return DisclosureResult(pd.DataFrame(checks + cell_checks, columns=CHECK_COLUMNS),
-                            suppressed_estimates, suppressed_cells, settings)
+    return DisclosureResult(pd.DataFrame(checks + differencing_checks + cell_checks, columns=CHECK_COLUMNS),
+                            suppressed_estimates, suppressed_cells, settings, rounded)
 
 
 def drop_suppressed(estimates: pd.DataFrame, disclosure: DisclosureResult | None) -> pd.DataFrame:
-    """The estimates that may be published."""
-    if disclosure is None or disclosure.suppressed_estimates.empty:
+    """The estimates as published: suppressed rows dropped, differencing-prone counts rounded down."""
+    if disclosure is None:
         return estimates.copy()
     hidden = disclosure.suppressed_keys()
-    keep = [estimate_key(row) not in hidden for row in estimates.to_dict("records")]
-    return estimates[keep].copy()
+    published = estimates[[estimate_key(row) not in hidden for row in estimates.to_dict("records")]].copy()
+    base = disclosure.settings.min_firms
+    for rule in disclosure.rounded_counts.to_dict("records"):
+        family = np.logical_and.reduce([published[key] == rule[key] for key in FAMILY_KEYS])
+        published.loc[family, rule["column"]] = published.loc[family, rule["column"]] // base * base
+    return published
 
 
 # --- descriptive cells ------------------------------------------------------
@@ -436,17 +515,28 @@ def scan_for_identifiers(texts: Mapping[str, str], firm_ids: Iterable) -> pd.Dat
 
 def _published_table_checks(published: pd.DataFrame, name: str, settings: ReportSettings,
                             first_line: int) -> list[dict]:
-    """No identifier columns and enough firms behind every row of a published estimate table."""
+    """No identifier columns, enough firms behind every row, no counts that can be differenced.
+
+    `published` is the table as read back (default index); rows are named
+    by file line (CSV, header = line 1) or row number (Parquet).
+    """
     rows = []
+    unit = "line" if first_line > 1 else "row"
     for forbidden in ("firm_id", "firm_name", "name"):
         present = forbidden in published.columns
         rows.append(_check("no_identifier_columns", f"{name}:{forbidden}", int(present), 0,
                            "fail" if present else "pass"))
     for line, record in enumerate(published.to_dict("records"), start=first_line):
-        for column in ("n_treated", "n_control"):
+        for column in COUNT_COLUMNS:
             ok = int(record[column]) >= settings.min_firms
-            rows.append(_check(f"published_min_{column}", f"{name} {'line' if first_line > 1 else 'row'} {line}",
+            rows.append(_check(f"published_min_{column}", f"{name} {unit} {line}",
                                int(record[column]), settings.min_firms, "pass" if ok else "fail"))
+    for close in closest_counts(published):
+        first, second = (label + first_line for label in close["rows"])
+        ok = close["gap"] >= settings.min_firms
+        rows.append(_check(f"published_differencing_{close['column']}",
+                           f"{name} {_family_name(close['family'])} {unit}s {first} and {second}",
+                           close["gap"], settings.min_firms, "pass" if ok else "fail"))
     return rows
 
 

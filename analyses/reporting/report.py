@@ -22,7 +22,7 @@ from analyses.reporting.disclosure import (
 )
 from analyses.reporting.plots import balance_plot, event_study_plot, overlap_plot
 from analyses.reporting.rating import rate_estimate, unsupported_share
-from analyses.reporting.settings import ReportSettings
+from analyses.reporting.settings import MIN_FIRMS, ReportSettings, cohort_floor
 from analyses.reporting.summary import (
     OUTCOMES, SERVICES, Intervals, comparison_phrase, display_interval, format_number, is_estimable,
     outcome_spec, service_title, summary_paragraphs,
@@ -418,6 +418,9 @@ def _plan_items(plan: Mapping, comparison: str) -> dict:
     covariates = plan.get("covariates") or []
     years = plan.get("panel_years") or plan.get("years")
     return {
+        "min_cohort_size": plan.get("min_cohort_size", MIN_FIRMS),
+        "cohort_floor": cohort_floor(plan.get("min_cohort_size", MIN_FIRMS)),
+        "disclosure_floor": MIN_FIRMS,
         "control_group": plan.get("control_group", "nevertreated"),
         "comparison": comparison,
         "est_method": plan.get("est_method", "dr"),

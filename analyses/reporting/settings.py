@@ -3,6 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The disclosure minimum: firms behind every published number. It is also a floor for the
+#: evaluation plan's ``min_cohort_size`` (see `cohort_floor`), so no plan can lower it.
+MIN_FIRMS = 10
+
+
+def cohort_floor(min_cohort_size: int) -> int:
+    """Smallest cohort the evaluation estimates: the plan's minimum, never below `MIN_FIRMS`."""
+    return max(int(min_cohort_size), MIN_FIRMS)
+
 
 @dataclass(frozen=True)
 class ReportSettings:
@@ -13,7 +22,7 @@ class ReportSettings:
     behind every number, and the (p%-style) dominance rules for magnitudes.
     """
 
-    min_firms: int = 10
+    min_firms: int = MIN_FIRMS
     dominance_top1: float = 0.50
     dominance_top2: float = 0.67
     formats: tuple = ("html", "pdf")
