@@ -99,6 +99,24 @@ def test_country_list_has_all_249_codes_and_eu_membership_by_year():
         is_eu_member("UK", 2019)
 
 
+@pytest.mark.parametrize(
+    ("source", "edit", "message"),
+    [
+        ("firms", ("          zeroPadTo: 2", "          zeroPadTo: two"), "zeroPadTo needs a string column and a whole number"),
+        ("financials", ("          minimum: 0\n        examples: [12]", "          minimum: 0\n          zeroPadTo: 3\n        examples: [12]"),
+         "property employees: zeroPadTo needs a string column"),
+        ("firms", ("        required: true\n        unique: true", "        required: true\n        unique: true\n        logicalTypeOptions:\n          notAfterDeliveryYear: true"),
+         "property firm_id: notAfterDeliveryYear applies to integer"),
+    ],
+)
+def test_code_width_and_delivery_year_options_are_checked(tmp_path: Path, source, edit, message):
+    text = (REPO / "data_contracts" / f"{source}.yaml").read_text()
+    assert edit[0] in text
+    (tmp_path / f"{source}.yaml").write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ContractError, match=message):
+        load_contract(source, tmp_path)
+
+
 def test_nuts2_list_is_the_2021_classification_and_covers_every_region_we_generate():
     contract = load_contract("firms")
     assert contract.column("region").valid_values_source == "nuts2_2021.csv#nuts2"
@@ -284,7 +302,7 @@ def test_a_row_breaking_two_rules_is_counted_once_and_names_both(tmp_path: Path)
     exports = results["exports"]
     assert (exports.rows_quarantined, exports.rule_counts["ranges.export_value_eur"], exports.rule_counts["allowed_values.destination"]) == (1, 1, 1)
     assert exports.quarantine["quarantine_reason"].iloc[0] == (
-        "ranges: export_value_eur must be >= 0; allowed_values: destination must be a code listed in countries.csv"
+        "ranges: export_value_eur must be >= 0; allowed_values: destination must be a code listed in countries.csv (e.g. DE, US)"
     )
     assert exports.quarantine["source_row"].iloc[0] == 7
 
@@ -317,6 +335,8 @@ def test_data_quality_summary_accounts_for_every_row(tmp_path: Path):
     assert exports["contract_version"] == "1.2.0" and exports["contract_id"] == "urn:export-impact:contract:exports"
     assert (exports["format"], exports["encoding"], exports["delimiter"]) == ("csv", "utf-8", ",")
     assert exports["quarantine_file"] == "quarantine/exports.csv"
+    modified = pd.Timestamp((tmp_path / "landing" / "exports.csv").stat().st_mtime, unit="s", tz="UTC")
+    assert abs(pd.Timestamp(exports["file_modified"]) - modified) < pd.Timedelta("1ms")  # its year bounds founded_year (the delivery year)
     for source, entry in summary["sources"].items():
         assert entry["rows_in"] == entry["rows_clean"] + entry["rows_quarantined"] + entry["blank_lines_skipped"]
         assert entry["blank_lines_skipped"] == 0

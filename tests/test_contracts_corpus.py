@@ -562,7 +562,7 @@ CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
             _assert_values("exports", "source_row", [2, 3])(raws, results),
             _assert_values("exports", "source_sheet", ["2017-2018"])(raws, results),
             _assert_warning("exports", "sheet 'Notes' is empty and was ignored")(raws, results),
-            _assert_values("exports", "export_value_eur", [1000.0, 1001.0])(raws, results),
+            _assert_values("exports", "export_value_eur", [1000.0, 1000.0, 1001.0])(raws, results),
             _assert_tail("exports", "source_sheet", ["2019-2020"])(raws, results),
         )),
     ),
@@ -576,6 +576,10 @@ CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
         Blocked("exports.xlsx", "sheets",
                 "sheet 'B' has other columns than sheet 'A' (only in 'B': value, unit; only in 'A': export_value_eur)",
                 "value"),
+    ),
+    "xlsx_every_sheet_empty": (
+        _xlsx("firms", {"Sheet1": pd.DataFrame(), "Sheet2": pd.DataFrame()}),
+        Blocked("firms.xlsx", "file not empty", "every sheet read (Sheet1, Sheet2) is empty; expected a header row"),
     ),
     "ambiguous_thousands_dot_in_quoted_csv": (
         _values_in_column("exports", "export_value_eur", {4: "48.200"}),
@@ -681,7 +685,7 @@ CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
                     check=_assert_quarantine_text("participation", {
                         "firm_id": ["00002", "'@SUM(A1)"],
                         "programme": ["'=HYPERLINK(\"http://x\",\"y\")", "'+cmd|' /C calc'!A0"],
-                        "grant_eur": ["-100", ""],
+                        "grant_eur": ["-100", "15000"],
                     })),
     ),
 }
@@ -741,6 +745,6 @@ def test_corpus_case(name: str, tmp_path: Path):
     if expected.counts:
         summary = failure_summary(results)
         for source in expected.counts:
-            assert f"{source}.csv: " in summary and f"quarantine/{source}.csv" in summary
+            assert f"{results[source].file}: " in summary and f"quarantine/{source}.csv" in summary
     if expected.check:
         expected.check(raws, results)
