@@ -57,10 +57,12 @@ def _pandas_failures(frame, rules, panel: tuple[int, int], known_firms, accounts
     masks = {
         "types.year": ~frame["year__readable"],
         "types.export_value_eur": ~frame["export_value_eur__readable"],
+        "types.year.number_format": ~frame["year__decided"],
+        "types.export_value_eur.number_format": ~frame["export_value_eur__decided"],
         "completeness.firm_id": frame["firm_id"].isna(),
-        "completeness.year": frame["year__readable"] & frame["year"].isna(),
+        "completeness.year": frame["year__typed"] & frame["year"].isna(),
         "completeness.destination": frame["destination"].isna(),
-        "completeness.export_value_eur": frame["export_value_eur__readable"] & frame["export_value_eur"].isna(),
+        "completeness.export_value_eur": frame["export_value_eur__typed"] & frame["export_value_eur"].isna(),
         "ranges.export_value_eur": frame["export_value_eur"] < 0,
         "allowed_values.destination": frame["destination"].notna() & ~frame["destination"].isin(codes),
         "uniqueness.exact_duplicate_row": frame["__exact_duplicate"],
@@ -69,7 +71,7 @@ def _pandas_failures(frame, rules, panel: tuple[int, int], known_firms, accounts
         "referential_integrity.firm_id+year": pd.Series(has_keys.to_numpy() & ~keys.isin(firm_years), index=frame.index),
     }
     assert set(masks) == {rule.id for rule in rules}, "benchmark rules out of step with the contract"
-    return {rule_id: frame["source_row"].to_numpy()[mask.to_numpy()] for rule_id, mask in masks.items()}
+    return {rule_id: frame["__position"].to_numpy()[mask.to_numpy()] for rule_id, mask in masks.items()}
 
 
 def run_engine(engine: str, landing: Path) -> dict:

@@ -30,8 +30,9 @@ from analyses.contracts import (
     write_quarantine,
 )
 from analyses.contracts.dictionary import render
-from analyses.contracts.parsing import parse_boolean, parse_date, parse_integer, parse_number
-from analyses.contracts.synthetic import write_synthetic_landing
+from analyses.contracts.parsing import number_format, parse_boolean, parse_date, parse_integer, parse_number, parse_string
+from analyses.contracts.synthetic import _REGIONS, write_synthetic_landing
+from analyses.demo_data import NUTS2_WEIGHTS
 from analyses.panel import build_firm_year_panel
 from tests.contract_landing import run_contracts, valid_tables, write_landing
 
@@ -48,7 +49,7 @@ def test_contracts_declare_the_v1_inputs():
     ]
     assert contracts["exports"].column_names == ["firm_id", "year", "destination", "export_value_eur"]
     assert {source: contract.version for source, contract in contracts.items()} == {
-        "firms": "1.0.0", "financials": "1.0.0", "participation": "1.0.0", "exports": "1.1.0",
+        "firms": "1.1.0", "financials": "1.1.0", "participation": "1.1.0", "exports": "1.2.0",
     }
     for contract in contracts.values():
         assert contract.id.endswith(contract.source)
@@ -98,6 +99,43 @@ def test_country_list_has_all_249_codes_and_eu_membership_by_year():
         is_eu_member("UK", 2019)
 
 
+@pytest.mark.parametrize(
+    ("source", "edit", "message"),
+    [
+        ("firms", ("          zeroPadTo: 2", "          zeroPadTo: two"), "zeroPadTo needs a string column and a whole number"),
+        ("financials", ("          minimum: 0\n        examples: [12]", "          minimum: 0\n          zeroPadTo: 3\n        examples: [12]"),
+         "property employees: zeroPadTo needs a string column"),
+        ("firms", ("        required: true\n        unique: true", "        required: true\n        unique: true\n        logicalTypeOptions:\n          notAfterDeliveryYear: true"),
+         "property firm_id: notAfterDeliveryYear applies to integer"),
+    ],
+)
+def test_code_width_and_delivery_year_options_are_checked(tmp_path: Path, source, edit, message):
+    text = (REPO / "data_contracts" / f"{source}.yaml").read_text()
+    assert edit[0] in text
+    (tmp_path / f"{source}.yaml").write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ContractError, match=message):
+        load_contract(source, tmp_path)
+
+
+def test_nuts2_list_is_the_2021_classification_and_covers_every_region_we_generate():
+    contract = load_contract("firms")
+    assert contract.column("region").valid_values_source == "nuts2_2021.csv#nuts2"
+    nuts = pd.read_csv(REPO / "data_contracts" / "nuts2_2021.csv", dtype=str, keep_default_na=False)
+    assert list(nuts.columns) == ["nuts2", "country", "name"] and nuts["nuts2"].is_unique
+    assert nuts["nuts2"].str.fullmatch("[A-Z]{2}[A-Z0-9]{2}").all() and nuts["name"].str.len().gt(0).all()
+    assert (nuts["nuts2"].str[:2] == nuts["country"]).all()
+    eu27 = {"AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "EL", "ES", "FI", "FR", "HR", "HU", "IE", "IT", "LT", "LU",
+            "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK"}
+    per_country = nuts["country"].value_counts()
+    assert int(per_country[list(eu27)].sum()) == 242  # NUTS 2021: 242 level-2 regions in the EU-27
+    assert (per_country["DE"], per_country["FR"], per_country["IT"], per_country["PL"], per_country["HU"]) == (38, 27, 21, 17, 8)
+    assert {"HR02", "HR05", "HR06", "NL35", "NL36", "PL91", "PL92", "FI1B", "HU11", "HU12"} <= set(nuts["nuts2"])
+    assert not {"HR04", "NL31", "NL33", "PL12", "HU10", "UKI3", "PT19"} & set(nuts["nuts2"])  # older or newer versions
+    fixtures = set(valid_tables()["firms"]["region"]) | set(_REGIONS) | set(NUTS2_WEIGHTS)
+    assert fixtures <= set(nuts["nuts2"])
+    assert "Eurostat" in (REPO / "data_contracts" / "nuts2_2021.PROVENANCE.md").read_text(encoding="utf-8")
+
+
 def test_data_dictionary_is_up_to_date():
     committed = (REPO / "data_contracts" / "DATA_DICTIONARY.md").read_text(encoding="utf-8")
     assert committed == render(), "run `make data-dictionary` and commit data_contracts/DATA_DICTIONARY.md"
@@ -108,32 +146,73 @@ def test_data_dictionary_is_up_to_date():
 
 
 @pytest.mark.parametrize(
-    ("text", "comma_default", "expected"),
+    ("text", "expected"),
     [
-        (["1234", "-3", "0.5", "1e5", ""], False, [1234.0, -3.0, 0.5, 1e5, None]),
-        (["1,234.50", "12,500", "7"], False, [1234.5, 12500.0, 7.0]),
-        (["1.234,50", "12,5", "7"], False, [1234.5, 12.5, 7.0]),
-        (["1 234,50", "1\u00a0234,50", "0,5"], True, [1234.5, 1234.5, 0.5]),
-        (["1.234", "2.500"], True, [1234.0, 2500.0]),
-        (["1.234", "2.500"], False, [1.234, 2.5]),
+        (["1234", "-3", "0.5", "1e5", ""], [1234.0, -3.0, 0.5, 1e5, None]),
+        (["1,234.50", "12,500", "7"], [1234.5, 12500.0, 7.0]),
+        (["1.234,50", "12,5", "7"], [1234.5, 12.5, 7.0]),
+        (["1 234,50", "1\u00a0234,50", "0,5"], [1234.5, 1234.5, 0.5]),
+        (["1.234.567,89", "48.200"], [1234567.89, 48200.0]),
+        (["1,234,567.89", "48,200"], [1234567.89, 48200.0]),
+        (["48.200", "12.5"], [48.2, 12.5]),
+        (["0.500", "1.500"], [0.5, 1.5]),  # a leading 0 is never a thousands group: the dot is decimal
+        (["1.234.567", "2.500"], [1234567.0, 2500.0]),  # two dots can only be thousands separators
     ],
 )
-def test_parse_number_reads_agency_formats(text, comma_default, expected):
-    values, unreadable = parse_number(pd.Series(text, dtype=object), comma_default)
-    assert not unreadable.any()
+def test_parse_number_decides_the_separators_from_all_values_of_the_column(text, expected):
+    values, unreadable, undecided = parse_number(pd.Series(text, dtype=object))
+    assert not unreadable.any() and not undecided.any()
     assert [None if pd.isna(v) else v for v in values] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt"),
+    [
+        (["1.234,5"], "comma"), (["1,234.5"], "point"), (["1.5", "1.234,5", "2,5"], "comma"),
+        (["48.200", "1.500"], None), (["48,200"], None), (["1000", ""], None), (["12.5", "12,5"], None),
+    ],
+)
+def test_number_format_is_a_function_of_all_values(text, fmt):
+    assert number_format(pd.Series(text, dtype=object)) == fmt
+
+
+def test_ambiguous_separators_without_evidence_are_not_guessed():
+    text = pd.Series(["48.200", "1,500", "-2.125", "1000", "12.5,3", "", "1.234.567"], dtype=object)
+    values, unreadable, undecided = parse_number(text.iloc[:6])
+    assert undecided.tolist() == [True, True, True, False, False, False]
+    assert unreadable.tolist() == [False, False, False, False, True, False]
+    assert values.isna().tolist() == [True, True, True, False, True, True]
+    # one value with two dots decides the column: the other dots are thousands separators too
+    values, unreadable, undecided = parse_number(text.iloc[[0, 6]])
+    assert values.tolist() == [48200.0, 1234567.0] and not undecided.any()
+
+
+def test_native_numbers_are_read_as_stored_and_do_not_decide_the_column():
+    text = pd.Series(["2.125", "1e-05", "48.200", "1.234,5"], dtype=object)
+    native = np.array([True, True, False, False])
+    values, unreadable, undecided = parse_number(text, native)
+    assert values.tolist() == [2.125, 1e-05, 48200.0, 1234.5] and not unreadable.any() and not undecided.any()
+    values, unreadable, undecided = parse_number(text.iloc[:3], native[:3])
+    assert undecided.tolist() == [False, False, True]
 
 
 @pytest.mark.parametrize("bad", ["abc", "12abc", "1.2.3,4,5", "nan", "inf", "€100", "--1"])
 def test_parse_number_marks_unreadable_cells(bad):
-    values, unreadable = parse_number(pd.Series(["1", bad], dtype=object), False)
-    assert unreadable.tolist() == [False, True] and np.isnan(values.iloc[1])
+    values, unreadable, undecided = parse_number(pd.Series(["1", bad], dtype=object))
+    assert unreadable.tolist() == [False, True] and np.isnan(values.iloc[1]) and not undecided.any()
 
 
 def test_parse_integer_accepts_spreadsheet_floats_but_not_fractions():
-    values, unreadable = parse_integer(pd.Series(["2019", "2019.0", "12.5", ""], dtype=object), False)
-    assert unreadable.tolist() == [False, False, True, False]
+    values, unreadable, undecided = parse_integer(pd.Series(["2019", "2019.0", "12.5", ""], dtype=object))
+    assert unreadable.tolist() == [False, False, True, False] and not undecided.any()
     assert values.iloc[:2].tolist() == [2019.0, 2019.0]
+    values, unreadable, undecided = parse_integer(pd.Series(["1.500", "250"], dtype=object))
+    assert undecided.tolist() == [True, False] and not unreadable.any()
+
+
+def test_parse_string_zero_pads_fixed_width_codes():
+    values, unreadable = parse_string(pd.Series(["1", "1.0", " 7 ", "10", "10.0", "123", "1A", ""], dtype=object), None, 2)
+    assert values.tolist() == ["01", "01", "07", "10", "10", "123", "1A", None] and not unreadable.any()
 
 
 def test_parse_date_accepts_iso_and_dotted_and_rejects_impossible_dates():
@@ -174,7 +253,7 @@ def test_clean_tables_have_the_dtypes_the_panel_builder_relies_on(tmp_path: Path
     assert participation["grant_eur"].notna().sum() == 10  # not applicable stays NaN
     assert results["firms"].clean["in_cluster"].tolist()[:6] == [True, False, True, False, True, False]
     assert "NA" in set(results["exports"].clean["destination"])  # Namibia, not a missing value
-    assert results["exports"].clean.attrs["contract_version"] == "1.1.0"
+    assert results["exports"].clean.attrs["contract_version"] == "1.2.0"
 
 
 def test_export_rows_without_clean_accounts_are_quarantined_not_lost_in_the_panel(tmp_path: Path):
@@ -205,7 +284,7 @@ def test_export_rows_without_clean_accounts_are_quarantined_not_lost_in_the_pane
 
 def test_failure_summary_of_all_sources_lists_each_file_then_the_cascade_note(tmp_path: Path):
     tables = valid_tables()
-    tables["firms"].loc[0, "nace2"] = "1"  # firm 00000 quarantined: its accounts, episode and exports follow
+    tables["firms"].loc[0, "nace2"] = "1A"  # firm 00000 quarantined: its accounts, episode and exports follow
     raws, results = run_contracts(write_landing(tmp_path, tables))
     lines = failure_summary(results).splitlines()
     headlines = [line for line in lines if not line.startswith("  - ")]
@@ -223,7 +302,7 @@ def test_a_row_breaking_two_rules_is_counted_once_and_names_both(tmp_path: Path)
     exports = results["exports"]
     assert (exports.rows_quarantined, exports.rule_counts["ranges.export_value_eur"], exports.rule_counts["allowed_values.destination"]) == (1, 1, 1)
     assert exports.quarantine["quarantine_reason"].iloc[0] == (
-        "ranges: export_value_eur must be >= 0; allowed_values: destination must be a code listed in countries.csv"
+        "ranges: export_value_eur must be >= 0; allowed_values: destination must be a code listed in countries.csv (e.g. DE, US)"
     )
     assert exports.quarantine["source_row"].iloc[0] == 7
 
@@ -253,9 +332,11 @@ def test_data_quality_summary_accounts_for_every_row(tmp_path: Path):
     exports = summary["sources"]["exports"]
     assert exports["rows_in"] == 80 and exports["rows_clean"] == 79 and exports["rows_quarantined"] == 1
     assert exports["rules"]["ranges.export_value_eur"] == 1 and sum(exports["rules"].values()) == 1
-    assert exports["contract_version"] == "1.1.0" and exports["contract_id"] == "urn:export-impact:contract:exports"
+    assert exports["contract_version"] == "1.2.0" and exports["contract_id"] == "urn:export-impact:contract:exports"
     assert (exports["format"], exports["encoding"], exports["delimiter"]) == ("csv", "utf-8", ",")
     assert exports["quarantine_file"] == "quarantine/exports.csv"
+    modified = pd.Timestamp((tmp_path / "landing" / "exports.csv").stat().st_mtime, unit="s", tz="UTC")
+    assert abs(pd.Timestamp(exports["file_modified"]) - modified) < pd.Timedelta("1ms")  # its year bounds founded_year (the delivery year)
     for source, entry in summary["sources"].items():
         assert entry["rows_in"] == entry["rows_clean"] + entry["rows_quarantined"] + entry["blank_lines_skipped"]
         assert entry["blank_lines_skipped"] == 0

@@ -8,14 +8,20 @@ next to the original values; accepted-format cases assert the values that reach 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from analyses.contracts import ContractError, failure_summary, write_quarantine
+from analyses.contracts.reading import LOCATION_COLUMNS
+from analyses.csv_safety import FORMULA_TRIGGERS
 from tests.contract_landing import run_contracts, valid_tables, write_landing
 
 DELIVERED = {"firms": 40, "financials": 160, "participation": 30, "exports": 80}
@@ -43,6 +49,10 @@ class Quarantined:
     delivered: dict[str, int] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
     check: Callable[[dict, dict], None] | None = None
+
+
+def _undo_formula_prefix(cell: str) -> str:
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in FORMULA_TRIGGERS else cell
 
 
 def _csv(directory: Path, source: str, text: str) -> None:
@@ -78,6 +88,13 @@ def _set(source: str, row: int, column: str, value: str):
 def _assert_values(source: str, column: str, expected: list):
     def check(raws: dict, results: dict) -> None:
         assert results[source].clean[column].head(len(expected)).tolist() == expected
+
+    return check
+
+
+def _assert_tail(source: str, column: str, expected: list):
+    def check(raws: dict, results: dict) -> None:
+        assert results[source].clean[column].tail(len(expected)).tolist() == expected
 
     return check
 
@@ -223,6 +240,148 @@ def _excel_renamed_csv(directory: Path) -> None:
     (directory / "firms.csv").write_bytes(buffer.getvalue())
 
 
+def _xlsx(source: str, sheets: dict[str, pd.DataFrame]) -> Callable[[Path], None]:
+    """Replace a source by a workbook with the given sheets (an empty frame writes an empty sheet)."""
+
+    def apply(directory: Path) -> None:
+        for stale in directory.glob(f"{source}.*"):
+            stale.unlink()
+        with pd.ExcelWriter(directory / f"{source}.xlsx") as writer:
+            for name, table in sheets.items():
+                table.to_excel(writer, sheet_name=name, index=False, header=not table.empty)
+
+    return apply
+
+
+def _exports_on_two_sheets(spoil_second: bool = False) -> Callable[[Path], None]:
+    """Exports split over two year sheets with an empty sheet between them, as agencies send customs extracts."""
+    table = valid_tables()["exports"]
+    first, second = table.iloc[:40].copy(), table.iloc[40:].reset_index(drop=True)
+    if spoil_second:
+        second.loc[2, "export_value_eur"] = "-5"
+    return _xlsx("exports", {"2017-2018": first, "Notes": pd.DataFrame(), "2019-2020": second})
+
+
+def _second_sheet_other_header(directory: Path) -> None:
+    table = valid_tables()["exports"]
+    other = table.iloc[40:].rename(columns={"export_value_eur": "value"}).assign(unit="EUR")
+    _xlsx("exports", {"A": table.iloc[:40], "B": other})(directory)
+
+
+def _values_in_column(source: str, column: str, values: dict[int, str], sep: str = ",") -> Callable[[Path], None]:
+    """Set some cells of one column (as text) and write the table with the given delimiter."""
+
+    def apply(directory: Path) -> None:
+        table = valid_tables()[source]
+        for row, value in values.items():
+            table.loc[row, column] = value
+        _table(directory, source, table, sep=sep)
+
+    return apply
+
+
+def _thousands_as_text_in_xlsx(directory: Path) -> None:
+    """Excel numbers are unambiguous; a value typed as text '48.200' is not, and nothing else decides it."""
+    table = valid_tables()["exports"]
+    values = table["export_value_eur"].astype(float).astype(object)
+    values[4] = "48.200"
+    _xlsx("exports", {"Sheet1": table.assign(export_value_eur=values)})(directory)
+
+
+def _numbers_from_xlsx_and_parquet_cells(directory: Path) -> None:
+    """Native numbers (Excel cells, Parquet doubles) carry no separator evidence: 2.125 stays 2.125."""
+    table = valid_tables()["participation"]
+    hours = pd.to_numeric(table["advisory_hours"]).astype(object)
+    hours[0] = 2.125
+    _xlsx("participation", {"Sheet1": table.assign(advisory_hours=hours)})(directory)
+    exports = valid_tables()["exports"].assign(export_value_eur=lambda t: t["export_value_eur"].astype(float))
+    exports.loc[0, "export_value_eur"] = 1.5
+    exports.loc[1, "export_value_eur"] = 48.2
+    (directory / "exports.csv").unlink()
+    exports.to_parquet(directory / "exports.parquet", index=False)
+
+
+def _header_twice(source: str, column: str, second: str) -> Callable[[Path], None]:
+    """A header naming ``column`` twice (the second spelled ``second``), in a CSV file."""
+
+    def apply(directory: Path) -> None:
+        table = valid_tables()[source]
+        lines = table.assign(__copy=table[column]).to_csv(index=False).splitlines()
+        lines[0] = lines[0].replace("__copy", second)
+        _csv(directory, source, "\n".join(lines) + "\n")
+
+    return apply
+
+
+def _xlsx_header_twice(directory: Path) -> None:
+    table = valid_tables()["exports"]
+    doubled = pd.concat([table, table[["export_value_eur"]]], axis=1)
+    _xlsx("exports", {"Sheet1": doubled})(directory)
+
+
+def _parquet_header_twice(directory: Path) -> None:
+    table = valid_tables()["exports"]
+    (directory / "exports.csv").unlink()
+    columns = [pa.array(table[c]) for c in table.columns] + [pa.array(table["export_value_eur"])]
+    pq.write_table(pa.table(columns, names=[*table.columns, "EXPORT_VALUE_EUR"]), directory / "exports.parquet")
+
+
+def _nace_as_excel_numbers(directory: Path) -> None:
+    table = valid_tables()["firms"]
+    _xlsx("firms", {"Sheet1": table.assign(nace2=table["nace2"].astype(int))})(directory)
+
+
+def _nace_as_parquet_ints(directory: Path) -> None:
+    table = valid_tables()["firms"]
+    (directory / "firms.csv").unlink()
+    table.assign(nace2=table["nace2"].astype("int64")).to_parquet(directory / "firms.parquet", index=False)
+
+
+def _firms_delivered_in(year: int, founded: dict[int, str]) -> Callable[[Path], None]:
+    """Firms whose file was written in ``year`` (its modification date), some founded later."""
+
+    def apply(directory: Path) -> None:
+        table = valid_tables()["firms"]
+        for row, value in founded.items():
+            table.loc[row, "founded_year"] = value
+        _table(directory, "firms", table)
+        stamp = pd.Timestamp(f"{year}-06-30T12:00:00Z").timestamp()
+        os.utime(directory / "firms.csv", (stamp, stamp))
+
+    return apply
+
+
+def _crafted_formulas(directory: Path) -> None:
+    """Delivered text that a spreadsheet would run: it must reach the quarantine file defused."""
+    participation = valid_tables()["participation"]
+    participation.loc[2, "programme"] = '=HYPERLINK("http://x","y")'
+    participation.loc[2, "grant_eur"] = "-100"
+    participation.loc[5, "firm_id"] = "@SUM(A1)"
+    participation.loc[5, "programme"] = "+cmd|' /C calc'!A0"
+    _table(directory, "participation", participation)
+
+
+def _assert_quarantine_text(source: str, expected: dict[str, list[str]]):
+    """The quarantine file as a spreadsheet would open it: these columns hold exactly these cells."""
+
+    def check(raws: dict, results: dict) -> None:
+        with tempfile.TemporaryDirectory() as output:
+            written = pd.read_csv(write_quarantine(results[source], Path(output)), dtype=str, keep_default_na=False)
+        for column, values in expected.items():
+            assert written[column].tolist() == values, (column, written[column].tolist())
+
+    return check
+
+
+def _assert_location(source: str, locations: list[tuple[str, int]]):
+    def check(raws: dict, results: dict) -> None:
+        quarantine = results[source].quarantine
+        assert list(zip(quarantine["source_sheet"], quarantine["source_row"])) == locations
+        assert all(f"sheet '{sheet}' row {row}" in failure_summary(results) for sheet, row in locations[:1])
+
+    return check
+
+
 CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
     # --- file-level failures: nothing downstream runs -----------------------------------------------
     "missing_file": (_remove("exports"), Blocked(None, "file present", "no exports.csv, exports.parquet or exports.xlsx in")),
@@ -322,8 +481,8 @@ CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
         _set("exports", 2, "destination", ""),
         Quarantined({"exports": {"completeness.destination": 1}}, {"exports": "completeness: destination must not be empty"}),
     ),
-    "nace_lost_leading_zero": (
-        _set("firms", 0, "nace2", "1"),
+    "nace_not_a_division": (
+        _set("firms", 0, "nace2", "1A"),
         # the firm is quarantined, so its accounts and customs rows no longer find it in the register
         Quarantined(
             {"firms": {"allowed_values.nace2": 1}, "financials": {"referential_integrity.firm_id": 4},
@@ -396,6 +555,139 @@ CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
     ),
     "xlsx_first_sheet": (_excel("firms"), Quarantined(check=_assert_values("firms", "firm_id", ["00000", "00001"]))),
     "parquet": (_parquet_exports, Quarantined(check=_assert_values("exports", "year", [2018, 2020]))),
+    # --- issue 8: every delivery read right ---------------------------------------------------------
+    "xlsx_rows_on_two_sheets": (
+        _exports_on_two_sheets(),
+        Quarantined(check=lambda raws, results: (
+            _assert_values("exports", "source_row", [2, 3])(raws, results),
+            _assert_values("exports", "source_sheet", ["2017-2018"])(raws, results),
+            _assert_warning("exports", "sheet 'Notes' is empty and was ignored")(raws, results),
+            _assert_values("exports", "export_value_eur", [1000.0, 1000.0, 1001.0])(raws, results),
+            _assert_tail("exports", "source_sheet", ["2019-2020"])(raws, results),
+        )),
+    ),
+    "xlsx_bad_row_on_second_sheet": (
+        _exports_on_two_sheets(spoil_second=True),
+        Quarantined({"exports": {"ranges.export_value_eur": 1}}, {"exports": "ranges: export_value_eur must be >= 0"},
+                    check=_assert_location("exports", [("2019-2020", 4)])),
+    ),
+    "xlsx_second_sheet_with_other_header": (
+        _second_sheet_other_header,
+        Blocked("exports.xlsx", "sheets",
+                "sheet 'B' has other columns than sheet 'A' (only in 'B': value, unit; only in 'A': export_value_eur)",
+                "value"),
+    ),
+    "xlsx_every_sheet_empty": (
+        _xlsx("firms", {"Sheet1": pd.DataFrame(), "Sheet2": pd.DataFrame()}),
+        Blocked("firms.xlsx", "file not empty", "every sheet read (Sheet1, Sheet2) is empty; expected a header row"),
+    ),
+    "ambiguous_thousands_dot_in_quoted_csv": (
+        _values_in_column("exports", "export_value_eur", {4: "48.200"}),
+        Quarantined({"exports": {"types.export_value_eur.number_format": 1}},
+                    {"exports": "types: export_value_eur: '.' or ',' followed by exactly three digits"}),
+    ),
+    "ambiguous_thousands_comma_in_quoted_csv": (
+        _values_in_column("exports", "export_value_eur", {4: "48,200", 9: "1,500"}),
+        Quarantined({"exports": {"types.export_value_eur.number_format": 2}},
+                    {"exports": "could be a decimal or a thousands separator"}),
+    ),
+    "ambiguous_thousands_as_text_in_xlsx": (
+        _thousands_as_text_in_xlsx,
+        Quarantined({"exports": {"types.export_value_eur.number_format": 1}},
+                    {"exports": "types: export_value_eur: '.' or ',' followed by exactly three digits"}),
+    ),
+    "german_column_decides_thousands_dot": (
+        _values_in_column("exports", "export_value_eur", {0: "1.234.567,89", 1: "48.200"}),
+        Quarantined(check=_assert_values("exports", "export_value_eur", [1_234_567.89, 48_200.0])),
+    ),
+    "english_column_decides_thousands_comma": (
+        _values_in_column("exports", "export_value_eur", {0: "1,234,567.89", 1: "48,200"}),
+        Quarantined(check=_assert_values("exports", "export_value_eur", [1_234_567.89, 48_200.0])),
+    ),
+    "semicolon_file_does_not_decide_a_column": (
+        # turnover shows German separators, employees only the ambiguous 1.500: decided per column, not per file
+        _values_in_column("financials", "employees", {0: "1.500"}, sep=";"),
+        Quarantined({"financials": {"types.employees.number_format": 1}},
+                    {"financials": "types: employees: '.' or ',' followed by exactly three digits"},
+                    quarantined={"exports": 0}),
+    ),
+    "integer_column_decided_by_its_own_values": (
+        _values_in_column("financials", "employees", {0: "1.500", 1: "2.000.000"}, sep=";"),
+        Quarantined(check=_assert_values("financials", "employees", [1_500, 2_000_000])),
+    ),
+    "native_numbers_are_not_separator_evidence": (
+        _numbers_from_xlsx_and_parquet_cells,
+        Quarantined(check=lambda raws, results: (
+            _assert_values("participation", "advisory_hours", [2.125])(raws, results),
+            _assert_values("exports", "export_value_eur", [1.5, 48.2])(raws, results),
+        )),
+    ),
+    "duplicate_header_csv": (
+        _header_twice("exports", "export_value_eur", "export_value_eur"),
+        Blocked("exports.csv", "structure", "duplicate column name: export_value_eur appears in columns 4 and 5 of the header",
+                "export_value_eur"),
+    ),
+    "duplicate_header_after_normalising_case_and_spaces": (
+        _header_twice("financials", "turnover_eur", " Turnover_EUR "),
+        Blocked("financials.csv", "structure",
+                "duplicate column name: 'turnover_eur' (column 4) and ' Turnover_EUR ' (column 5) differ only in letter case or spaces",
+                "turnover_eur"),
+    ),
+    "duplicate_extra_column": (
+        _header_twice("firms", "region", "region"),
+        Blocked("firms.csv", "structure", "duplicate column name: region appears in columns 3 and 6 of the header", "region"),
+    ),
+    "duplicate_header_xlsx": (
+        _xlsx_header_twice,
+        Blocked("exports.xlsx", "structure",
+                "duplicate column name: export_value_eur appears in columns 4 and 5 of the header of sheet 'Sheet1'",
+                "export_value_eur"),
+    ),
+    "duplicate_header_parquet": (
+        _parquet_header_twice,
+        Blocked("exports.parquet", "structure",
+                "duplicate column name: 'export_value_eur' (column 4) and 'EXPORT_VALUE_EUR' (column 5) differ only",
+                "export_value_eur"),
+    ),
+    "nace_without_leading_zero_is_padded": (
+        _with("firms", lambda t: t.assign(nace2=t["nace2"].replace({"01": "1"}).where(t.index != 5, "1.0"))),
+        Quarantined(check=lambda raws, results: (
+            _assert_values("firms", "nace2", ["01", "10", "28", "62", "46", "01"])(raws, results),
+            _assert_warning("firms", "nace2: 8 value(s) without leading zeros (e.g. '1' in row 2) read as 01")(raws, results),
+        )),
+    ),
+    "nace_as_excel_numbers": (_nace_as_excel_numbers, Quarantined(check=_assert_values("firms", "nace2", ["01", "10", "28"]))),
+    "nace_as_parquet_integers": (_nace_as_parquet_ints, Quarantined(check=_assert_values("firms", "nace2", ["01", "10", "28"]))),
+    "nace_longer_than_its_width": (
+        _set("firms", 39, "nace2", "0046"),
+        Quarantined({"firms": {"allowed_values.nace2": 1}, "financials": {"referential_integrity.firm_id": 4},
+                     "exports": {"referential_integrity.firm_id": 2, "referential_integrity.firm_id+year": 2}},
+                    {"firms": "allowed_values: nace2 must match the pattern ^[0-9]{2}$"}, quarantined={"exports": 2}),
+    ),
+    "region_not_a_nuts2_code": (
+        _set("firms", 39, "region", "AT99"),
+        Quarantined({"firms": {"allowed_values.region": 1}, "financials": {"referential_integrity.firm_id": 4},
+                     "exports": {"referential_integrity.firm_id": 2, "referential_integrity.firm_id+year": 2}},
+                    {"firms": "allowed_values: region must be a code listed in nuts2_2021.csv"}, quarantined={"exports": 2}),
+    ),
+    "region_in_lower_case": (_set("firms", 0, "region", " at13 "), Quarantined(check=_assert_values("firms", "region", ["AT13"]))),
+    "founded_after_the_delivery_year": (
+        _firms_delivered_in(2021, {38: "2021", 39: "2022"}),
+        Quarantined({"firms": {"ranges.founded_year": 1}, "financials": {"referential_integrity.firm_id": 4},
+                     "exports": {"referential_integrity.firm_id": 2, "referential_integrity.firm_id+year": 2}},
+                    {"firms": "ranges: founded_year must be between 1800 and 2021 (2021 = delivery year"},
+                    quarantined={"exports": 2}),
+    ),
+    "formulas_in_delivered_text_are_defused": (
+        _crafted_formulas,
+        Quarantined({"participation": {"ranges.grant_eur": 1, "referential_integrity.firm_id": 1}},
+                    blocking=("participation",),
+                    check=_assert_quarantine_text("participation", {
+                        "firm_id": ["00002", "'@SUM(A1)"],
+                        "programme": ["'=HYPERLINK(\"http://x\",\"y\")", "'+cmd|' /C calc'!A0"],
+                        "grant_eur": ["-100", "15000"],
+                    })),
+    ),
 }
 
 
@@ -441,12 +733,18 @@ def test_corpus_case(name: str, tmp_path: Path):
         if source in expected.reasons:
             assert all(expected.reasons[source] in reason for reason in written["quarantine_reason"])
         if counts:
-            originals = raws[source].frame.set_index("source_row").loc[written["source_row"].astype(int)]
-            assert written.drop(columns=["source_row", "quarantine_reason"]).to_numpy().tolist() == originals.to_numpy().tolist()
+            # the rows as delivered, found by their location (sheet and row); defused formulas read back as typed
+            frame = raws[source].frame
+            location = [column for column in LOCATION_COLUMNS if column in frame.columns]
+            originals = frame.astype({"source_row": str}).set_index(location).loc[
+                pd.MultiIndex.from_frame(written[location]) if len(location) > 1 else written["source_row"]
+            ]
+            as_typed = written.drop(columns=[*location, "quarantine_reason"]).map(_undo_formula_prefix)
+            assert as_typed.to_numpy().tolist() == originals.to_numpy().tolist()
     assert blocking == set(expected.blocking)
     if expected.counts:
         summary = failure_summary(results)
         for source in expected.counts:
-            assert f"{source}.csv: " in summary and f"quarantine/{source}.csv" in summary
+            assert f"{results[source].file}: " in summary and f"quarantine/{source}.csv" in summary
     if expected.check:
         expected.check(raws, results)

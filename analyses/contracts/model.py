@@ -37,7 +37,12 @@ class ContractError(ValueError):
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """One column of a contract: its type and the row rules its values must satisfy."""
+    """One column of a contract: its type and the row rules its values must satisfy.
+
+    ``zero_pad`` (YAML ``logicalTypeOptions.zeroPadTo``) is the width of a fixed-width code whose
+    leading zeros a spreadsheet may have dropped; ``not_after_delivery_year``
+    (``logicalTypeOptions.notAfterDeliveryYear``) caps a year column at the delivery year.
+    """
 
     name: str
     logical_type: str
@@ -53,6 +58,8 @@ class ColumnSpec:
     references: str | None = None
     within_panel_years_of: str | None = None
     examples: tuple[str, ...] = ()
+    zero_pad: int | None = None
+    not_after_delivery_year: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,12 @@ def _parse_column(path: Path, prop: dict) -> ColumnSpec:
     normalise = prop.get("normalise")
     if normalise not in (None, "upper", "lower"):
         raise _fail(path, f"property {name}: normalise must be upper or lower, not {normalise!r}")
+    zero_pad = options.get("zeroPadTo")
+    if zero_pad is not None and (logical_type != "string" or not isinstance(zero_pad, int) or zero_pad < 1):
+        raise _fail(path, f"property {name}: zeroPadTo needs a string column and a whole number of digits, not {zero_pad!r}")
+    not_after_delivery_year = bool(options.get("notAfterDeliveryYear", False))
+    if not_after_delivery_year and logical_type != "integer":
+        raise _fail(path, f"property {name}: notAfterDeliveryYear applies to integer (year) columns only")
     return ColumnSpec(
         name=name,
         logical_type=logical_type,
@@ -147,6 +160,8 @@ def _parse_column(path: Path, prop: dict) -> ColumnSpec:
         references=references,
         within_panel_years_of=panel,
         examples=tuple(str(example) for example in prop.get("examples", [])),
+        zero_pad=zero_pad,
+        not_after_delivery_year=not_after_delivery_year,
     )
 
 

@@ -7,17 +7,22 @@ from pathlib import Path
 from analyses.contracts.model import SOURCES, ContractError
 from analyses.contracts.reading import RawSource
 from analyses.contracts.validation import ValidationResult
+from analyses.csv_safety import write_csv
 
 
 def write_quarantine(result: ValidationResult, output_dir: Path) -> Path:
-    """Write ``<output_dir>/quarantine/<source>.csv``: original text, ``source_row``, ``quarantine_reason``.
+    """Write ``<output_dir>/quarantine/<source>.csv``: original text, ``source_sheet`` (workbooks),
+    ``source_row``, ``quarantine_reason``.
 
     Always written (header only when nothing was quarantined) so a stale file never survives a rerun.
+    Delivered text that a spreadsheet would run as a formula is written with a leading ``'``;
+    negative numbers in the contract's number columns stay as delivered.
     """
     path = Path(output_dir) / "quarantine" / f"{result.source}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    result.quarantine.to_csv(path, index=False, encoding="utf-8")
-    return path
+    numeric = {column.name for column in result.contract.columns if column.logical_type in ("number", "integer")}
+    headers = [header for header in result.quarantine.columns if header.strip().lower() in numeric]
+    return write_csv(result.quarantine, path, numeric_columns=headers)
 
 
 def data_quality_summary(raws: dict[str, RawSource], results: dict[str, ValidationResult]) -> dict:
@@ -43,6 +48,7 @@ def data_quality_summary(raws: dict[str, RawSource], results: dict[str, Validati
             "delimiter": raw.delimiter,
             "contract_id": result.contract.id,
             "contract_version": result.contract.version,
+            "file_modified": raw.modified.isoformat() if raw.modified else None,
             "rows_in": result.rows_in,
             "rows_clean": result.rows_clean,
             "rows_quarantined": result.rows_quarantined,
@@ -80,7 +86,7 @@ def failure_summary(results_or_error: dict[str, ValidationResult] | ContractErro
             where = f"column {', '.join(failure.columns)}" if failure.columns else "whole row"
             lines.append(
                 f"  - {where}: {failure.rows} row(s), rule '{failure.group}: {failure.rule}' "
-                f"(e.g. {failure.example_value!r} in row {failure.example_row})"
+                f"(e.g. {failure.example_value!r} in {failure.example_location})"
             )
     if _cascading(results_or_error):
         lines.append(

@@ -3,7 +3,7 @@
 The contract compiles into one GX expectation suite per source. Text is first typed under the
 contract (parse failures become boolean "readable" columns that GX checks), then GX runs the
 type, completeness, range, allowed-value, uniqueness and cross-source rules and returns the
-``source_row`` of every failing row. A row failing any rule is quarantined with its original
+position of every failing row. A row failing any rule is quarantined with its original
 text; the rest flow on, typed. GX is imported lazily: reading and structure checks do not pay
 its import cost.
 """
@@ -20,7 +20,7 @@ import pandas as pd
 
 from analyses.contracts.model import SOURCES, ColumnSpec, Contract, ContractError, RowReference
 from analyses.contracts.parsing import parse_boolean, parse_date, parse_integer, parse_number, parse_string
-from analyses.contracts.reading import RawSource
+from analyses.contracts.reading import LOCATION_COLUMNS, RawSource, location_text
 
 ROW_RULE_GROUPS = (
     "types",
@@ -41,6 +41,7 @@ _TYPE_PHRASES = {
     "boolean": "true/false, yes/no or 1/0",
 }
 _DUPLICATE_FLAG = "__exact_duplicate"
+_POSITION = "__position"  # the row's position in the raw frame: unique even when rows come from several sheets
 
 
 @dataclass
@@ -121,6 +122,12 @@ class RuleFailure:
     example_value: str
     example_row: int
     referenced_source: str | None = None
+    example_sheet: str | None = None
+
+    @property
+    def example_location(self) -> str:
+        """``row 7``, or ``sheet '2019' row 7`` for a workbook."""
+        return location_text(self.example_sheet, self.example_row)
 
 
 @dataclass(frozen=True)
@@ -138,11 +145,17 @@ class _Rule:
 
 @dataclass
 class _Typed:
-    """A source's text typed under its contract: values, unreadable cells and header mapping."""
+    """A source's text typed under its contract: values, unreadable and undecided cells, header mapping.
+
+    ``undecided`` marks number cells readable two ways in a column whose number format its values
+    do not decide; ``warnings`` say what typing changed (zero-padded codes).
+    """
 
     values: dict[str, pd.Series]
     unreadable: dict[str, pd.Series]
+    undecided: dict[str, pd.Series]
     header_of: dict[str, str]
+    warnings: list[str]
 
 
 def row_rule_groups(contract: Contract) -> list[str]:
@@ -154,7 +167,7 @@ def row_rule_groups(contract: Contract) -> list[str]:
 def check_structure(raw: RawSource, contract: Contract) -> CheckOutcome:
     """Blocking check: required columns present, at least one data row, no column wrong-typed throughout."""
     problems = _structure_problems(raw, contract)
-    found = [column for column in raw.frame.columns if column != "source_row"]
+    found = raw.data_columns
     if problems:
         description = " | ".join(str(problem) for problem in problems)
     else:
@@ -210,12 +223,14 @@ def validate_source(
 ) -> ValidationResult:
     """Validate one structurally sound source; ``references`` maps source name to its clean table."""
     typed = _typed(raw, contract)
-    rules = _row_rules(contract, references)
+    rules = _row_rules(contract, references, raw.delivery_year)
     frame = _validation_frame(raw, contract, typed, references)
     failing = (runner or GXRunner()).failing_rows(contract.source, frame, rules)
-    source_rows = raw.frame["source_row"].to_numpy()
-    masks = {rule.id: np.isin(source_rows, failing[rule.id]) for rule in rules}
-    quarantined = np.zeros(len(source_rows), dtype=bool)
+    masks = {}
+    for rule in rules:
+        masks[rule.id] = np.zeros(len(raw.frame), dtype=bool)
+        masks[rule.id][failing[rule.id]] = True
+    quarantined = np.zeros(len(raw.frame), dtype=bool)
     for mask in masks.values():
         quarantined |= mask
     quarantine = raw.frame.loc[quarantined].copy()
@@ -231,7 +246,7 @@ def validate_source(
         checks=[],
         rows_in=raw.rows_delivered,
         blank_lines_skipped=raw.blank_lines_skipped,
-        warnings=list(raw.warnings) + _header_warnings(typed),
+        warnings=list(raw.warnings) + _header_warnings(typed) + typed.warnings,
         file=raw.path.name,
         failures=failures,
     )
@@ -262,7 +277,7 @@ class GXRunner:
         return context.data_sources.add_pandas("landing")
 
     def failing_rows(self, name: str, frame: pd.DataFrame, rules: list[_Rule]) -> dict[str, np.ndarray]:
-        """Run the rules as one GX suite on ``frame``; return the failing ``source_row``s per rule id."""
+        """Run the rules as one GX suite on ``frame``; return the failing rows' positions (``__position``) per rule id."""
         gx, datasource = self._gx, self._datasource  # the context must exist before a suite is built
         from great_expectations.expectations.row_conditions import Column
 
@@ -279,7 +294,7 @@ class GXRunner:
             suite,
             result_format={
                 "result_format": "COMPLETE",
-                "unexpected_index_column_names": ["source_row"],
+                "unexpected_index_column_names": [_POSITION],
                 "return_unexpected_index_query": False,
             },
         )
@@ -289,7 +304,7 @@ class GXRunner:
             if result.exception_info and result.exception_info.get("raised_exception"):
                 raise RuntimeError(f"GX could not evaluate rule {rule_id}: {result.exception_info['exception_message']}")
             rows = result.result.get("unexpected_index_list") or []
-            failing[rule_id] = np.fromiter((row["source_row"] for row in rows), dtype="int64", count=len(rows))
+            failing[rule_id] = np.fromiter((row[_POSITION] for row in rows), dtype="int64", count=len(rows))
         return failing
 
 
@@ -298,44 +313,52 @@ def _typed(raw: RawSource, contract: Contract) -> _Typed:
     key = (contract.id, contract.version)
     if key not in raw.parse_cache:
         header_of = _header_mapping(raw, contract)
-        comma_decimal = raw.delimiter == ";"
-        values, unreadable = {}, {}
+        values, unreadable, undecided, warnings = {}, {}, {}, []
         for column in contract.columns:
             if column.name in header_of:
-                values[column.name], unreadable[column.name] = _parse(raw.frame[header_of[column.name]], column, comma_decimal)
-        raw.parse_cache[key] = _Typed(values, unreadable, header_of)
+                text = raw.frame[header_of[column.name]]
+                parsed = _parse(text, column, raw.native_numbers.get(header_of[column.name]))
+                values[column.name], unreadable[column.name], undecided[column.name] = parsed
+                if column.zero_pad:
+                    warnings += _padding_warning(raw, column, text, parsed[0])
+        raw.parse_cache[key] = _Typed(values, unreadable, undecided, header_of, warnings)
     return raw.parse_cache[key]
 
 
-def _parse(text: pd.Series, column: ColumnSpec, comma_decimal: bool) -> tuple[pd.Series, pd.Series]:
+def _parse(text: pd.Series, column: ColumnSpec, native: np.ndarray | None) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Values, unreadable cells and undecided number cells (all False for non-numbers)."""
     if column.logical_type == "integer":
-        return parse_integer(text, comma_decimal)
+        return parse_integer(text, native)
     if column.logical_type == "number":
-        return parse_number(text, comma_decimal)
+        return parse_number(text, native)
     if column.logical_type == "date":
-        return parse_date(text)
-    if column.logical_type == "boolean":
-        return parse_boolean(text)
-    return parse_string(text, column.normalise)
+        values, unreadable = parse_date(text)
+    elif column.logical_type == "boolean":
+        values, unreadable = parse_boolean(text)
+    else:
+        values, unreadable = parse_string(text, column.normalise, column.zero_pad)
+    return values, unreadable, pd.Series(False, index=text.index)
+
+
+def _padding_warning(raw: RawSource, column: ColumnSpec, text: pd.Series, values: pd.Series) -> list[str]:
+    """Say how many codes got their leading zeros back, with the first one, so nothing changes unseen."""
+    padded = (values.notna() & values.ne(text.str.strip())).to_numpy()
+    if not padded.any():
+        return []
+    first = int(np.argmax(padded))
+    return [
+        f"{column.name}: {int(padded.sum())} value(s) without leading zeros (e.g. {text.iloc[first]!r} in "
+        f"{raw.location(first)}) read as {values.iloc[first]} (zero-padded to {column.zero_pad} digits, as the contract says)"
+    ]
 
 
 def _header_mapping(raw: RawSource, contract: Contract) -> dict[str, str]:
-    """Contract column -> file header, matching letter case and surrounding spaces loosely."""
-    by_key: dict[str, list[str]] = {}
-    for header in raw.frame.columns:
-        if header != "source_row":
-            by_key.setdefault(header.strip().lower(), []).append(header)
-    mapping = {}
-    for name in contract.column_names:
-        headers = by_key.get(name.lower(), [])
-        if len(headers) > 1:
-            raise ContractError(
-                "structure", f"found {len(headers)} columns named like {name} ({', '.join(headers)}); expected one",
-                file=raw.path.name, column=name,
-            )
-        if headers:
-            mapping[name] = headers[0]
-    return mapping
+    """Contract column -> file header, matching letter case and surrounding spaces loosely.
+
+    The reader already refused headers that collide this way, so each key names one column.
+    """
+    by_key = {header.strip().lower(): header for header in raw.data_columns}
+    return {name: by_key[name.lower()] for name in contract.column_names if name.lower() in by_key}
 
 
 def _header_warnings(typed: _Typed) -> list[str]:
@@ -345,11 +368,8 @@ def _header_warnings(typed: _Typed) -> list[str]:
 
 def _structure_problems(raw: RawSource, contract: Contract) -> list[ContractError]:
     name = raw.path.name
-    found = [column for column in raw.frame.columns if column != "source_row"]
-    try:
-        typed = _typed(raw, contract)
-    except ContractError as error:
-        return [error]
+    found = raw.data_columns
+    typed = _typed(raw, contract)
     problems = []
     missing = [column for column in contract.column_names if column not in typed.header_of]
     if missing:
@@ -380,7 +400,7 @@ def _structure_problems(raw: RawSource, contract: Contract) -> list[ContractErro
                 ContractError(
                     "column type",
                     f"none of the {given} values can be read as {_TYPE_PHRASES[column.logical_type]} "
-                    f"(e.g. {text.iloc[first]!r} in row {int(raw.frame['source_row'].iloc[first])}); "
+                    f"(e.g. {text.iloc[first]!r} in {raw.location(first)}); "
                     f"expected {_TYPE_PHRASES[column.logical_type]}",
                     file=name, column=column.name,
                 )
@@ -406,16 +426,32 @@ def _reference_table(references: dict[str, pd.DataFrame], source: str, contract:
     return references[source]
 
 
-def _country_codes(contract: Contract, reference: str) -> list[str]:
+def _reference_codes(contract: Contract, reference: str) -> list[str]:
+    """The codes of a reference list named ``<file>#<column>`` beside the contract (countries, NUTS-2 regions)."""
     file_name, column = reference.split("#", 1)
     table = pd.read_csv(contract.path.parent / file_name, dtype=str, keep_default_na=False)
     return sorted(table[column])
 
 
-def _row_rules(contract: Contract, references: dict[str, pd.DataFrame] | None) -> list[_Rule]:
+def _range_text(column: ColumnSpec, maximum: float | None, delivery_year: int | None) -> str:
+    if maximum is None:
+        text = f"{column.name} must be >= {column.minimum:g}"
+    elif column.minimum is None:
+        text = f"{column.name} must be <= {maximum:g}"
+    else:
+        text = f"{column.name} must be between {column.minimum:g} and {maximum:g}"
+    if maximum is not None and maximum == delivery_year:
+        text += f" ({delivery_year} = delivery year: the year the file was last modified)"
+    return text
+
+
+def _row_rules(
+    contract: Contract, references: dict[str, pd.DataFrame] | None, delivery_year: int | None = None
+) -> list[_Rule]:
     """Compile a contract and the clean reference tables into row rules, in reporting order.
 
     ``references=None`` only compiles the rule list (for naming checks), without reference values.
+    ``delivery_year`` bounds the columns declared ``notAfterDeliveryYear`` (none: their maximum alone).
     """
     rules: list[_Rule] = []
     for column in contract.columns:
@@ -424,21 +460,25 @@ def _row_rules(contract: Contract, references: dict[str, pd.DataFrame] | None) -
             phrase = _TYPE_PHRASES[column.logical_type]
             rules.append(_Rule(f"types.{name}", "types", (name,), f"{name} must be {phrase}",
                                "ExpectColumnValuesToBeInSet", {"column": f"{name}__readable", "value_set": [True]}))
+        if column.logical_type in ("number", "integer"):
+            rules.append(_Rule(f"types.{name}.number_format", "types", (name,),
+                               f"{name}: '.' or ',' followed by exactly three digits (e.g. 48.200) could be a decimal or a "
+                               "thousands separator and no other value in the column shows which (write it without "
+                               "thousands separators, or with its decimals)",
+                               "ExpectColumnValuesToBeInSet", {"column": f"{name}__decided", "value_set": [True]}))
     for column in contract.columns:
         if column.required:
-            condition = {"row_condition": (f"{column.name}__readable", True)} if column.logical_type != "string" else {}
+            condition = {"row_condition": (f"{column.name}__typed", True)} if column.logical_type != "string" else {}
             rules.append(_Rule(f"completeness.{column.name}", "completeness", (column.name,), f"{column.name} must not be empty",
                                "ExpectColumnValuesToNotBeNull", {"column": column.name, **condition}))
     for column in contract.columns:
-        if column.minimum is not None or column.maximum is not None:
-            if column.maximum is None:
-                text = f"{column.name} must be >= {column.minimum:g}"
-            elif column.minimum is None:
-                text = f"{column.name} must be <= {column.maximum:g}"
-            else:
-                text = f"{column.name} must be between {column.minimum:g} and {column.maximum:g}"
-            rules.append(_Rule(f"ranges.{column.name}", "ranges", (column.name,), text, "ExpectColumnValuesToBeBetween",
-                               {"column": column.name, "min_value": column.minimum, "max_value": column.maximum}))
+        maximum = column.maximum
+        if column.not_after_delivery_year and delivery_year is not None:
+            maximum = delivery_year if maximum is None else min(maximum, delivery_year)
+        if column.minimum is not None or maximum is not None:
+            rules.append(_Rule(f"ranges.{column.name}", "ranges", (column.name,), _range_text(column, maximum, delivery_year),
+                               "ExpectColumnValuesToBeBetween",
+                               {"column": column.name, "min_value": column.minimum, "max_value": maximum}))
     for column in contract.columns:
         if column.pattern:
             examples = f" (e.g. {', '.join(column.examples)})" if column.examples else ""
@@ -451,10 +491,11 @@ def _row_rules(contract: Contract, references: dict[str, pd.DataFrame] | None) -
                                "ExpectColumnValuesToBeInSet", {"column": column.name, "value_set": list(column.valid_values)}))
         if column.valid_values_source:
             file_name = column.valid_values_source.split("#")[0]
+            examples = f" (e.g. {', '.join(column.examples)})" if column.examples else ""
             rules.append(_Rule(f"allowed_values.{column.name}", "allowed_values", (column.name,),
-                               f"{column.name} must be a code listed in {file_name}",
+                               f"{column.name} must be a code listed in {file_name}{examples}",
                                "ExpectColumnValuesToBeInSet",
-                               {"column": column.name, "value_set": _country_codes(contract, column.valid_values_source)}))
+                               {"column": column.name, "value_set": _reference_codes(contract, column.valid_values_source)}))
     not_duplicate = {"row_condition": (_DUPLICATE_FLAG, False)} if contract.no_exact_duplicates else {}
     if contract.no_exact_duplicates:
         rules.append(_Rule("uniqueness.exact_duplicate_row", "uniqueness", (), "row is an exact duplicate of an earlier row",
@@ -510,16 +551,22 @@ def _panel_rule(column: ColumnSpec, source: str, years: pd.Series) -> _Rule:
 def _validation_frame(
     raw: RawSource, contract: Contract, typed: _Typed, references: dict[str, pd.DataFrame]
 ) -> pd.DataFrame:
-    """Typed values plus flags GX checks: ``<col>__readable``, ``<col>__known`` (in the reference), exact duplicate.
+    """Typed values plus flags GX checks: ``<col>__readable``, ``<col>__decided`` (number format),
+    ``<col>__typed`` (both), ``<col>__known`` (in the reference), exact duplicate.
 
     Row references (several columns at once) get a ``<col>+<col>__known`` flag the same way.
+    ``__position`` identifies each row of ``raw.frame`` in GX's answer.
     """
-    columns: dict[str, object] = {"source_row": raw.frame["source_row"].to_numpy()}
+    columns: dict[str, object] = {_POSITION: np.arange(len(raw.frame), dtype="int64")}
     for name, values in typed.values.items():
         columns[name] = values.to_numpy()
         column = contract.column(name)
         if column.logical_type != "string":
-            columns[f"{name}__readable"] = ~typed.unreadable[name].to_numpy()
+            readable, decided = ~typed.unreadable[name].to_numpy(), ~typed.undecided[name].to_numpy()
+            columns[f"{name}__readable"] = readable
+            columns[f"{name}__typed"] = readable & decided
+            if column.logical_type in ("number", "integer"):
+                columns[f"{name}__decided"] = decided
         if column.references:
             known = _reference_values(references, column.references, contract)
             columns[f"{name}__known"] = (values.isna() | values.isin(known)).to_numpy()
@@ -527,8 +574,8 @@ def _validation_frame(
         clean = _reference_table(references, reference.source, contract)
         columns[f"{reference.rule_name}__known"] = _known_rows(typed, reference, clean)
     if contract.no_exact_duplicates:
-        data_columns = [column for column in raw.frame.columns if column != "source_row"]
-        columns[_DUPLICATE_FLAG] = raw.frame.duplicated(subset=data_columns, keep="first").to_numpy()
+        # the same row on two sheets is delivered twice as much as twice on one sheet
+        columns[_DUPLICATE_FLAG] = raw.frame.duplicated(subset=raw.data_columns, keep="first").to_numpy()
     return pd.DataFrame(columns)
 
 
@@ -554,7 +601,7 @@ def _reasons(rules: list[_Rule], masks: dict[str, np.ndarray], quarantined: np.n
 
 
 def _clean_frame(raw: RawSource, contract: Contract, typed: _Typed, keep: np.ndarray) -> pd.DataFrame:
-    """Typed contract columns (dtypes the panel builder relies on), extra columns as text, source_row."""
+    """Typed contract columns (dtypes the panel builder relies on), extra columns as text, then the row's location."""
     clean = {}
     for column in contract.columns:
         values = typed.values[column.name][keep]
@@ -570,10 +617,12 @@ def _clean_frame(raw: RawSource, contract: Contract, typed: _Typed, keep: np.nda
             values = values.astype(object)
         clean[column.name] = values.to_numpy()
     mapped = set(typed.header_of.values())
-    for header in raw.frame.columns:
-        if header not in mapped and header != "source_row":
+    for header in raw.data_columns:
+        if header not in mapped:
             clean[header] = raw.frame[header].to_numpy()[keep]
-    clean["source_row"] = raw.frame["source_row"].to_numpy()[keep]
+    for header in LOCATION_COLUMNS:
+        if header in raw.frame.columns:
+            clean[header] = raw.frame[header].to_numpy()[keep]
     frame = pd.DataFrame(clean)
     frame.attrs["contract_id"] = contract.id
     frame.attrs["contract_version"] = contract.version
@@ -584,10 +633,11 @@ def _failure(raw: RawSource, typed: _Typed, rule: _Rule, mask: np.ndarray) -> Ru
     """Summarise a rule's failures with the original text of its first failing row."""
     position = int(np.argmax(mask))
     row = raw.frame.iloc[position]
-    headers = [typed.header_of[column] for column in rule.columns] or [c for c in raw.frame.columns if c != "source_row"]
+    headers = [typed.header_of[column] for column in rule.columns] or raw.data_columns
     value = row[headers[0]] if len(headers) == 1 else ", ".join(f"{header}={row[header]}" for header in headers)
     return RuleFailure(
-        rule.id, rule.group, rule.text, rule.columns, int(mask.sum()), str(value), int(row["source_row"]), rule.referenced_source
+        rule.id, rule.group, rule.text, rule.columns, int(mask.sum()), str(value), int(row["source_row"]), rule.referenced_source,
+        row.get("source_sheet"),
     )
 
 
@@ -612,10 +662,12 @@ def _group_outcome(
         metadata.update(
             {"example_value": broken[0].example_value, "example_row": broken[0].example_row, "example_rule": broken[0].rule}
         )
+        if broken[0].example_sheet is not None:
+            metadata["example_sheet"] = broken[0].example_sheet
         description = (
             f"{observed} row(s) quarantined: "
             + "; ".join(f"{failure.rows} with {failure.rule}" for failure in broken)
-            + f" (e.g. {broken[0].example_value!r} in row {broken[0].example_row}); threshold 0"
+            + f" (e.g. {broken[0].example_value!r} in {broken[0].example_location}); threshold 0"
         )
     else:
         description = f"no rows break the {group.replace('_', ' ')} rules ({metadata['rule']}); threshold 0"

@@ -15,6 +15,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from analyses.csv_safety import write_csv
 from analyses.reporting import lineage as lineage_module
 from analyses.reporting.disclosure import (
     SUPPRESSED_MARK, DisclosureResult, check_disclosure, cohort_cells, coarsen_overlap, describe_panel,
@@ -149,7 +150,7 @@ def write_estimate_files(estimates: pd.DataFrame, output_dir: Path,
     published["n_treated"] = published["n_treated"].astype("int64")
     published["n_control"] = published["n_control"].astype("int64")
     paths = {"csv": output_dir / "estimates.csv", "parquet": output_dir / "estimates.parquet"}
-    published.to_csv(paths["csv"], index=False, float_format="%.10g")
+    write_csv(published, paths["csv"], float_format="%.10g")
     published.to_parquet(paths["parquet"], index=False)
     return paths
 
