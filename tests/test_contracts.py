@@ -48,7 +48,7 @@ def test_contracts_declare_the_v1_inputs():
     ]
     assert contracts["exports"].column_names == ["firm_id", "year", "destination", "export_value_eur"]
     assert {source: contract.version for source, contract in contracts.items()} == {
-        "firms": "1.0.0", "financials": "1.0.0", "participation": "1.0.0", "exports": "1.1.0",
+        "firms": "1.0.0", "financials": "1.0.0", "participation": "1.1.0", "exports": "1.2.0",
     }
     for contract in contracts.values():
         assert contract.id.endswith(contract.source)
@@ -174,7 +174,7 @@ def test_clean_tables_have_the_dtypes_the_panel_builder_relies_on(tmp_path: Path
     assert participation["grant_eur"].notna().sum() == 10  # not applicable stays NaN
     assert results["firms"].clean["in_cluster"].tolist()[:6] == [True, False, True, False, True, False]
     assert "NA" in set(results["exports"].clean["destination"])  # Namibia, not a missing value
-    assert results["exports"].clean.attrs["contract_version"] == "1.1.0"
+    assert results["exports"].clean.attrs["contract_version"] == "1.2.0"
 
 
 def test_export_rows_without_clean_accounts_are_quarantined_not_lost_in_the_panel(tmp_path: Path):
@@ -197,7 +197,7 @@ def test_export_rows_without_clean_accounts_are_quarantined_not_lost_in_the_pane
     assert "column firm_id, year: 2 row(s), rule 'referential_integrity: no annual accounts" in summary
     assert summary.endswith("so fix the first file first.")  # the unreadable accounts row cascades
     clean = {source: result.clean for source, result in results.items()}
-    panel = build_firm_year_panel(clean["firms"], clean["financials"], clean["participation"], clean["exports"])
+    panel = build_firm_year_panel(clean["firms"], clean["financials"], clean["participation"], clean["exports"]).panel
     assert panel["export_value_eur"].sum() == pytest.approx(clean["exports"]["export_value_eur"].sum())
     summary_rows = data_quality_summary(raws, results)["sources"]["exports"]
     assert (summary_rows["rows_in"], summary_rows["rows_clean"], summary_rows["rows_quarantined"]) == (80, 78, 2)
@@ -253,7 +253,7 @@ def test_data_quality_summary_accounts_for_every_row(tmp_path: Path):
     exports = summary["sources"]["exports"]
     assert exports["rows_in"] == 80 and exports["rows_clean"] == 79 and exports["rows_quarantined"] == 1
     assert exports["rules"]["ranges.export_value_eur"] == 1 and sum(exports["rules"].values()) == 1
-    assert exports["contract_version"] == "1.1.0" and exports["contract_id"] == "urn:export-impact:contract:exports"
+    assert exports["contract_version"] == "1.2.0" and exports["contract_id"] == "urn:export-impact:contract:exports"
     assert (exports["format"], exports["encoding"], exports["delimiter"]) == ("csv", "utf-8", ",")
     assert exports["quarantine_file"] == "quarantine/exports.csv"
     for source, entry in summary["sources"].items():
