@@ -541,8 +541,8 @@ def _world_tables(
 
 def _true_effects(observed: dict[str, pd.DataFrame], untreated: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Sample ATT(g,t) from the two worlds, aggregated like R did::aggte."""
-    panel = build_firm_year_panel(**observed)
-    counterfactual = build_firm_year_panel(**untreated)
+    panel = build_firm_year_panel(**observed).panel
+    counterfactual = build_firm_year_panel(**untreated).panel
     if not panel[["firm_id", "year"]].equals(counterfactual[["firm_id", "year"]]):
         raise AssertionError("the two worlds must have the same firm-years")
     difference = (panel[list(PANEL_OUTCOMES)] - counterfactual[list(PANEL_OUTCOMES)]).assign(

@@ -10,7 +10,15 @@ support programmes usually go wrong:
   (``control_group="nevertreated"``), or additionally firms of the same service not yet treated
   (``"notyettreated"``); firms whose first service was a *different* one never serve as
   comparisons for ``s`` (they are contaminated by another treatment);
-* covariates are measured in the firm's first panel year, before any programme could move them.
+* covariates are measured in the firm's first panel year, before any programme could move them;
+* firms already treated when the data start (support in or before the first year with data) are
+  in no cohort and no comparison group, for every service; firms first treated after the last
+  year with data are untreated throughout and serve as comparisons (as R ``did`` codes them);
+* firm-years whose outcome is missing (years the customs extract does not cover) are dropped
+  before estimation, never read as zeros.
+
+Every firm or firm-year set aside is counted with its reason in ``diagnostics["left_out"]``; the
+panel builder's account of the input rows travels along as ``diagnostics["panel_account"]``.
 
 Everything is returned as tidy tables so that the report, the warehouse and ``estimates.csv``
 share one vocabulary.
@@ -32,7 +40,7 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from analyses.did import aggte, att_gt
-from analyses.panel import BASELINE_COVARIATES, SERVICES
+from analyses.panel import BASELINE_COVARIATES, NO_SERVICE, SERVICES, PanelAccount
 from analyses.reporting.settings import cohort_floor
 from analyses.twfe import twfe_event_study, twfe_static
 
@@ -56,6 +64,12 @@ ESTIMATE_COLUMNS = (
 DEFAULT_OUTCOMES = ("exporter", "n_destinations", "enters_new_market")
 #: Power at which the minimum detectable effect is quoted.
 POWER = 0.80
+
+# Why a firm of a service's sample is left out of its estimation (``diagnostics["left_out"]``).
+REASON_ALREADY_TREATED_FIRMS = "already treated when the data start (support in or before the first year with data)"
+REASON_NO_COVERED_YEAR = "no year covered by the customs extract"
+REASON_NO_BASELINE = "no accounts and customs data from before support started"
+LEFT_OUT_COLUMNS = ("treatment", "outcome", "reason", "firms", "firm_years")
 
 
 @dataclass(frozen=True)
@@ -124,56 +138,110 @@ class EvaluationResult:
 def service_sample(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Firms that can inform the effect of ``service``, with their cohort (0 = comparison).
 
-    A treated firm needs accounts from before its programme started: its covariates are taken
-    from its first panel year and its outcomes need a pre-programme base period. Firms that
-    enter the register only once treated are left out and counted. Returns the sample and a
-    table of every cohort with its size, whether it was used and why not.
+    A treated firm needs data from before its programme started: its covariates are taken
+    from its first panel year and its outcomes need a pre-programme base period. Firms already
+    treated when the data start, and firms that enter the register (or the customs data) only
+    once treated, are left out and counted. Returns the sample and a table of every cohort with
+    its size, whether it was used and why not.
     """
-    first_year = int(panel["year"].min())
-    is_first = panel["first_service"].eq(service)
-    is_never = panel["first_service"].eq("none")
-    sample = panel.loc[is_first | is_never].copy()
-    sample["cohort"] = np.where(sample["first_service"].eq(service), sample[f"first_{service}_year"], 0).astype(int)
-    entry_year = sample.groupby("firm_id")["year"].transform("min")
-    no_baseline = (sample["cohort"] > 0) & (entry_year > sample["cohort"] - 1 - plan.anticipation)
+    classified, sizes = _classify(panel, service, plan)
+    sample = classified.loc[classified["left_out"].eq("")].drop(columns="left_out")
+    sample["unit"] = pd.factorize(sample["firm_id"])[0] + 1
+    return sample, sizes
+
+
+def _classify(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows of the first-``service`` and comparison firms, each with its cohort and ``left_out`` reason
+    ("" when used), and the cohort table of :func:`service_sample`.
+
+    The data start and end with the first and last panel years the customs extract covers.
+    """
+    observed = panel["exports_covered"].eq(1)
+    first_year, last_year = int(panel.loc[observed, "year"].min()), int(panel.loc[observed, "year"].max())
+    after_data = panel["first_service_year"] > last_year  # untreated in every year with data (R: never treated)
+    is_first = panel["first_service"].eq(service) & ~after_data
+    sample = panel.loc[is_first | panel["first_service"].eq(NO_SERVICE) | after_data].copy()
+    sample["cohort"] = np.where(is_first.loc[sample.index], sample[f"first_{service}_year"], 0).astype(int)
+    entry_year = sample["year"].where(sample["exports_covered"].eq(1)).groupby(sample["firm_id"]).transform("min")
+    treated = sample["cohort"] > 0
+    already = treated & (sample["cohort"] <= first_year + plan.anticipation)
+    no_baseline = treated & ~(entry_year <= sample["cohort"] - 1 - plan.anticipation)
+    sample["left_out"] = np.select(
+        [already, entry_year.isna(), no_baseline],
+        [REASON_ALREADY_TREATED_FIRMS, REASON_NO_COVERED_YEAR, REASON_NO_BASELINE],
+        default="",
+    )
 
     firms = sample.drop_duplicates("firm_id")
-    treated = firms.loc[firms["cohort"] > 0]
-    without_baseline = sample.loc[no_baseline].drop_duplicates("firm_id").groupby("cohort").size()
-    sizes = treated.groupby("cohort").size().rename("n_delivered").reset_index()
-    sizes["n_without_baseline"] = sizes["cohort"].map(without_baseline).fillna(0).astype(int)
-    sizes["n_firms"] = sizes["n_delivered"] - sizes["n_without_baseline"]
+    treated_firms = firms.loc[firms["cohort"] > 0]
+    reasons = treated_firms["left_out"]
+    sizes = (
+        treated_firms.assign(
+            already=reasons.eq(REASON_ALREADY_TREATED_FIRMS),
+            without=reasons.isin([REASON_NO_COVERED_YEAR, REASON_NO_BASELINE]),
+        )
+        .groupby("cohort")
+        .agg(n_delivered=("firm_id", "size"), n_already_treated=("already", "sum"), n_without_baseline=("without", "sum"))
+        .reset_index()
+    )
+    sizes["n_firms"] = sizes["n_delivered"] - sizes["n_already_treated"] - sizes["n_without_baseline"]
     too_early = sizes["cohort"] <= first_year + plan.anticipation
-    too_small = sizes["n_firms"] < cohort_floor(plan.min_cohort_size)
+    too_small = ~too_early & (sizes["n_firms"] < cohort_floor(plan.min_cohort_size))
     sizes["used"] = ~(too_early | too_small)
+    small = f"fewer than {cohort_floor(plan.min_cohort_size)} firms"
     sizes["reason"] = np.select(
         [too_early, too_small],
-        ["treated before the first panel year could serve as a base period",
-         f"fewer than {cohort_floor(plan.min_cohort_size)} firms"],
+        [f"already treated when the data start ({first_year}): no base period", small],
         default="",
     )
     sizes.insert(0, "treatment", service)
-    dropped = set(sizes.loc[~sizes["used"], "cohort"])
-    sample = sample.loc[~no_baseline & ~sample["cohort"].isin(dropped)]
-    sample["unit"] = pd.factorize(sample["firm_id"])[0] + 1
-    return sample, sizes
+    in_small_cohort = sample["cohort"].isin(sizes.loc[too_small, "cohort"]) & sample["left_out"].eq("")
+    sample.loc[in_small_cohort, "left_out"] = f"cohort of {small}"
+    columns = ["treatment", "cohort", "n_delivered", "n_already_treated", "n_without_baseline", "n_firms", "used", "reason"]
+    return sample, sizes[columns]
+
+
+def _left_out_rows(rows: pd.DataFrame, service: str, outcome: str, reason: pd.Series | str) -> list[dict]:
+    """Firms and firm-years set aside, per reason, in the ``LEFT_OUT_COLUMNS`` vocabulary."""
+    grouped = rows.assign(reason=reason).groupby("reason", sort=False)["firm_id"].agg(["nunique", "size"])
+    return [
+        {"treatment": service, "outcome": outcome, "reason": name, "firms": int(n_firms), "firm_years": int(n_rows)}
+        for name, (n_firms, n_rows) in grouped.iterrows()
+    ]
+
+
+def _missing_outcome_reason(rows: pd.DataFrame) -> str:
+    """Name the uncovered customs years when they explain every missing outcome."""
+    if rows["exports_covered"].eq(0).all():
+        years = ", ".join(str(year) for year in sorted(rows["year"].unique()))
+        return f"outcome missing: {years} not covered by the customs extract"
+    return "outcome missing"
 
 
 def run_evaluation(
     panel: pd.DataFrame,
     plan: EvaluationPlan | None = None,
     progress: Callable[[str], None] | None = None,
+    account: PanelAccount | None = None,
 ) -> EvaluationResult:
-    """Estimate every (service, outcome) pair of the plan; see the module docstring for the design."""
+    """Estimate every (service, outcome) pair of the plan; see the module docstring for the design.
+
+    ``account`` (from :func:`analyses.panel.build_firm_year_panel`) is passed through to the
+    diagnostics (``panel_account``, ``export_coverage``) so the report can show the whole path.
+    """
     plan = plan or EvaluationPlan()
-    missing = sorted({*plan.outcomes, *plan.covariates} - set(panel.columns))
+    missing = sorted({*plan.outcomes, *plan.covariates, "exports_covered"} - set(panel.columns))
     if missing:
         raise ValueError(f"firm_year_panel lacks column(s) {missing} named in the evaluation plan")
     rows: list[dict] = []
-    pretests, balances, overlaps, mdes, cohorts, not_estimable = [], [], [], [], [], []
+    pretests, balances, overlaps, mdes, cohorts, not_estimable, left_out = [], [], [], [], [], [], []
     for service in plan.services:
-        sample, cohort_table = service_sample(panel, service, plan)
+        classified, cohort_table = _classify(panel, service, plan)
         cohorts.append(cohort_table)
+        excluded = classified["left_out"].ne("")
+        left_out += _left_out_rows(classified.loc[excluded], service, "", classified.loc[excluded, "left_out"])
+        sample = classified.loc[~excluded].drop(columns="left_out")
+        sample["unit"] = pd.factorize(sample["firm_id"])[0] + 1
         n_treated_firms = int(cohort_table.loc[cohort_table["used"], "n_firms"].sum())
         if n_treated_firms == 0:
             if progress:
@@ -182,9 +250,15 @@ def run_evaluation(
         balance, overlap = covariate_balance(sample, plan.covariates)
         balances.append(balance.assign(treatment=service))
         overlaps.append(overlap.assign(treatment=service))
+        full_sample = sample
         for outcome in plan.outcomes:
             if progress:
                 progress(f"{service} × {outcome}: Callaway–Sant'Anna ({plan.est_method}) and TWFE")
+            unobserved = full_sample[outcome].isna()
+            if unobserved.any():
+                dropped = full_sample.loc[unobserved]
+                left_out += _left_out_rows(dropped, service, outcome, _missing_outcome_reason(dropped))
+            sample = full_sample.loc[~unobserved]
             try:
                 result = att_gt(
                     sample,
@@ -233,12 +307,16 @@ def run_evaluation(
         "mde": pd.DataFrame(mdes, columns=["treatment", "outcome", "aggregation", "mde"]),
         "cohorts": _concat(cohorts),
         "not_estimable": pd.DataFrame(not_estimable, columns=["treatment", "outcome", "reason"]),
+        "left_out": pd.DataFrame(left_out, columns=list(LEFT_OUT_COLUMNS)),
         "plan": {
             **plan.to_dict(),
             "panel_years": [int(panel["year"].min()), int(panel["year"].max())],
             "n_firms": int(panel["firm_id"].nunique()),
         },
     }
+    if account is not None:
+        diagnostics["panel_account"] = account.table
+        diagnostics["export_coverage"] = account.coverage
     return EvaluationResult(estimates=estimates, diagnostics=diagnostics)
 
 

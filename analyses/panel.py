@@ -5,13 +5,15 @@
 customs-style export records (``exports``) into one row per firm-year present
 in ``financials`` for a firm that is in ``firms``.  The staggered DiD estimator
 reads nothing else, so every definition that matters for the evaluation lives
-here.
+here.  Beside the panel it returns a :class:`PanelAccount`: every input row
+either entered the panel or is counted with the reason it did not, and which
+years the customs extract covers.
 
 Columns
 -------
 Keys
     ``firm_id``, ``year``.
-Outcomes
+Outcomes (missing, NaN, in years the customs extract does not cover; see below)
     ``exporter``            1 if the firm-year's summed export value is > 0, else 0.
     ``export_value_eur``    export value summed over all shipments and destinations
                             (duplicate firm-year-destination rows are shipments and are
@@ -23,13 +25,20 @@ Outcomes
                             years from ``data_contracts/countries.csv``: GB until 2019,
                             HR from 2013).
     ``enters_new_market``   1 if the firm exports this year to at least one destination
-                            it exported to in no earlier panel year.  In the firm's first
-                            panel year there is no history to compare with, so the value
-                            is 0 there by convention (not "unknown").
+                            it exported to in no earlier covered panel year.  In the firm's
+                            first panel year there is no history to compare with, so the
+                            value is 0 there by convention (not "unknown"); in the year
+                            after an uncovered year it is missing (the history is unknown).
+    ``exports_covered``     1 if the customs extract covers the year, else 0.
 Treatment, for each service ``s`` in ``SERVICES``
     ``first_{s}_year``      calendar year in which the firm's first episode of ``s``
                             started; 0 if the firm never received ``s`` (the code R's
-                            ``did`` uses for never-treated units).
+                            ``did`` uses for never-treated units).  A year before the first
+                            accounts year marks a firm already treated when the panel
+                            starts.  Episodes starting after the last accounts year are
+                            ignored (treatment, doses and first service) and counted: as R
+                            ``did`` codes units first treated after the sample, the firm is
+                            untreated in every panel year.
     ``{s}_intensity``       the service's total dose over all of the firm's episodes:
                             advisory hours, network events or grant euros (0 if never).
     ``first_service``       service of the firm's earliest episode (by start date); ties
@@ -43,18 +52,31 @@ Covariates
     ``in_cluster`` (0/1).  The ``*_first`` columns (``log_employees_first``,
     ``log_turnover_first``, ``exporter_first``, ``firm_age_first``) repeat the value of
     the firm's first panel year on every row: time-invariant, so a programme that
-    starts later cannot have moved them (``BASELINE_COVARIATES``).
+    starts later cannot have moved them (``BASELINE_COVARIATES``).  ``exporter_first``
+    is taken from the firm's first panel year that the customs extract covers.
 
-Participation and export rows for firm-years outside the panel are ignored (the
-contract layer quarantines them before they get here).
+Export coverage
+    "A firm-year without an export row is a non-exporting year" holds only for years the
+    customs extract covers.  A year is not covered when it has no export row at all, or
+    when its share of exporting firms (among firms with accounts that year) is below
+    ``exportCoverageMinRatio`` (exports contract) times the median share of the up to two
+    years on each side that have export rows.  Its export outcomes are missing, its export
+    rows are counted out, and if no year is covered the build stops.
+
+Rows that cannot enter the panel (accounts of unregistered firms, episodes and exports of
+firms without accounts, exports of firm-years without accounts, exports of uncovered years,
+episodes after the last accounts year) are counted in ``PanelAccount.table``, never dropped
+silently.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from analyses.contracts.model import load_countries
+from analyses.contracts.model import SOURCES, load_contract, load_countries
 
 SERVICES = ("advisory", "network", "grant")
 PANEL_OUTCOMES = ("exporter", "n_destinations", "log_export_value", "enters_new_market")
@@ -67,6 +89,38 @@ BASELINE_COVARIATES = (
 )
 NEVER_TREATED = 0
 NO_SERVICE = "none"
+#: export-based columns: missing in years the customs extract does not cover
+EXPORT_OUTCOMES = (
+    "exporter",
+    "export_value_eur",
+    "log_export_value",
+    "n_destinations",
+    "n_eu_destinations",
+    "enters_new_market",
+)
+COVERAGE_PROPERTY = "exportCoverageMinRatio"
+#: how many years on each side form a year's neighbourhood for the coverage rule
+COVERAGE_NEIGHBOURS = 2
+
+# What became of an input row (``PanelAccount.table``: status "used" or "left out", and the reason).
+USED, LEFT_OUT = "used", "left out"
+REASON_IN_PANEL = "in the panel"
+REASON_ALREADY_TREATED = (
+    "in the panel; support started before the first accounts year, so the firm is already treated "
+    "(in no cohort and no comparison group)"
+)
+REASON_NOT_REGISTERED = "firm not in the register (firms)"
+REASON_NO_ACCOUNTS = "firm has no accounts rows (financials)"
+REASON_NO_FIRM_YEAR = "no accounts row for this firm and year"
+REASON_AFTER_PANEL = (
+    "support started after the last accounts year: treated after the sample, so untreated in the panel "
+    "years (as R did)"
+)
+REASON_UNCOVERED = "year not covered by the customs extract: export outcomes missing, not zero"
+ACCOUNT_COLUMNS = ("source", "status", "reason", "rows", "firms")
+COVERAGE_COLUMNS = (
+    "year", "firm_years", "export_rows", "exporting_firms", "exporter_share", "neighbour_share", "covered", "reason",
+)
 
 SERVICE_DOSE_COLUMN = {
     "advisory": "advisory_hours",
@@ -86,15 +140,67 @@ _REQUIRED_COLUMNS = {
 _OPTIONAL_CELLS = frozenset(SERVICE_DOSE_COLUMN.values())
 
 
+@dataclass
+class PanelAccount:
+    """Where every clean input row went, and which years the customs extract covers.
+
+    ``table`` has one row per source, status (``"used"``/``"left out"``) and reason, with the
+    number of input ``rows`` and distinct ``firms`` (columns ``ACCOUNT_COLUMNS``, sources in
+    ``SOURCES`` order, used before left out). ``rows_clean`` is the number of rows each source
+    delivered to the builder, counted independently of the table so :meth:`check_accounting`
+    can catch a row that went missing. ``coverage`` has one row per panel year
+    (``COVERAGE_COLUMNS``; shares are fractions of firms with accounts that year).
+    """
+
+    table: pd.DataFrame
+    rows_clean: dict[str, int]
+    coverage: pd.DataFrame
+
+    @property
+    def uncovered_years(self) -> list[int]:
+        return [int(year) for year in self.coverage.loc[~self.coverage["covered"].astype(bool), "year"]]
+
+    def check_accounting(self) -> None:
+        """Raise if, for some source, the rows used plus the rows counted out differ from the clean rows."""
+        for source, clean in self.rows_clean.items():
+            rows = self.table.loc[self.table["source"] == source, "rows"]
+            if int(rows.sum()) != clean:
+                used = int(self.table.loc[(self.table["source"] == source) & (self.table["status"] == USED), "rows"].sum())
+                raise RuntimeError(
+                    f"{source}: panel accounting does not add up: {clean} clean rows, but {used} used + "
+                    f"{int(rows.sum()) - used} counted out = {int(rows.sum())}"
+                )
+
+
+@dataclass
+class PanelBuild:
+    """What :func:`build_firm_year_panel` returns: the panel and the account of its inputs."""
+
+    panel: pd.DataFrame
+    account: PanelAccount
+
+
+def export_coverage_min_ratio() -> float:
+    """The coverage threshold stated in the exports contract (``exportCoverageMinRatio``)."""
+    contract = load_contract("exports")
+    if COVERAGE_PROPERTY not in contract.custom_properties:
+        raise ValueError(f"{contract.path}: customProperties lacks {COVERAGE_PROPERTY} (export coverage threshold)")
+    return float(contract.custom_properties[COVERAGE_PROPERTY])
+
+
 def build_firm_year_panel(
     firms: pd.DataFrame,
     financials: pd.DataFrame,
     participation: pd.DataFrame,
     exports: pd.DataFrame,
-) -> pd.DataFrame:
-    """Return the firm-year panel (columns documented in the module docstring).
+    coverage_min_ratio: float | None = None,
+) -> PanelBuild:
+    """Return the firm-year panel (columns documented in the module docstring) and its account.
 
-    Rows are sorted by ``firm_id`` then ``year``; the index is a fresh RangeIndex.
+    Panel rows are sorted by ``firm_id`` then ``year``; the index is a fresh RangeIndex.
+    ``coverage_min_ratio`` defaults to the exports contract's ``exportCoverageMinRatio``.
+    Raises ``ValueError`` naming source, row, column and rule for unusable input, and when
+    no accounts year is covered by the customs extract.
     """
     tables = {
         "firms": firms,
@@ -107,24 +213,32 @@ def build_firm_year_panel(
         _require_filled(name, table)
     _require_unique(firms, ["firm_id"], "firms")
     _require_unique(financials, KEYS, "financials")
+    if coverage_min_ratio is None:
+        coverage_min_ratio = export_coverage_min_ratio()
 
     panel = _register_by_accounts(firms, financials)
-    panel = _add_export_outcomes(panel, exports)
+    if panel.empty:
+        raise ValueError("financials: no accounts row belongs to a firm in the register (firms); the panel is empty")
+    coverage = _export_coverage(panel, exports, coverage_min_ratio)
+    covered_years = coverage.loc[coverage["covered"], "year"]
+    panel = _add_export_outcomes(panel, exports, covered_years)
     panel = _add_treatment(panel, participation)
     panel = _add_first_year_covariates(panel)
-    return panel[_column_order()].reset_index(drop=True)
+    account = PanelAccount(
+        table=_account_table(tables, panel, covered_years),
+        rows_clean={name: len(table) for name, table in tables.items()},
+        coverage=coverage,
+    )
+    account.check_accounting()
+    return PanelBuild(panel=panel[_column_order()].reset_index(drop=True), account=account)
 
 
 def _column_order() -> list[str]:
     treatment = [c for s in SERVICES for c in (f"first_{s}_year", f"{s}_intensity")]
     return [
         *KEYS,
-        "exporter",
-        "export_value_eur",
-        "log_export_value",
-        "n_destinations",
-        "n_eu_destinations",
-        "enters_new_market",
+        *EXPORT_OUTCOMES,
+        "exports_covered",
         *treatment,
         "first_service",
         "first_service_year",
@@ -185,11 +299,57 @@ def _register_by_accounts(firms: pd.DataFrame, financials: pd.DataFrame) -> pd.D
     return panel.drop(columns="founded_year")
 
 
-def _add_export_outcomes(panel: pd.DataFrame, exports: pd.DataFrame) -> pd.DataFrame:
-    """Sum shipments to firm-year-destination, then count markets and new markets."""
+def _export_coverage(panel: pd.DataFrame, exports: pd.DataFrame, min_ratio: float) -> pd.DataFrame:
+    """One row per panel year: exporting firms among firms with accounts, and whether the extract covers it."""
+    matched = exports[["firm_id", "year", "export_value_eur"]].merge(panel[KEYS], on=KEYS, how="inner")
+    years = np.sort(panel["year"].unique())
+    per_firm_year = matched.groupby(KEYS, sort=False)["export_value_eur"].sum()
+    exporting = (per_firm_year > 0).groupby(level="year").sum().reindex(years, fill_value=0)
+    coverage = pd.DataFrame(
+        {
+            "year": years,
+            "firm_years": panel.groupby("year").size().reindex(years).to_numpy(),
+            "export_rows": matched.groupby("year").size().reindex(years, fill_value=0).to_numpy(),
+            "exporting_firms": exporting.to_numpy(),
+        }
+    )
+    coverage["exporter_share"] = coverage["exporting_firms"] / coverage["firm_years"]
+    has_rows = coverage["export_rows"].to_numpy() > 0
+    shares = coverage["exporter_share"].to_numpy()
+    neighbour = np.full(len(years), np.nan)
+    for i, year in enumerate(years):
+        near = has_rows & (np.abs(years - year) <= COVERAGE_NEIGHBOURS) & (years != year)
+        if near.any():
+            neighbour[i] = np.median(shares[near])
+    coverage["neighbour_share"] = neighbour
+    too_few = has_rows & (neighbour > 0) & (shares < min_ratio * np.nan_to_num(neighbour))
+    coverage["covered"] = has_rows & ~too_few
+    coverage["reason"] = [
+        f"no export rows for {year}" if not rows else
+        f"{n} exporting firms ({share:.1%} of firms with accounts) against {reference:.1%} in the neighbouring "
+        f"years; below {min_ratio:.0%} of that (exports contract, {COVERAGE_PROPERTY})" if few else ""
+        for year, rows, few, n, share, reference in zip(
+            years, has_rows, too_few, coverage["exporting_firms"], shares, neighbour
+        )
+    ]
+    if not coverage["covered"].any():
+        raise ValueError(
+            f"exports: no year of the accounts ({years[0]}-{years[-1]}) is covered by the customs extract "
+            f"({'; '.join(coverage['reason'])}); export outcomes cannot be built, so nothing can be estimated "
+            f"(rule: customProperties {COVERAGE_PROPERTY})"
+        )
+    return coverage[list(COVERAGE_COLUMNS)]
+
+
+def _add_export_outcomes(panel: pd.DataFrame, exports: pd.DataFrame, covered_years: pd.Series) -> pd.DataFrame:
+    """Sum shipments to firm-year-destination, then count markets and new markets, in covered years.
+
+    Uncovered years get missing outcomes (the implicit zero only holds where the extract covers the year).
+    """
     shipments = exports[["firm_id", "year", "destination", "export_value_eur"]].merge(
         panel[KEYS], on=KEYS, how="inner"
     )
+    shipments = shipments[shipments["year"].isin(covered_years)]
     by_market = shipments.groupby(
         ["firm_id", "year", "destination"], as_index=False, sort=False, observed=True
     )["export_value_eur"].sum()
@@ -209,6 +369,7 @@ def _add_export_outcomes(panel: pd.DataFrame, exports: pd.DataFrame) -> pd.DataF
     )
     panel = panel.merge(per_firm_year, left_on=KEYS, right_index=True, how="left")
 
+    panel["exports_covered"] = panel["year"].isin(covered_years).astype("int64")
     panel["export_value_eur"] = panel["export_value_eur"].fillna(0.0).astype("float64")
     panel["log_export_value"] = np.log1p(panel["export_value_eur"].to_numpy())
     panel["exporter"] = (panel["export_value_eur"] > 0).astype("int64")
@@ -217,7 +378,17 @@ def _add_export_outcomes(panel: pd.DataFrame, exports: pd.DataFrame) -> pd.DataF
     is_first_panel_year = ~panel["firm_id"].duplicated()
     new_market = panel["any_new_market"].eq(True)
     panel["enters_new_market"] = (new_market & ~is_first_panel_year).astype("int64")
-    return panel.drop(columns="any_new_market")
+    panel = panel.drop(columns="any_new_market")
+
+    uncovered = panel["exports_covered"].eq(0)
+    if uncovered.any():
+        follows_gap = panel["firm_id"].eq(panel["firm_id"].shift()) & panel["year"].sub(1).eq(
+            panel["year"].shift()
+        ) & uncovered.shift(fill_value=False)
+        panel[list(EXPORT_OUTCOMES)] = panel[list(EXPORT_OUTCOMES)].astype("float64")
+        panel.loc[uncovered, list(EXPORT_OUTCOMES)] = np.nan
+        panel.loc[follows_gap, "enters_new_market"] = np.nan
+    return panel
 
 
 def _eu_member_in_year(destination: pd.Series, year: pd.Series) -> np.ndarray:
@@ -232,9 +403,13 @@ def _eu_member_in_year(destination: pd.Series, year: pd.Series) -> np.ndarray:
 
 
 def _add_treatment(panel: pd.DataFrame, participation: pd.DataFrame) -> pd.DataFrame:
-    """Per service: first start year and summed dose; plus the firm's first service."""
+    """Per service: first start year and summed dose; plus the firm's first service.
+
+    Episodes starting after the last accounts year are left out (untreated in the panel years).
+    """
     episodes = participation[participation["firm_id"].isin(panel["firm_id"].unique())]
     _require_known_services(episodes)
+    episodes = episodes[episodes["start_date"].dt.year <= panel["year"].max()]
 
     service_rank = episodes["service"].map({s: i for i, s in enumerate(SERVICES)})
     dose = np.select(
@@ -297,12 +472,73 @@ def _require_known_services(episodes: pd.DataFrame) -> None:
 
 
 def _add_first_year_covariates(panel: pd.DataFrame) -> pd.DataFrame:
-    """Copy first-panel-year values onto every row of the firm (rows are sorted)."""
+    """Copy first-panel-year values onto every row of the firm (rows are sorted).
+
+    Export status comes from the firm's first panel year the customs extract covers.
+    """
     first_rows = panel.loc[
         ~panel["firm_id"].duplicated(),
-        ["firm_id", "log_employees", "log_turnover", "exporter", "firm_age"],
+        ["firm_id", "log_employees", "log_turnover", "firm_age"],
     ]
+    covered = panel.loc[panel["exports_covered"].eq(1), ["firm_id", "exporter"]]
+    first_rows = first_rows.merge(covered.drop_duplicates("firm_id"), on="firm_id", how="left")
     first_values = first_rows.rename(
         columns={c: f"{c}_first" for c in first_rows.columns if c != "firm_id"}
     )
     return panel.merge(first_values, on="firm_id", how="left", validate="many_to_one")
+
+
+def _account_table(tables: dict[str, pd.DataFrame], panel: pd.DataFrame, covered_years: pd.Series) -> pd.DataFrame:
+    """Status and reason of every input row, tallied per source (rows and distinct firms)."""
+    registered = tables["firms"]["firm_id"]
+    in_panel = panel["firm_id"].drop_duplicates()
+    first_year, last_year = int(panel["year"].min()), int(panel["year"].max())
+
+    def firm_reason(firm_ids: pd.Series) -> np.ndarray:
+        """Why a row of a firm outside the panel is left out ('' for firms in the panel)."""
+        return np.select(
+            [firm_ids.isin(in_panel), firm_ids.isin(registered)], ["", REASON_NO_ACCOUNTS], REASON_NOT_REGISTERED
+        )
+
+    financials = tables["financials"]
+    participation = tables["participation"]
+    start_year = participation["start_date"].dt.year
+    already_treated = participation.loc[start_year < first_year, "firm_id"]
+    exports = tables["exports"]
+    firm_year = pd.MultiIndex.from_frame(panel[KEYS])
+    reasons = {
+        "firms": firm_reason(registered),
+        "financials": np.where(financials["firm_id"].isin(registered), "", REASON_NOT_REGISTERED),
+        "participation": np.where(
+            (firm_reason(participation["firm_id"]) == "") & (start_year.to_numpy() > last_year),
+            REASON_AFTER_PANEL,
+            firm_reason(participation["firm_id"]),
+        ),
+        "exports": np.select(
+            [
+                pd.MultiIndex.from_frame(exports[KEYS]).isin(firm_year),
+                exports["firm_id"].isin(in_panel).to_numpy(),
+            ],
+            [np.where(exports["year"].isin(covered_years), "", REASON_UNCOVERED), REASON_NO_FIRM_YEAR],
+            firm_reason(exports["firm_id"]),
+        ),
+    }
+    in_panel_reason = {"participation": np.where(participation["firm_id"].isin(already_treated),
+                                                 REASON_ALREADY_TREATED, REASON_IN_PANEL)}
+    tallies = []
+    for source in SOURCES:
+        table = tables[source]
+        reason = np.asarray(reasons[source], dtype=object)
+        used = reason == ""
+        reason[used] = np.broadcast_to(in_panel_reason.get(source, REASON_IN_PANEL), len(reason))[used]
+        tally = (
+            pd.DataFrame({"firm_id": table["firm_id"].to_numpy(), "used": used, "reason": reason})
+            .groupby(["used", "reason"], sort=False)["firm_id"]
+            .agg(rows="size", firms="nunique")
+            .reset_index()
+            .sort_values(["used", "rows"], ascending=[False, False], kind="stable")
+        )
+        tallies.append(tally.assign(source=source, status=np.where(tally["used"], USED, LEFT_OUT)))
+    account = pd.concat(tallies, ignore_index=True)
+    account[["rows", "firms"]] = account[["rows", "firms"]].astype("int64")
+    return account[list(ACCOUNT_COLUMNS)]

@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from analyses.evaluation import run_evaluation
+from analyses.panel import PanelAccount
 from assets.metadata import frame_metadata
 from pipelines.partitions import deliveries
 from pipelines.resources import EvaluationPlanResource
@@ -19,14 +20,20 @@ from pipelines.resources import EvaluationPlanResource
         ),
         "evaluation_diagnostics": dg.AssetOut(
             io_manager_key="object_io_manager",
-            description="Pre-trend tests, covariate balance, propensity overlap, minimum detectable effects, cohorts.",
+            description="Pre-trend tests, covariate balance, propensity overlap, minimum detectable effects, cohorts, "
+            "firms and firm-years left out (with reasons) and the panel account.",
         ),
     },
 )
-def did_estimates(context: dg.AssetExecutionContext, firm_year_panel: pd.DataFrame, plan: EvaluationPlanResource):
+def did_estimates(
+    context: dg.AssetExecutionContext,
+    firm_year_panel: pd.DataFrame,
+    panel_account: PanelAccount,
+    plan: EvaluationPlanResource,
+):
     """Estimate what each service did to firms' exporting, as the evaluation plan specifies."""
     evaluation_plan = plan.load()
-    result = run_evaluation(firm_year_panel, evaluation_plan, progress=context.log.info)
+    result = run_evaluation(firm_year_panel, evaluation_plan, progress=context.log.info, account=panel_account)
     headline = result.estimates.query("estimator == 'cs_did' and aggregation == 'simple'")
     yield dg.Output(
         result.estimates,

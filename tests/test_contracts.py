@@ -276,7 +276,7 @@ def test_export_rows_without_clean_accounts_are_quarantined_not_lost_in_the_pane
     assert "column firm_id, year: 2 row(s), rule 'referential_integrity: no annual accounts" in summary
     assert summary.endswith("so fix the first file first.")  # the unreadable accounts row cascades
     clean = {source: result.clean for source, result in results.items()}
-    panel = build_firm_year_panel(clean["firms"], clean["financials"], clean["participation"], clean["exports"])
+    panel = build_firm_year_panel(clean["firms"], clean["financials"], clean["participation"], clean["exports"]).panel
     assert panel["export_value_eur"].sum() == pytest.approx(clean["exports"]["export_value_eur"].sum())
     summary_rows = data_quality_summary(raws, results)["sources"]["exports"]
     assert (summary_rows["rows_in"], summary_rows["rows_clean"], summary_rows["rows_quarantined"]) == (80, 78, 2)

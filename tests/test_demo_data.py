@@ -34,7 +34,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def panel(data):
-    return build_firm_year_panel(data.firms, data.financials, data.participation, data.exports)
+    return build_firm_year_panel(data.firms, data.financials, data.participation, data.exports).panel
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def test_messy_shipments_are_summed_to_the_same_panel(data, panel):
     messy = generate_demo_data(n_firms=N_FIRMS, seed=11, messy=True)
     assert len(messy.exports) > len(data.exports)
     assert messy.exports.duplicated(["firm_id", "year", "destination"]).any()
-    rebuilt = build_firm_year_panel(messy.firms, messy.financials, messy.participation, messy.exports)
+    rebuilt = build_firm_year_panel(messy.firms, messy.financials, messy.participation, messy.exports).panel
     pd.testing.assert_frame_equal(rebuilt, panel, check_exact=False, rtol=1e-9)
 
 
@@ -247,7 +247,7 @@ def test_doubly_robust_callaway_santanna_recovers_the_planted_truth():
 
     generated = generate_demo_data(n_firms=10_000)
     panel = build_firm_year_panel(generated.firms, generated.financials,
-                                  generated.participation, generated.exports)
+                                  generated.participation, generated.exports).panel
     panel["unit"] = panel["firm_id"].str[1:].astype(int)
     truth = generated.true_effects.query("aggregation == 'simple' and outcome == 'exporter'")
     errors = {}

@@ -292,7 +292,7 @@ def test_cohort_table_orders_years_and_keeps_the_total_last(tmp_path):
     result = build_report(**{**inputs, "estimates": one_service, "diagnostics": diagnostics},
                           output_dir=tmp_path / "out", settings=HTML_ONLY)
     html = result.html_path.read_text(encoding="utf-8")
-    table = html[html.index("Table 5."):html.index("</table>", html.index("Table 5."))]
+    table = html[html.index("Table 6."):html.index("</table>", html.index("Table 6."))]
     labels = re.findall(r'<th scope="row">([^<]+)</th>', table)
     assert labels == ["2014", "2015", "2016", "2017", "2018", "2019", "All cohorts"]
     assert '<tr class="total"><th scope="row">All cohorts' in table

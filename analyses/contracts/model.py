@@ -101,6 +101,8 @@ class Contract:
     row_references: list[RowReference] = field(default_factory=list)
     sheet: str | int | None = None
     path: Path | None = None
+    #: every ``customProperties`` entry by name (thresholds the code reads, e.g. export coverage)
+    custom_properties: dict = field(default_factory=dict)
 
     @property
     def column_names(self) -> list[str]:
@@ -231,6 +233,7 @@ def load_contract(source: str, contracts_dir: Path | None = None) -> Contract:
         row_references=[_parse_row_reference(path, relation) for relation in table.get("relationships") or []],
         sheet=custom.get("sheet"),
         path=path,
+        custom_properties=custom,
     )
     if contract.source != source:
         raise _fail(path, f"schema physicalName {contract.source!r} does not match source {source!r}")

@@ -39,6 +39,9 @@ DIAGNOSTIC_COLUMNS = {
     "mde": ["treatment", "outcome", "aggregation", "mde"],
     "cohorts": ["treatment", "cohort", "n_delivered", "n_without_baseline", "n_firms", "used", "reason"],
     "not_estimable": ["treatment", "outcome", "reason"],
+    "left_out": ["treatment", "outcome", "reason", "firms", "firm_years"],
+    "panel_account": ["source", "status", "reason", "rows", "firms"],
+    "export_coverage": ["year", "covered", "reason"],
 }
 SOURCE_KEYS = ["rows_in", "rows_clean", "rows_quarantined"]
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -402,6 +405,45 @@ def _cohort_notes(cohorts: pd.DataFrame | None, min_firms: int) -> dict:
     return notes
 
 
+def _firm_count(n: int, min_firms: int) -> str:
+    """A count of firms, shown as "fewer than" below the disclosure minimum so no small group is singled out."""
+    return f"{n:,}" if n >= min_firms or n == 0 else f"fewer than {min_firms}"
+
+
+def _panel_account_rows(account: pd.DataFrame | None, min_firms: int) -> list[dict]:
+    """Where the clean rows of each source went (the panel builder's account, row for row)."""
+    if account is None:
+        return []
+    return [{"source": r["source"], "status": r["status"], "reason": r["reason"], "rows": f"{int(r['rows']):,}",
+             "firms": _firm_count(int(r["firms"]), min_firms)} for r in account.to_dict("records")]
+
+
+def _left_out_rows(left_out: pd.DataFrame | None, min_firms: int) -> list[dict]:
+    """Firms and firm-years each service's estimation set aside, with the evaluation's reason."""
+    if left_out is None:
+        return []
+    return [{"service": service_title(r["treatment"]),
+             "outcome": outcome_spec(r["outcome"]).label if r["outcome"] in OUTCOMES else "all outcomes",
+             "reason": r["reason"], "firms": _firm_count(int(r["firms"]), min_firms),
+             "firm_years": f"{int(r['firm_years']):,}"} for r in left_out.to_dict("records")]
+
+
+def _coverage_notes(coverage: pd.DataFrame | None, account: pd.DataFrame | None, min_firms: int) -> dict:
+    """Years the customs extract does not cover, and supported firms that never reached the panel."""
+    from analyses.panel import REASON_NO_ACCOUNTS
+
+    uncovered = [] if coverage is None else [
+        f"{int(r['year'])} ({r['reason']})" for r in coverage.to_dict("records") if not r["covered"]]
+    supported_without_accounts = 0
+    if account is not None:
+        lost = account[(account["source"] == "participation") & (account["status"] == "left out")
+                       & (account["reason"] == REASON_NO_ACCOUNTS)]
+        supported_without_accounts = int(lost["firms"].sum())
+    return {"uncovered": uncovered,
+            "supported_without_accounts": (_firm_count(supported_without_accounts, min_firms)
+                                           if supported_without_accounts else "")}
+
+
 def _not_estimable_rows(not_estimable: pd.DataFrame | None, firm_ids) -> list[dict] | None:
     """Service/outcome pairs the evaluation could not estimate (None: not reported by the evaluation).
 
@@ -509,6 +551,10 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         "descriptives": _descriptive_tables(cells, disclosure),
         "cohorts": _cohort_table(cells, disclosure),
         "cohort_notes": _cohort_notes(cohorts, settings.min_firms),
+        "panel_account": _panel_account_rows(diagnostics.get("panel_account"), settings.min_firms),
+        "left_out": _left_out_rows(diagnostics.get("left_out"), settings.min_firms),
+        "coverage_notes": _coverage_notes(diagnostics.get("export_coverage"), diagnostics.get("panel_account"),
+                                          settings.min_firms),
         "not_estimable": _not_estimable_rows(diagnostics.get("not_estimable"), firm_ids),
         "plan": _plan_items(plan, comparison_phrase(plan.get("control_group"))),
         "ratings": [{"service": r["service"], "outcome": r["outcome_label"], "level": r["sms_level"],
