@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 TRIM_LEVEL = 0.995
 OVERLAP_LIMIT = 0.999  # R did: a cell whose max propensity score reaches this fails overlap
@@ -72,12 +73,13 @@ def fit_logit(treated: np.ndarray, design: np.ndarray, weights: np.ndarray) -> t
         working = eta + (treated - prob) / mu_eta
         root_weight = np.sqrt(weights * mu_eta**2 / (prob * (1.0 - prob)))
         weighted = design * root_weight[:, None]
-        scale = np.linalg.norm(weighted, axis=0)  # rank judged on equilibrated columns, as R's pivoting QR
-        if np.any(scale == 0):
+        scale = np.linalg.norm(weighted, axis=0)
+        q, r = np.linalg.qr(weighted / np.where(scale > 0, scale, 1.0))
+        # R's dqrdc2: a column whose norm, orthogonalised on the earlier ones, falls below 1e-11 of
+        # its own is aliased (NA coefficient, which DRDID refuses)
+        if np.any(np.abs(np.diag(r)) < 1e-11):
             raise CellEstimationError("propensity-score covariates are collinear in this cell")
-        solution, _, rank, _ = np.linalg.lstsq(weighted / scale, working * root_weight, rcond=1e-11)
-        if rank < design.shape[1]:
-            raise CellEstimationError("propensity-score covariates are collinear in this cell")
+        solution = solve_triangular(r, q.T @ (working * root_weight))
         eta = design @ (solution / scale)
         prob = _logit_inverse(eta)
         deviance = _logit_deviance(treated, prob, weights)

@@ -109,9 +109,9 @@ def complete_rows(frame: pd.DataFrame, rhs: str, value_columns: list, idname: st
     """
     value_columns = [c for c in value_columns if c]
     with np.errstate(all="ignore"):  # log(0) and friends are reported below, not as numpy warnings
-        design_info = patsy.dmatrix(rhs, frame, NA_action="drop").design_info
+        design = patsy.dmatrix(rhs, frame, NA_action="drop", return_type="dataframe")
         usable = {factor.name(): _usable_values(factor.eval(info.state, frame))
-                  for factor, info in design_info.factor_infos.items()}
+                  for factor, info in design.design_info.factor_infos.items()}
     for col in value_columns:
         values = frame[col]
         usable[col] = (np.isfinite(values.to_numpy(dtype=float)) if pd.api.types.is_numeric_dtype(values)
@@ -124,10 +124,10 @@ def complete_rows(frame: pd.DataFrame, rhs: str, value_columns: list, idname: st
         _note(notes, (f"dropped {_count(int((~keep).sum()), 'row')} ({_count(len(np.unique(ids[~keep])), 'unit')}) "
                       f"whose values are missing or not finite (R did 2.5.1 drops them too): {', '.join(parts)}"))
         frame = frame.loc[keep]
-    if len(frame) == 0:
-        raise ValueError("no rows left after dropping rows with missing or non-finite values")
-    with np.errstate(all="ignore"):
-        design = patsy.dmatrix(rhs, frame, NA_action="raise", return_type="dataframe")
+        if len(frame) == 0:
+            raise ValueError("no rows left after dropping rows with missing or non-finite values")
+        with np.errstate(all="ignore"):  # re-evaluated on the kept rows, as R's model.matrix after the filter
+            design = patsy.dmatrix(rhs, frame, NA_action="raise", return_type="dataframe")
     return frame, design
 
 
