@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import patsy
 from scipy.stats import norm
+
+from analyses.did.prepare import check_timing_codes, complete_rows
 
 _Z95 = norm.ppf(0.975)
 
@@ -48,7 +49,7 @@ class TwfeStaticResult:
 @dataclass(repr=False)
 class TwfeEventStudyResult:
     table: pd.DataFrame  # event_time, att, se, ci_lower, ci_upper (reference period att = 0, se NaN)
-    ref_e: int
+    ref_e: int | float  # in the units of tname; a float only on a fractional time scale
     n_obs: int
     n_units: int
     covariance: np.ndarray  # of the estimated event-time coefficients (reference excluded)
@@ -58,7 +59,7 @@ class TwfeEventStudyResult:
                  f"{self.n_obs} observations, {self.n_units} units)",
                  f"{'event_time':>10} {'Estimate':>10} {'Std. Error':>11}   [95% Conf. Int.]"]
         for row in self.table.itertuples(index=False):
-            lines.append(f"{row.event_time:>10d} {row.att:>10.4f} {row.se:>11.4f}   "
+            lines.append(f"{row.event_time:>10g} {row.att:>10.4f} {row.se:>11.4f}   "
                          f"[{row.ci_lower:>8.4f}, {row.ci_upper:>8.4f}]")
         return "\n".join(lines)
 
@@ -101,18 +102,16 @@ def two_way_demean(values: np.ndarray, unit: np.ndarray, period: np.ndarray,
 
 
 def _prepare(data, yname, tname, idname, gname, xformla):
+    """Arrays for the regressions; rows with missing or non-finite values are dropped as in ``analyses.did``."""
     missing = [c for c in (yname, tname, idname, gname) if c not in data.columns]
     if missing:
         raise ValueError(f"column(s) {missing} not found in data")
     frame = data.reset_index(drop=True)
-    covariates = np.empty((len(frame), 0))
-    covariate_names: list[str] = []
-    if xformla is not None:
-        design = patsy.dmatrix(xformla.split("~", 1)[1] + " - 1", frame, NA_action="raise", return_type="dataframe")
-        covariates, covariate_names = design.to_numpy(dtype=float), list(design.columns)
+    check_timing_codes(frame, gname, tname, idname)
+    rhs = "0" if xformla is None else xformla.split("~", 1)[1] + " - 1"
+    frame, design = complete_rows(frame, rhs, [yname], idname, [])
+    covariates, covariate_names = design.to_numpy(dtype=float), list(design.columns)
     y = frame[yname].to_numpy(dtype=float)
-    if not np.isfinite(y).all():
-        raise ValueError(f"outcome '{yname}' has missing or infinite values")
     unit = pd.factorize(frame[idname], sort=True)[0]
     period_values = frame[tname].to_numpy(dtype=float)
     period = pd.factorize(period_values, sort=True)[0]
@@ -151,32 +150,48 @@ def twfe_static(data: pd.DataFrame, yname: str, tname: str, idname: str, gname: 
 
 
 def twfe_event_study(data: pd.DataFrame, yname: str, tname: str, idname: str, gname: str,
-                     min_e: int | None = None, max_e: int | None = None, ref_e: int = -1,
+                     min_e: int | None = None, max_e: int | None = None, ref_e: int | None = None,
                      xformla: str | None = None) -> TwfeEventStudyResult:
-    """Dynamic TWFE with one dummy per event time ``t - g`` (reference ``ref_e`` omitted).
+    """Dynamic TWFE with one dummy per event time ``t - g`` present in the data (reference ``ref_e`` omitted).
 
-    Event times outside ``[min_e, max_e]`` are binned into the endpoints, the usual
-    convention that keeps the specification identified; never-treated units have no
-    event-time dummy.
+    Event times are in the units of ``tname`` and only those that occur get a dummy, so
+    irregular or biennial grids (2000, 2002, ...) are identified; the reference defaults to
+    the latest pre-treatment event time present (``-1`` on a yearly grid, ``-2`` on a
+    biennial one).  Event times outside ``[min_e, max_e]`` are binned into the endpoints,
+    the usual convention that keeps the specification identified; never-treated units
+    have no event-time dummy.  Raises ``ValueError`` if ``ref_e`` is not an event time present.
     """
     y, unit, period, period_values, cohort, covariates, _ = _prepare(data, yname, tname, idname, gname, xformla)
     treated = cohort > 0
     event = np.where(treated, period_values - cohort, np.nan)
     observed = event[treated]
-    low = int(observed.min()) if min_e is None else int(min_e)
-    high = int(observed.max()) if max_e is None else int(max_e)
-    if not low <= ref_e <= high:
-        raise ValueError(f"ref_e={ref_e} must lie within the event window [{low}, {high}]")
-    event_times = [e for e in range(low, high + 1) if e != ref_e]
+    low = observed.min() if min_e is None else min_e
+    high = observed.max() if max_e is None else max_e
     binned = np.clip(event, low, high)
+    present = np.unique(binned[treated])
+    if ref_e is None:
+        pre = present[present < 0]
+        if pre.size == 0:
+            raise ValueError("no pre-treatment event time in the data: every treated unit is first observed "
+                             "after treatment starts, so the event study has no reference period")
+        ref_e = pre.max()
+    if ref_e not in present:
+        raise ValueError(f"ref_e={_plain_number(ref_e)} is not an event time present in the data "
+                         f"(present: [{', '.join(_plain_number(e) for e in present)}])")
+    event_times = present[present != ref_e]
     dummies = np.column_stack([(binned == e).astype(float) for e in event_times])
     regressors = two_way_demean(np.column_stack([dummies, covariates]), unit, period)
     coef, covariance = _clustered_ols(two_way_demean(y, unit, period), regressors, unit, period.max() + 1)
     k = len(event_times)
-    reference_position = ref_e - low
+    reference_position = int(np.searchsorted(present, ref_e))
     att = np.insert(coef[:k], reference_position, 0.0)
     se = np.insert(np.sqrt(np.diag(covariance)[:k]), reference_position, np.nan)
-    table = pd.DataFrame({"event_time": np.arange(low, high + 1), "att": att, "se": se,
+    whole = np.all(present == np.round(present))
+    table = pd.DataFrame({"event_time": present.astype(np.int64) if whole else present, "att": att, "se": se,
                           "ci_lower": att - _Z95 * se, "ci_upper": att + _Z95 * se})
-    return TwfeEventStudyResult(table=table, ref_e=ref_e, n_obs=len(y), n_units=int(unit.max() + 1),
-                                covariance=covariance[:k, :k])
+    return TwfeEventStudyResult(table=table, ref_e=int(ref_e) if whole else float(ref_e), n_obs=len(y),
+                                n_units=int(unit.max() + 1), covariance=covariance[:k, :k])
+
+
+def _plain_number(value) -> str:
+    return f"{float(value):g}"

@@ -1,4 +1,6 @@
 """Awkward inputs: each gets a clear error or a documented, recorded behaviour, never a silent NaN."""
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,6 +8,7 @@ import pytest
 from analyses.did import aggte, att_gt
 from analyses.did.bootstrap import analytic_se
 from analyses.did.simulate import simulate_staggered_panel
+from analyses.twfe import twfe_event_study, twfe_static
 
 COLS = ("y", "period", "unit", "first_treat")
 
@@ -76,7 +79,7 @@ def test_covariate_constant_within_a_cell_is_dropped_there(panel):
     assert np.all(np.isfinite(result.table.att))
 
 
-def test_perfect_separation_marks_cell_failed_and_aggte_refuses_without_na_rm(panel):
+def test_perfect_separation_marks_cell_failed_and_aggte_leaves_it_out(panel):
     cohort = panel.first_treat
     data = panel.assign(separator=(cohort == 3).astype(float) + np.where(cohort == 3, 0.0, 0.01 * (panel.unit % 7)))
     with pytest.warns(UserWarning, match="overlap condition violated"):
@@ -85,10 +88,14 @@ def test_perfect_separation_marks_cell_failed_and_aggte_refuses_without_na_rm(pa
     assert failed and all(g == 3 for g, _ in failed)
     assert result.table.loc[result.table.group == 3, "att"].isna().all()
     assert result.table.loc[result.table.group == 4, "att"].notna().all()
-    with pytest.raises(ValueError, match=r"ATT\(g,t\) is NaN for cells \(3,2\).*na_rm=True"):
-        aggte(result, "simple")
-    remaining = aggte(result, "simple", na_rm=True)
+    assert set(result.failed_table.columns) == {"group", "time", "event_time", "reason"}
+    assert result.failed_table.reason.str.contains("overlap condition violated").all()
+    with pytest.raises(ValueError, match=r"ATT\(g,t\) is NaN for cells \(3,2\).*na_rm=False"):
+        aggte(result, "simple", na_rm=False)
+    with pytest.warns(UserWarning, match=r"left out cohort\(s\) \[3\]"):
+        remaining = aggte(result, "simple")
     assert np.isfinite(remaining.overall_att) and np.isfinite(remaining.overall_se)
+    assert remaining.dropped_cohorts.group.tolist() == [3]
 
 
 def test_all_zero_outcome_is_a_clear_error(panel):
@@ -170,3 +177,198 @@ def test_anticipation_cells_use_last_unaffected_base_and_stay_out_of_pretest():
     expected = change[cohort == 5].mean() - change[cohort == 0].mean()
     assert result.table.query("group == 5 and time == 4").att.iloc[0] == pytest.approx(expected, abs=1e-12)
     assert result.W_df == 1  # only (5,2); R would also test (4,2), (4,3), (5,3) and (5,4)
+
+
+# ----------------------------------------------------------------- issue 9: inputs from public bug reports
+
+METHODS = ["dr", "ipw", "reg"]
+
+
+@pytest.mark.parametrize("bad_code, rule", [(-1, "negative"), (3.5, "not a whole number")])
+def test_invalid_treatment_timing_codes_are_rejected_naming_column_values_and_units(panel, bad_code, rule):
+    """Issue 9.1: never-treated coded -1 (a common sentinel) must not turn the last cohort into the comparison group."""
+    data = panel.assign(first_treat=panel.first_treat.replace(0, bad_code))
+    n_units = data.loc[data.first_treat == bad_code, "unit"].nunique()
+    pattern = rf"'first_treat'.*{rule}.*\[{bad_code}\].*{n_units} units"
+    for unbalanced in (False, True):
+        with pytest.raises(ValueError, match=pattern):
+            _fit(data, allow_unbalanced_panel=unbalanced)
+    for estimator in (twfe_static, twfe_event_study):
+        with pytest.raises(ValueError, match=pattern):
+            estimator(data, *COLS)
+
+
+def test_infinite_timing_code_means_never_treated_as_in_r(panel):
+    as_inf = panel.assign(first_treat=panel.first_treat.replace(0, np.inf))
+    pd.testing.assert_frame_equal(_fit(as_inf).table, _fit(panel).table)
+
+
+def _relevant(caught):
+    """Warnings other than the expected 'dropped ... rows' one."""
+    return [w for w in caught if "whose values are missing or not finite" not in str(w.message)]
+
+
+@pytest.mark.parametrize("missing_share", [0.0, 0.1], ids=["balanced", "unbalanced"])
+@pytest.mark.parametrize("est_method", METHODS)
+def test_covariate_not_finite_after_the_formula_drops_rows_like_r(est_method, missing_share):
+    """Issue 9.2: log(0) = -inf in one unit's covariate: R drops the unit's rows with a warning; so do we."""
+    data = simulate_staggered_panel(240, 5, [3, 4], seed=3, missing_share=missing_share)
+    data["pos"] = np.exp(data.x1)
+    zero_unit = data.loc[data.first_treat == 3, "unit"].iloc[0]
+    data.loc[data.unit == zero_unit, "pos"] = 0.0
+    n_rows = int((data.unit == zero_unit).sum())
+    unbalanced = missing_share > 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _fit(data, xformla="~ np.log(pos)", est_method=est_method, allow_unbalanced_panel=unbalanced)
+    dropped = [str(w.message) for w in caught if "not finite" in str(w.message)]
+    assert len(dropped) == 1 and f"dropped {n_rows} rows (1 unit)" in dropped[0] and "np.log(pos)" in dropped[0]
+    assert not _relevant(caught), [str(w.message) for w in _relevant(caught)]
+    expected = _fit(data[data.unit != zero_unit], xformla="~ np.log(pos)", est_method=est_method,
+                    allow_unbalanced_panel=unbalanced)
+    np.testing.assert_allclose(result.att, expected.att, rtol=0, atol=1e-12)
+    assert np.all(np.isfinite(result.att))
+    for agg_type in ["simple", "dynamic", "group", "calendar"]:
+        assert np.isfinite(aggte(result, agg_type).overall_att)
+
+
+@pytest.mark.parametrize("est_method", METHODS)
+def test_non_finite_outcome_and_time_varying_covariate_rows_are_dropped(panel, est_method):
+    data = panel.assign(z=np.sqrt(panel.period + panel.unit % 3))
+    data.loc[data.index[3], "y"] = np.inf
+    data.loc[data.index[12], "z"] = np.nan
+    data.loc[data.index[21], "z"] = np.inf
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _fit(data, xformla="~ z", est_method=est_method, allow_unbalanced_panel=True)
+    message = next(str(w.message) for w in caught if "not finite" in str(w.message))
+    assert "dropped 3 rows (3 units)" in message and "'y': 1 row (1 unit)" in message and "'z': 2 rows" in message
+    assert not _relevant(caught)
+    expected = _fit(data.drop(index=data.index[[3, 12, 21]]), xformla="~ z", est_method=est_method,
+                    allow_unbalanced_panel=True)
+    np.testing.assert_allclose(result.att, expected.att, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="unbalanced panel: 3 of 240 units .*missing or non-finite"):
+        _fit(data, xformla="~ z", est_method=est_method)
+
+
+def test_twfe_drops_non_finite_rows_with_the_same_warning(panel):
+    data = panel.assign(pos=np.exp(panel.x1 * panel.period))  # time-varying, so not absorbed by the unit effects
+    data.loc[data.index[:5], "pos"] = 0.0
+    data.loc[data.index[7], "y"] = -np.inf
+    for estimator in (twfe_static, twfe_event_study):
+        with pytest.warns(UserWarning, match=r"dropped 6 rows \(2 units\).*'np.log\(pos\)': 5 rows.*'y': 1 row"):
+            result = estimator(data, *COLS, xformla="~ np.log(pos)")
+        assert result.n_obs == len(data) - 6
+
+
+def _biennial(annual):
+    """The same panel on a biennial grid: period p -> 1998 + 2p (2000, 2002, ..., 2010), cohorts alike."""
+    return annual.assign(period=1998 + 2 * annual.period,
+                         first_treat=np.where(annual.first_treat > 0, 1998 + 2 * annual.first_treat, 0))
+
+
+@pytest.mark.parametrize("est_method", METHODS)
+def test_biennial_periods_give_the_annual_results_in_years(est_method):
+    """Issue 9.4, CS path: relabelling periods 1..6 as 2000..2010 changes no estimate; event times are in years."""
+    annual = simulate_staggered_panel(300, 6, [3, 4, 5], seed=12)
+    biennial = _biennial(annual)
+    a = _fit(annual, est_method=est_method, xformla="~ x1")
+    b = _fit(biennial, est_method=est_method, xformla="~ x1")
+    np.testing.assert_array_equal(b.group, 1998 + 2 * a.group)
+    np.testing.assert_allclose(b.att, a.att, rtol=0, atol=1e-12)
+    assert b.W == pytest.approx(a.W, rel=1e-10)
+    key_map = {"dynamic": lambda k: 2 * k, "group": lambda k: 1998 + 2 * k, "calendar": lambda k: 1998 + 2 * k}
+    for agg_type, options_a, options_b in [("simple", {}, {}), ("group", {}, {}), ("calendar", {}, {}),
+                                           ("dynamic", {}, {}), ("dynamic", {"balance_e": 1}, {"balance_e": 2}),
+                                           ("dynamic", {"min_e": -2, "max_e": 1}, {"min_e": -4, "max_e": 2})]:
+        agg_a, agg_b = aggte(a, agg_type, **options_a), aggte(b, agg_type, **options_b)
+        assert agg_b.overall_att == pytest.approx(agg_a.overall_att, abs=1e-12)
+        assert agg_b.overall_se == pytest.approx(agg_a.overall_se, rel=1e-10)
+        if agg_a.table is not None:
+            key = agg_a.table.columns[0]
+            np.testing.assert_array_equal(agg_b.table[key], key_map[agg_type](agg_a.table[key]))
+            np.testing.assert_allclose(agg_b.table.att, agg_a.table.att, rtol=0, atol=1e-12)
+
+
+@pytest.fixture()
+def result(panel):
+    return _fit(panel)
+
+
+@pytest.mark.parametrize("agg_type, option", [
+    ("calendar", {"max_e": 0}), ("calendar", {"min_e": -1}), ("calendar", {"balance_e": 1}),
+    ("simple", {"min_e": 1}), ("simple", {"balance_e": 0}), ("group", {"min_e": 1}), ("group", {"balance_e": 1}),
+    ("simple", {"cband": True}),
+])
+def test_aggregation_options_without_effect_warn_and_are_not_recorded(result, agg_type, option):
+    """Issue 9.5: an option that does not apply to the aggregation type is named in a warning, not recorded."""
+    name = next(iter(option))
+    with pytest.warns(UserWarning, match=rf"{name}.*no effect on type='{agg_type}'"):
+        agg = aggte(result, agg_type, **option)
+    plain = aggte(result, agg_type)
+    assert agg.overall_att == plain.overall_att and agg.overall_se == plain.overall_se
+    assert (agg.min_e, agg.max_e, agg.balance_e) == (-np.inf, np.inf, None)
+
+
+def test_max_e_restricts_simple_and_group_as_in_r(result):
+    """R applies max_e to simple and group (``t <= g + max_e``): recorded, no warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        simple = aggte(result, "simple", max_e=0)
+        group = aggte(result, "group", max_e=0)
+        dynamic = aggte(result, "dynamic", min_e=-1, max_e=0, balance_e=0)
+    on_impact = result.table.query("time == group")
+    assert group.table.att.tolist() == pytest.approx(on_impact.att.tolist(), abs=1e-14)
+    assert simple.max_e == 0 and group.max_e == 0 and simple.overall_att != aggte(result, "simple").overall_att
+    assert (dynamic.min_e, dynamic.max_e, dynamic.balance_e) == (-1, 0, 0)
+
+
+def _small_separated_cohort(panel):
+    """Cohort 5 has six firms whose covariate separates them from everyone else: its cells cannot be estimated."""
+    small = panel[panel.unit <= 6].assign(unit=lambda d: d.unit + 10_000, first_treat=5)
+    data = pd.concat([panel, small], ignore_index=True)
+    return data.assign(size=np.where(data.first_treat == 5, 10.0, 0.0) + 0.01 * (data.unit % 7))
+
+
+@pytest.mark.parametrize("est_method", ["dr", "ipw"])
+@pytest.mark.parametrize("agg_type", ["simple", "dynamic", "group", "calendar"])
+def test_one_weak_cohort_is_left_out_and_listed_not_the_whole_aggregate(est_method, agg_type):
+    """Issue 9.6: aggte aggregates the estimable cells and lists the cells and cohort it left out, with the reason."""
+    data = _small_separated_cohort(simulate_staggered_panel(240, 6, [3, 4], seed=3))
+    with pytest.warns(UserWarning, match="overlap condition violated"):
+        result = _fit(data, xformla="~ size", est_method=est_method, bstrap=True, biters=199, random_state=1)
+    assert set(result.failed_table.group) == {5}
+    with pytest.warns(UserWarning, match=r"left out cohort\(s\) \[5\]"):
+        agg = aggte(result, agg_type)
+    assert agg.dropped_cohorts.to_dict("records") == [
+        {"group": 5, "n_units": 6, "reason": result.failed_table.reason.iloc[0]}]
+    assert set(agg.dropped_cells.group) == {5} and "reason" in agg.dropped_cells
+    assert np.isfinite(agg.overall_att) and np.isfinite(agg.overall_se)
+    assert agg.n_treated == int((result.unit_cohort > 0).sum()) - 6
+    # the same numbers as estimating without the weak cohort (never-treated comparisons are unchanged)
+    without = _fit(data[data.first_treat != 5], xformla="~ size", est_method=est_method)
+    reference = aggte(without, agg_type, bstrap=False)
+    reduced = aggte(result, agg_type, bstrap=False)
+    assert reduced.overall_att == pytest.approx(reference.overall_att, abs=1e-12)
+    assert reduced.overall_se == pytest.approx(reference.overall_se, rel=0.02)
+    if reference.table is not None:
+        np.testing.assert_allclose(reduced.table.att, reference.table.att, atol=1e-12)
+        assert np.all(np.isfinite(agg.table.se)) and np.isfinite(agg.crit_val)
+
+
+def test_cohort_without_a_pre_period_on_an_unbalanced_register_is_left_out(panel):
+    """Issue 9.6: cohort 4 has no rows in period 3, its base period; only its cells are lost."""
+    data = panel[~((panel.first_treat == 4) & (panel.period == 3))]
+    with pytest.warns(UserWarning, match="could not be estimated"):
+        result = _fit(data, allow_unbalanced_panel=True)
+    failed = result.failed_table
+    assert set(failed.group) == {4} and set(failed.time) == {3, 4, 5}
+    assert np.all(np.isfinite(result.table.query("group == 3").att))
+    for agg_type in ["simple", "group", "calendar"]:
+        with pytest.warns(UserWarning, match=r"left out cohort\(s\) \[4\]"):
+            agg = aggte(result, agg_type)
+        assert np.isfinite(agg.overall_att) and agg.dropped_cohorts.group.tolist() == [4]
+    with pytest.warns(UserWarning, match=r"left out 3 ATT\(g,t\) cell"):
+        dynamic = aggte(result, "dynamic")
+    assert set(dynamic.dropped_cells.group) == {4} and dynamic.dropped_cohorts.empty  # (4,2) is still estimated
+    assert -2 in dynamic.table.event_time.tolist()

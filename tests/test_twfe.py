@@ -60,8 +60,28 @@ def test_twfe_is_biased_under_heterogeneous_dynamic_effects_while_cs_is_not():
     assert twfe.ci_upper < truth
 
 
-def test_reference_period_must_be_in_window():
+def test_reference_period_must_be_an_event_time_present():
     data = simulate_staggered_panel(20, 5, [3], seed=1)
-    with pytest.raises(ValueError, match=r"ref_e=-5 must lie within the event window \[-2, 2\]"):
+    with pytest.raises(ValueError, match=r"ref_e=-5 is not an event time present.*\[-2, -1, 0, 1, 2\]"):
         twfe_event_study(data, "y", "period", "unit", "first_treat", ref_e=-5)
     assert "TWFE event study" in twfe_event_study(data, "y", "period", "unit", "first_treat").summary()
+
+
+def test_event_study_on_biennial_periods_uses_the_event_times_present():
+    """Issue 9.4: periods 2000, 2002, ..., 2010 give event times -8, -6, ..., 6; odd ones never occur."""
+    annual = simulate_staggered_panel(60, 6, [3, 4, 5], seed=4)
+    biennial = annual.assign(period=1998 + 2 * annual.period,
+                             first_treat=np.where(annual.first_treat > 0, 1998 + 2 * annual.first_treat, 0))
+    ours = twfe_event_study(biennial, "y", "period", "unit", "first_treat")
+    assert ours.ref_e == -2  # the latest pre-period present
+    assert ours.table.event_time.tolist() == [-8, -6, -4, -2, 0, 2, 4, 6]
+    on_annual_grid = twfe_event_study(annual, "y", "period", "unit", "first_treat")
+    assert on_annual_grid.ref_e == -1
+    np.testing.assert_allclose(ours.table.att, on_annual_grid.table.att, atol=1e-10)
+    np.testing.assert_allclose(ours.table.se, on_annual_grid.table.se, rtol=1e-10)
+    windowed = twfe_event_study(biennial, "y", "period", "unit", "first_treat", min_e=-4, max_e=3)
+    assert windowed.table.event_time.tolist() == [-4, -2, 0, 2, 3]  # 3 is the binned upper endpoint
+    with pytest.raises(ValueError, match=r"ref_e=-1 is not an event time present"):
+        twfe_event_study(biennial, "y", "period", "unit", "first_treat", ref_e=-1)
+    static = twfe_static(biennial, "y", "period", "unit", "first_treat")
+    assert static.att == pytest.approx(twfe_static(annual, "y", "period", "unit", "first_treat").att, abs=1e-10)

@@ -7,8 +7,16 @@ study, group, calendar) with analytic or multiplier-bootstrap inference.
 
 Documented behaviour on awkward data (R's choices unless stated):
 
-* never-treated units may be coded ``gname == 0`` or NaN; cohorts treated after the
-  last period count as never treated;
+* never-treated units may be coded ``gname == 0``, NaN or +inf; cohorts treated after the
+  last period count as never treated; negative codes (e.g. a ``-1`` sentinel) and, when the
+  periods are whole numbers, fractional codes raise ``ValueError`` naming the column, the
+  values and the number of units (R ``did`` 2.5.1 stops on negative codes; the same check
+  guards ``analyses.twfe``);
+* rows whose outcome, weight, cluster or covariates *as evaluated by the formula* are
+  missing or not finite (``np.log(0)``, an infinite outcome) are dropped with one warning
+  naming each term or column and its rows and units (R 2.5.1's ``complete_finite_cases``;
+  TWFE does the same); on a balanced panel without ``allow_unbalanced_panel`` a partly
+  dropped unit then raises the unbalanced-panel error, where R would drop the unit;
 * cohorts treated in the first period are dropped with a warning (``result.notes``,
   ``result.dropped_first_period_units``);
 * no never-treated units with ``control_group="nevertreated"``: the last cohort is used
@@ -17,9 +25,19 @@ Documented behaviour on awkward data (R's choices unless stated):
   R's repeated-cross-section estimators with unit-level influence functions are used);
 * a covariate constant within a cell is dropped for that cell (it is collinear with the
   intercept, so the estimate is unchanged) with a warning;
-* a cell whose propensity score separates treated and comparison units (max score >=
-  0.999), or whose regression design is singular, is NaN with a warning and is listed in
-  ``result.failed_cells``; ``aggte`` then raises unless ``na_rm=True``;
+* the propensity logit is fitted as R's ``glm``: IRLS from glm's starting values, stopping
+  when ``|dev - dev_old| / (|dev| + 0.1) < 1e-8`` or after 25 iterations, R's clamped link.
+  Under near-separation (comparison units that the covariates set apart from the treated)
+  the MLE does not exist; glm's stopping point gives those units scores of numerically 0,
+  hence no weight, and a finite estimate equal to the limit (cross-checked against csdid
+  and a hand computation); a warning lists the cells;
+* a cell whose propensity score separates the treated from the comparison units (max score
+  >= 0.999), whose covariates are collinear, or whose regression design is singular, is NaN
+  with a warning and is listed in ``result.failed_cells`` / ``result.failed_table``
+  (``group, time, event_time, reason``);
+* ``aggte`` options apply as in R: ``max_e`` to simple, group and dynamic, ``min_e`` and
+  ``balance_e`` to dynamic only; an option given where it has no effect (e.g. ``max_e`` for
+  calendar, ``min_e`` for simple) is named in a warning and not recorded on the result;
 * a constant outcome (e.g. all zeros) raises ``ValueError``.
 
 Bootstrap multipliers are Rademacher, as in R ``did``'s ``mboot``. ``load_mpdta()`` returns R
@@ -38,6 +56,18 @@ Checked to match R ``did`` 2.5 where earlier ports or versions differed:
   without one.
 
 Deliberate differences from R ``did`` 2.5:
+
+* ``aggte`` aggregates over the estimable cells by default (``na_rm=True``; R's default
+  ``na.rm = FALSE`` stops): NaN cells are left out, weights renormalised over the rest as
+  R's ``na.rm = TRUE`` does (cohort shares within an event time or period; a cohort's own
+  post-treatment cells for ``group``; cohorts without any estimable post-treatment cell
+  drop out of the group weights), the influence functions and the bootstrap use the same
+  reduced set, and the result lists what was left out (``dropped_cells``:
+  ``group, time, event_time, reason``; ``dropped_cohorts``: ``group, n_units, reason``)
+  with a warning, so one weak cohort no longer sinks the whole aggregate;
+  ``na_rm=False`` raises as R does;
+* cells whose comparison units have propensity scores below ``1e-6`` are named in a
+  warning (R's glm warns only below ``10 * eps`` and DRDID silences it);
 
 * anticipation ``a > 0``: cells with ``g - a <= t < g`` are differenced from period
   ``g - a - 1``, the last one free of anticipation, like the post-treatment cells; R moves

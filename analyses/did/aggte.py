@@ -6,7 +6,8 @@ aggregate's influence function includes the term from estimating those weights
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,13 @@ from analyses.did.bootstrap import analytic_se, multiplier_bootstrap, uniform_cr
 _KEY_COLUMN = {"dynamic": "event_time", "group": "group", "calendar": "time"}
 _TITLES = {"simple": "simple weighted average", "dynamic": "event-study/dynamic aggregation",
            "group": "group/cohort aggregation", "calendar": "calendar time aggregation"}
+_APPLIES_TO = {"min_e": ("dynamic",), "max_e": ("simple", "group", "dynamic"), "balance_e": ("dynamic",)}
+_DROPPED_CELL_COLUMNS = ["group", "time", "event_time", "reason"]
+_DROPPED_COHORT_COLUMNS = ["group", "n_units", "reason"]
+
+
+def _empty_dropped(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c == "reason" else np.int64) for c in columns})
 
 
 @dataclass(repr=False)
@@ -41,6 +49,8 @@ class AggteResult:
     min_e: float = -np.inf
     max_e: float = np.inf
     balance_e: int | None = None
+    dropped_cells: pd.DataFrame = field(default_factory=lambda: _empty_dropped(_DROPPED_CELL_COLUMNS))
+    dropped_cohorts: pd.DataFrame = field(default_factory=lambda: _empty_dropped(_DROPPED_COHORT_COLUMNS))
 
     def summary(self) -> str:
         level = int(round(100 * (1 - self.alp)))
@@ -48,7 +58,9 @@ class AggteResult:
                  f"{'ATT':>10} {'Std. Error':>11}   [{level}% Conf. Int.]   p-value",
                  f"{self.overall_att:>10.4f} {self.overall_se:>11.4f}   [{self.overall_ci_lower:.4f}, "
                  f"{self.overall_ci_upper:.4f}]   {self.overall_pvalue:.4f}",
-                 f"Treated units: {self.n_treated},  comparison units: {self.n_control}", ""]
+                 f"Treated units: {self.n_treated},  comparison units: {self.n_control}"]
+        lines += [f"Left out, not estimable: cohort {row.group:g} ({row.n_units} units): {row.reason}"
+                  for row in self.dropped_cohorts.itertuples(index=False)] + [""]
         if self.table is not None:
             key = _KEY_COLUMN[self.type]
             band = "Simult." if self.cband else "Pointwise"
@@ -87,13 +99,65 @@ def _share_weighted_average(cells, att, inf_func, pg_cell, group, unit_weight, u
     return float(att[cells] @ weights), _combine(inf_func, att, cells, weights, wif)
 
 
+def _applicable_options(type, min_e, max_e, balance_e, cband):
+    """R's scope of each option; one that does not apply to ``type`` is named in a warning and reset."""
+    given = {"min_e": min_e if min_e != -np.inf else None, "max_e": max_e if max_e != np.inf else None,
+             "balance_e": balance_e}
+    ignored = {name: value for name, value in given.items() if value is not None and type not in _APPLIES_TO[name]}
+    for name, value in ignored.items():
+        warnings.warn(f"{name}={value:g} has no effect on type='{type}' (it applies to "
+                      f"{' and '.join(_APPLIES_TO[name])} only, as in R); it is ignored", stacklevel=3)
+    if cband and type == "simple":
+        warnings.warn("cband=True has no effect on type='simple': a single overall effect has no simultaneous "
+                      "band", stacklevel=3)
+    return (-np.inf if "min_e" in ignored else min_e, np.inf if "max_e" in ignored else max_e,
+            None if "balance_e" in ignored else balance_e)
+
+
+def _dropped(result, type, missing, min_e, max_e, balance_e):
+    """NaN cells the aggregation would have used, and cohorts none of whose cells it can use (tidy tables)."""
+    group, time = result.group, result.time
+    event = time - group
+    if type == "dynamic":
+        wanted = (event >= min_e) & (event <= max_e)
+        if balance_e is not None:
+            wanted &= time.max() - group >= balance_e
+    else:
+        wanted = (group <= time) & (event <= max_e)
+    reasons = {(g, t): reason for g, t, reason in result.failed_cells}
+    lost = np.flatnonzero(wanted & missing)
+    cells = pd.DataFrame({"group": group[lost], "time": time[lost], "event_time": event[lost],
+                          "reason": [reasons.get((group[i], time[i]), "ATT(g,t) is NaN") for i in lost]},
+                         columns=_DROPPED_CELL_COLUMNS)
+    cohorts = [g for g in np.unique(group[lost]) if missing[wanted & (group == g)].all()]
+    first_reason = {g: cells.loc[cells.group == g, "reason"].iloc[0] for g in cohorts}
+    cohort_table = pd.DataFrame({"group": cohorts,
+                                 "n_units": [int(np.sum(result.unit_cohort == g)) for g in cohorts],
+                                 "reason": [first_reason[g] for g in cohorts]}, columns=_DROPPED_COHORT_COLUMNS)
+    for table in (cells, cohort_table):
+        for column in ("group", "time", "event_time"):
+            if column in table:
+                table[column] = _whole_numbers_as_int(table[column].to_numpy(dtype=float))
+    return cells, cohort_table
+
+
+def _warn_dropped(type, cells, cohorts):
+    listed = ", ".join(f"({g:g},{t:g})" for g, t in zip(cells.group, cells.time))
+    message = f"aggte(type='{type}'): left out {len(cells)} ATT(g,t) cell(s) that could not be estimated: {listed}"
+    if len(cohorts):
+        message += (f"; left out cohort(s) {cohorts.group.tolist()} ({int(cohorts.n_units.sum())} treated units) "
+                    "entirely")
+    warnings.warn(message + "; the weights are renormalised over the estimable cells (see .dropped_cells, "
+                  ".dropped_cohorts)", stacklevel=3)
+
+
 def aggte(
     result: AttGtResult,
     type: str = "group",
     balance_e: int | None = None,
     min_e: float = -np.inf,
     max_e: float = np.inf,
-    na_rm: bool = False,
+    na_rm: bool = True,
     bstrap: bool | None = None,
     biters: int | None = None,
     cband: bool | None = None,
@@ -102,6 +166,13 @@ def aggte(
 ) -> AggteResult:
     """Aggregate ATT(g,t) like R ``aggte``: ``simple``, ``dynamic`` (event study), ``group`` or ``calendar``.
 
+    Options apply as in R: ``max_e`` to simple, group and dynamic; ``min_e`` and ``balance_e``
+    to dynamic only.  An option given for a type it does not apply to is named in a warning
+    and not recorded on the result.  Cells that could not be estimated (NaN ATT(g,t)) are left
+    out and the weights renormalised over the estimable cells (``na_rm=True``, the default; a
+    deliberate difference from R, whose default stops); the cells and the cohorts left out
+    entirely are listed, with the reason, in ``dropped_cells`` and ``dropped_cohorts`` and
+    named in a warning.  ``na_rm=False`` raises ``ValueError`` instead, as R's default.
     With ``bstrap`` one multiplier bootstrap serves every row, the overall effect and the
     uniform band (R draws separately for each; same distribution, see ``analyses.did``).
     Standard errors ``<= sqrt(eps) * 10`` are NaN, as in R.
@@ -110,6 +181,7 @@ def aggte(
         raise ValueError(f"type must be one of {list(_TITLES)}, got {type!r}")
     if balance_e is not None and (int(balance_e) != balance_e or balance_e < 0):
         raise ValueError(f"balance_e must be a non-negative whole number, got {balance_e}")
+    min_e, max_e, balance_e = _applicable_options(type, min_e, max_e, balance_e, cband)
     bstrap = result.bstrap if bstrap is None else bstrap
     biters = result.biters if biters is None else int(biters)
     cband = result.cband_requested if cband is None else cband
@@ -118,11 +190,14 @@ def aggte(
 
     group, time, att, inf_func = result.group, result.time, result.att, result.inf_func
     missing = np.isnan(att)
+    dropped_cells, dropped_cohorts = _dropped(result, type, missing, min_e, max_e, balance_e)
     if missing.any():
         if not na_rm:
             cells = ", ".join(f"({g:g},{t:g})" for g, t in zip(group[missing], time[missing]))
-            raise ValueError(f"ATT(g,t) is NaN for cells {cells} (see result.failed_cells); "
-                             "pass na_rm=True to aggregate the remaining cells")
+            raise ValueError(f"ATT(g,t) is NaN for cells {cells} (see result.failed_table); with na_rm=False "
+                             "aggte refuses them, as R's default does")
+        if len(dropped_cells):
+            _warn_dropped(type, dropped_cells, dropped_cohorts)
         group, time, att, inf_func = group[~missing], time[~missing], att[~missing], inf_func[:, ~missing]
     control_units = result.control_units[:, ~missing]
     if not np.any(group <= time):
@@ -133,7 +208,7 @@ def aggte(
     pg_group = np.array([np.mean(unit_weight * (unit_cohort == g)) for g in glist])
     pg_cell = pg_group[np.searchsorted(glist, group)]
     event = time - group
-    in_window = (group <= time) & (event >= min_e) & (event <= max_e)
+    in_window = (group <= time) & (event <= max_e)  # R: simple and group keep t <= g + max_e
 
     rows_att, rows_if, row_keys, row_cells = [], [], [], []
 
@@ -148,24 +223,27 @@ def aggte(
     if type == "simple":
         keepers = np.flatnonzero(in_window)
         if keepers.size == 0:
-            raise ValueError(f"no post-treatment cells with event time in [{min_e}, {max_e}]")
+            raise ValueError(f"no post-treatment cells with event time <= {max_e}")
         overall_att, overall_if = _share_weighted_average(keepers, att, inf_func, pg_cell, group,
                                                           unit_weight, unit_cohort)
         used_cells = keepers
     elif type == "group":
-        for g in glist:
+        lost = set(dropped_cohorts.group)  # only pre-treatment cells of these cohorts could be estimated
+        cohorts = np.array([g for g in glist if g not in lost])
+        for g in cohorts:
             whichg = np.flatnonzero((group == g) & in_window)
             if whichg.size == 0:
-                raise ValueError(f"cohort {g:g} has no post-treatment cell with event time in [{min_e}, {max_e}]")
+                raise ValueError(f"cohort {g:g} has no post-treatment cell with event time <= {max_e}")
             rows_att.append(att[whichg].mean())
             rows_if.append(_combine(inf_func, att, whichg, np.full(whichg.size, 1.0 / whichg.size)))
             row_keys.append(g)
             row_cells.append(whichg)
         att_g, if_g = np.asarray(rows_att), np.column_stack(rows_if)
-        all_groups = np.arange(len(glist))
-        overall_att = float(att_g @ pg_group / pg_group.sum())
-        overall_if = _combine(if_g, att_g, all_groups, pg_group / pg_group.sum(),
-                              _weights_influence(all_groups, pg_group, unit_weight, unit_cohort, glist))
+        pg_kept = pg_group[np.searchsorted(glist, cohorts)]
+        all_groups = np.arange(len(cohorts))
+        overall_att = float(att_g @ pg_kept / pg_kept.sum())
+        overall_if = _combine(if_g, att_g, all_groups, pg_kept / pg_kept.sum(),
+                              _weights_influence(all_groups, pg_kept, unit_weight, unit_cohort, cohorts))
         used_cells = np.concatenate(row_cells)
     elif type == "dynamic":
         include = np.ones(len(group), dtype=bool)
@@ -224,5 +302,5 @@ def aggte(
         n_treated=int(np.isin(unit_cohort, treated_cohorts).sum()),
         n_control=int(control_units[:, used_cells].any(axis=1).sum()),
         overall_inf_func=overall_if, inf_func=columns[:, :-1] if rows_if else None, source=result,
-        min_e=min_e, max_e=max_e, balance_e=balance_e,
+        min_e=min_e, max_e=max_e, balance_e=balance_e, dropped_cells=dropped_cells, dropped_cohorts=dropped_cohorts,
     )

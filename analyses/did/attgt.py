@@ -9,7 +9,14 @@ import pandas as pd
 from scipy.stats import chi2, norm
 
 from analyses.did.bootstrap import analytic_se, multiplier_bootstrap, uniform_critical_value
-from analyses.did.estimators import PANEL_ESTIMATORS, RC_ESTIMATORS, CellEstimationError
+from analyses.did.estimators import (
+    _GLM_MAXIT,
+    NUMERICALLY_ZERO,
+    PANEL_ESTIMATORS,
+    RC_ESTIMATORS,
+    CellEstimationError,
+    PropensityScoreWarning,
+)
 from analyses.did.prepare import PreparedPanel, prepare_panel
 
 _ZERO_SE = np.sqrt(np.finfo(float).eps) * 10  # R did: smaller standard errors are reported as NA
@@ -52,6 +59,15 @@ class AttGtResult:
     @property
     def unit_cohort(self) -> np.ndarray:
         return self.panel.unit_cohort
+
+    @property
+    def failed_table(self) -> pd.DataFrame:
+        """Cells that could not be estimated (NaN), one row each: ``group, time, event_time, reason``."""
+        rows = [(g, t, t - g, reason) for g, t, reason in self.failed_cells]
+        table = pd.DataFrame(rows, columns=["group", "time", "event_time", "reason"])
+        for column in ("group", "time", "event_time"):
+            table[column] = _whole_numbers_as_int(table[column].to_numpy(dtype=float))
+        return table
 
     @property
     def dropped_first_period_units(self) -> int:
@@ -180,6 +196,7 @@ def _estimate_cells(panel: PreparedPanel, control_group, est_method, base_period
     n_time_cells = len(tlist) - tfac
     columns, groups, times, atts, n_treated, n_control, control_cols, failed = [], [], [], [], [], [], [], []
     dropped_columns: set[str] = set()
+    pscore_cells: dict[str, list[str]] = {"numerically 0": [], "did not converge": []}
     for g in glist:
         pre_g = _last_pre_period(g, tlist, anticipation)
         if pre_g is None:
@@ -204,12 +221,13 @@ def _estimate_cells(panel: PreparedPanel, control_group, est_method, base_period
             else:
                 threshold = tlist[max(t_i, base) + tfac] + anticipation
                 controls = (cohort == 0) | ((cohort > threshold) & (cohort != g))
+            cell_function = _panel_cell if panel.balanced else _unbalanced_cell
             try:
-                if panel.balanced:
-                    att, column = _panel_cell(panel, treated_units, controls, t_idx, base, est_method, dropped_columns)
-                else:
-                    att, column = _unbalanced_cell(panel, treated_units, controls, t_idx, base, est_method,
-                                                   dropped_columns)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", PropensityScoreWarning)
+                    att, column = cell_function(panel, treated_units, controls, t_idx, base, est_method,
+                                                dropped_columns)
+                _sort_warnings(caught, pscore_cells, f"ATT({g:g},{tlist[t_idx]:g})")
             except CellEstimationError as error:
                 message = f"ATT({g:g},{tlist[t_idx]:g}) could not be estimated: {error}; it is reported as NaN"
                 warnings.warn(message, stacklevel=3)
@@ -221,14 +239,33 @@ def _estimate_cells(panel: PreparedPanel, control_group, est_method, base_period
             n_treated.append(int(treated_units.sum()))
             n_control.append(int(controls.sum()))
             control_cols.append(controls)
+    messages = []
     if dropped_columns:
-        message = (f"covariate column(s) {sorted(dropped_columns)} are constant within some (g,t) cells and were "
-                   "dropped there (they are collinear with the intercept, so estimates are unchanged)")
+        messages.append(f"covariate column(s) {sorted(dropped_columns)} are constant within some (g,t) cells and "
+                        "were dropped there (they are collinear with the intercept, so estimates are unchanged)")
+    if pscore_cells["numerically 0"]:
+        messages.append(f"propensity score numerically 0 (< {NUMERICALLY_ZERO:g}) for some comparison units in "
+                        f"{', '.join(pscore_cells['numerically 0'])}: the covariates (nearly) separate them from the "
+                        "treated cohort, so they get no weight; as R's glm, the logit stops at its convergence "
+                        "tolerance and the estimate is finite")
+    if pscore_cells["did not converge"]:
+        messages.append(f"propensity-score logit did not converge in {_GLM_MAXIT} iterations (R glm's limit) in "
+                        f"{', '.join(pscore_cells['did not converge'])}; as in R, the last iterate is used")
+    for message in messages:
         warnings.warn(message, stacklevel=3)
         notes.append(message)
     return (np.asarray(groups, dtype=float), np.asarray(times, dtype=float), np.asarray(atts, dtype=float),
             np.column_stack(columns), np.asarray(n_treated), np.asarray(n_control),
             np.column_stack(control_cols), failed)
+
+
+def _sort_warnings(caught, pscore_cells, cell: str) -> None:
+    """Collect a cell's propensity-score diagnostics for one summary warning; pass other warnings on."""
+    for item in caught:
+        if issubclass(item.category, PropensityScoreWarning):
+            pscore_cells[str(item.message)].append(cell)
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
 
 
 def _cell_design(design: np.ndarray, names: list[str], dropped: set[str]) -> np.ndarray:

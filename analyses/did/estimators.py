@@ -7,14 +7,17 @@ calls for every group-time cell.  Each returns ``(att, influence_function)`` wit
 one influence-function entry per observation of the cell sample.
 
 Formulas follow DRDID 1.x (as ported in the ``drdid``/``csdid`` Python packages):
-propensity scores are capped at ``1 - 1e-6`` and comparison units with a score of
-at least ``trim_level`` are trimmed; the logit Hessian is rebuilt from the final
-fitted scores.
+the propensity logit is fitted by IRLS with R ``glm``'s starting values and stopping
+rule (``fit_logit``), scores are capped at ``1 - 1e-6``, comparison units with a score
+of at least ``trim_level`` are trimmed and a cell whose largest score reaches 0.999
+fails overlap (R ``did``); the logit Hessian is rebuilt from the final fitted scores.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from scipy.special import expit
+from scipy.linalg import solve_triangular
 
 TRIM_LEVEL = 0.995
 OVERLAP_LIMIT = 0.999  # R did: a cell whose max propensity score reaches this fails overlap
@@ -24,30 +27,66 @@ class CellEstimationError(ValueError):
     """A 2x2 cell cannot be estimated (singular design, failed overlap, ...)."""
 
 
-def fit_logit(treated: np.ndarray, design: np.ndarray, weights: np.ndarray, max_iter: int = 50) -> np.ndarray:
-    """Weighted logit by Newton-Raphson; returns fitted probabilities.
+class PropensityScoreWarning(UserWarning):
+    """A cell's propensity logit stopped at R's iteration limit or has scores numerically 0."""
 
-    Newton steps are iterated to machine precision so the fit equals R's ``glm``
-    maximum-likelihood solution.  Separation (probabilities pinned at 0/1) is
-    reported through the overlap check of the caller, not silently accepted.
+
+_EPS = np.finfo(float).eps
+_GLM_EPSILON, _GLM_MAXIT = 1e-8, 25  # R glm.control()
+NUMERICALLY_ZERO = 1e-6  # a comparison unit's score below this: no weight (mirror of DRDID's 1 - 1e-6 cap)
+
+
+def _logit_inverse(eta: np.ndarray) -> np.ndarray:
+    """R's ``binomial()$linkinv``: the odds are clamped to [eps, 1/eps] beyond |eta| > 30."""
+    odds = np.exp(np.clip(eta, -30.0, 30.0))
+    odds = np.where(eta < -30.0, _EPS, np.where(eta > 30.0, 1.0 / _EPS, odds))
+    return odds / (1.0 + odds)
+
+
+def _logit_mu_eta(eta: np.ndarray) -> np.ndarray:
+    """R's ``binomial()$mu.eta``: d mu / d eta, eps beyond |eta| > 30."""
+    odds = np.exp(np.clip(eta, -30.0, 30.0))
+    return np.where(np.abs(eta) > 30.0, _EPS, odds / (1.0 + odds) ** 2)
+
+
+def _logit_deviance(treated: np.ndarray, prob: np.ndarray, weights: np.ndarray) -> float:
+    return float(np.sum(-2.0 * weights * np.where(treated == 1, np.log(prob), np.log1p(-prob))))
+
+
+def fit_logit(treated: np.ndarray, design: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Weighted logit fitted as R's ``glm.fit`` does; returns (fitted probabilities, converged).
+
+    IRLS from glm's starting values ``mu = (w y + 1/2) / (w + 1)``, stopping when
+    ``|dev - dev_old| / (|dev| + 0.1) < 1e-8`` or after 25 iterations, with R's clamped
+    logit link.  Under (near-)separation the maximum likelihood estimate does not exist;
+    stopping where glm stops gives R's finite fit, in which separated comparison units
+    have scores of (numerically) zero and so no weight.  Collinear covariates (R: NA
+    coefficients, which DRDID refuses) raise ``CellEstimationError``.
     """
     if design.shape[1] == 1:  # intercept only: closed form, exactly as R short-cuts it
-        return np.full(len(treated), np.sum(weights * treated) / np.sum(weights))
-    beta = np.zeros(design.shape[1])
-    for _ in range(max_iter):
-        prob = expit(design @ beta)
-        curvature = weights * prob * (1.0 - prob)
-        hessian = (design * curvature[:, None]).T @ design
-        gradient = design.T @ (weights * (treated - prob))
-        try:
-            step = np.linalg.solve(hessian, gradient)
-        except np.linalg.LinAlgError as error:
-            _check_overlap(prob)
-            raise CellEstimationError("propensity-score design is singular") from error
-        beta = beta + step
-        if np.max(np.abs(step)) <= 1e-13 * (1.0 + np.max(np.abs(beta))):
-            break
-    return expit(design @ beta)
+        return np.full(len(treated), np.sum(weights * treated) / np.sum(weights)), True
+    prob = (weights * treated + 0.5) / (weights + 1.0)
+    eta = np.log(prob / (1.0 - prob))
+    deviance_old = _logit_deviance(treated, prob, weights)
+    for _ in range(_GLM_MAXIT):
+        mu_eta = _logit_mu_eta(eta)
+        working = eta + (treated - prob) / mu_eta
+        root_weight = np.sqrt(weights * mu_eta**2 / (prob * (1.0 - prob)))
+        weighted = design * root_weight[:, None]
+        scale = np.linalg.norm(weighted, axis=0)
+        q, r = np.linalg.qr(weighted / np.where(scale > 0, scale, 1.0))
+        # R's dqrdc2: a column whose norm, orthogonalised on the earlier ones, falls below 1e-11 of
+        # its own is aliased (NA coefficient, which DRDID refuses)
+        if np.any(np.abs(np.diag(r)) < 1e-11):
+            raise CellEstimationError("propensity-score covariates are collinear in this cell")
+        solution = solve_triangular(r, q.T @ (working * root_weight))
+        eta = design @ (solution / scale)
+        prob = _logit_inverse(eta)
+        deviance = _logit_deviance(treated, prob, weights)
+        if abs(deviance - deviance_old) / (abs(deviance) + 0.1) < _GLM_EPSILON:
+            return prob, True
+        deviance_old = deviance
+    return prob, False
 
 
 def _check_overlap(prob: np.ndarray) -> None:
@@ -70,7 +109,15 @@ def _wls_fit(y: np.ndarray, design: np.ndarray, weights: np.ndarray, mask: np.nd
     n = len(y)
     w_mask = weights * mask
     gram = (design * w_mask[:, None]).T @ design
-    inverse_scaled = _checked_inverse(gram / n, what)
+    try:
+        inverse_scaled = _checked_inverse(gram / n, what)
+    except CellEstimationError as error:
+        constant = np.ptp(design[w_mask > 0], axis=0) == 0 if np.any(w_mask > 0) else np.zeros(design.shape[1], bool)
+        constant[0] = False  # the intercept
+        if not constant.any():
+            raise
+        raise CellEstimationError(f"{error}: {int(constant.sum())} covariate column(s) do not vary among these "
+                                  "units, so their regression cannot include them (R did: NA)") from error
     coef = inverse_scaled @ (design.T @ (w_mask * y)) / n
     fitted = design @ coef
     asy_lin_rep = ((w_mask * (y - fitted))[:, None] * design) @ inverse_scaled
@@ -78,8 +125,12 @@ def _wls_fit(y: np.ndarray, design: np.ndarray, weights: np.ndarray, mask: np.nd
 
 
 def _pscore(treated, design, weights):
-    prob = fit_logit(treated, design, weights)
+    prob, converged = fit_logit(treated, design, weights)
+    if not converged:
+        warnings.warn(PropensityScoreWarning("did not converge"))
     _check_overlap(prob)
+    if np.any(prob[treated == 0] < NUMERICALLY_ZERO):
+        warnings.warn(PropensityScoreWarning("numerically 0"))
     prob = np.minimum(prob, 1 - 1e-6)
     keep = np.where(treated == 1, True, prob < TRIM_LEVEL)
     information = (design * (weights * prob * (1 - prob))[:, None]).T @ design

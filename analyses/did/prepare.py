@@ -61,6 +61,76 @@ def _rhs(xformla: str | None) -> str:
     return rhs or "1"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def check_timing_codes(frame: pd.DataFrame, gname: str, tname: str, idname: str) -> None:
+    """Reject first-treatment codes that are negative, or fractional on a whole-number time scale.
+
+    Never-treated units are coded 0, missing or +inf (R ``did``); a sentinel such as ``-1`` would
+    otherwise pass as a cohort treated before the sample (R ``did`` 2.5.1 stops on negative codes).
+    Raises ``ValueError`` naming the column, the offending values and how many units carry them.
+    """
+    codes = frame[gname].to_numpy(dtype=float)
+    whole_periods = np.all(np.mod(frame[tname].to_numpy(dtype=float), 1) == 0)
+    rules = [(codes < 0, "negative", "never-treated units must be coded 0 (or left missing)")]
+    if whole_periods:
+        finite = np.isfinite(codes)
+        fractional = finite & (np.mod(np.where(finite, codes, 0.0), 1) != 0)
+        rules.append((fractional, "not a whole number",
+                      f"a first-treatment period must be on the scale of '{tname}' (whole numbers)"))
+    for bad, rule, remedy in rules:
+        if bad.any():
+            values = sorted(_plain(v) for v in np.unique(codes[bad]))
+            n_units = frame.loc[bad, idname].nunique()
+            shown = values[:10] + (["..."] if len(values) > 10 else [])
+            raise ValueError(
+                f"column '{gname}' (first treatment period) has values that are {rule}: "
+                f"[{', '.join(map(str, shown))}] in {_count(n_units, 'unit')}; {remedy}"
+            )
+
+
+def _usable_values(values) -> np.ndarray:
+    """Row mask of a patsy factor's values: finite numbers, or non-missing categories."""
+    if hasattr(values, "data") and not isinstance(values, (pd.Series, np.ndarray)):  # patsy categorical box
+        return ~pd.isna(np.asarray(values.data, dtype=object))
+    array = np.asarray(values, dtype=float)
+    return np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+
+
+def complete_rows(frame: pd.DataFrame, rhs: str, value_columns: list, idname: str,
+                  notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drop rows whose covariates (evaluated by the formula ``rhs``) or values are missing or not finite.
+
+    As R ``did`` 2.5.1 (``complete_finite_cases`` on the raw data and on the evaluated model frame):
+    ``log(0)``, ``1/0`` or an infinite outcome remove the row, with one warning naming each formula
+    term or column, its rows and units.  Returns the kept rows and their patsy design matrix.
+    """
+    value_columns = [c for c in value_columns if c]
+    with np.errstate(all="ignore"):  # log(0) and friends are reported below, not as numpy warnings
+        design = patsy.dmatrix(rhs, frame, NA_action="drop", return_type="dataframe")
+        usable = {factor.name(): _usable_values(factor.eval(info.state, frame))
+                  for factor, info in design.design_info.factor_infos.items()}
+    for col in value_columns:
+        values = frame[col]
+        usable[col] = (np.isfinite(values.to_numpy(dtype=float)) if pd.api.types.is_numeric_dtype(values)
+                       else values.notna().to_numpy())
+    keep = np.logical_and.reduce(list(usable.values())) if usable else np.ones(len(frame), dtype=bool)
+    if not keep.all():
+        ids = frame[idname].to_numpy()
+        parts = [f"'{name}': {_count(int((~ok).sum()), 'row')} ({_count(len(np.unique(ids[~ok])), 'unit')})"
+                 for name, ok in usable.items() if not ok.all()]
+        _note(notes, (f"dropped {_count(int((~keep).sum()), 'row')} ({_count(len(np.unique(ids[~keep])), 'unit')}) "
+                      f"whose values are missing or not finite (R did 2.5.1 drops them too): {', '.join(parts)}"))
+        frame = frame.loc[keep]
+        if len(frame) == 0:
+            raise ValueError("no rows left after dropping rows with missing or non-finite values")
+        with np.errstate(all="ignore"):  # re-evaluated on the kept rows, as R's model.matrix after the filter
+            design = patsy.dmatrix(rhs, frame, NA_action="raise", return_type="dataframe")
+    return frame, design
+
+
 def prepare_panel(
     data: pd.DataFrame,
     yname: str,
@@ -90,29 +160,18 @@ def prepare_panel(
             raise ValueError(f"column '{col}' must be numeric, got dtype {data[col].dtype}")
 
     frame = data.reset_index(drop=True)  # positional labels: the design matrix is aligned on them
-    frame[gname] = frame[gname].fillna(0)  # NaN first-treatment period = never treated
     for col in (tname, idname):
         if frame[col].isna().any():
             row = frame.index[frame[col].isna()][0]
             raise ValueError(f"column '{col}' has missing values (first at row {row})")
+    check_timing_codes(frame, gname, tname, idname)
+    frame[gname] = frame[gname].fillna(0)  # NaN first-treatment period = never treated
 
-    rhs = _rhs(xformla)
-    design = patsy.dmatrix(rhs, frame, NA_action="drop", return_type="dataframe")
+    frame, design = complete_rows(frame, _rhs(xformla), [yname, weightsname, cluster_name], idname, notes)
     if "Intercept" in design.columns:  # the estimators expect the intercept in column 0, as R's model.matrix
         design = design[["Intercept"] + [c for c in design.columns if c != "Intercept"]]
     else:
         design.insert(0, "Intercept", 1.0)
-    keep = frame.index.isin(design.index) & frame[yname].notna().to_numpy()
-    if weightsname:
-        keep &= frame[weightsname].notna().to_numpy()
-    if not keep.all():
-        _note(notes, f"dropped {int((~keep).sum())} rows with missing outcome, weights or covariates")
-        frame = frame.loc[keep]
-    design = design.loc[frame.index]
-    if len(frame) == 0:
-        raise ValueError("no rows left after dropping rows with missing values")
-    if not np.isfinite(frame[yname].to_numpy(dtype=float)).all():
-        raise ValueError(f"column '{yname}' contains infinite values")
     if frame[yname].nunique() == 1:
         raise ValueError(
             f"outcome '{yname}' is constant (every value is {frame[yname].iloc[0]!r}); "
@@ -188,7 +247,7 @@ def prepare_panel(
         n_unbalanced = int((counts < n_periods).sum())
         raise ValueError(
             f"unbalanced panel: {n_unbalanced} of {n} units are not observed in all {n_periods} periods "
-            "(after dropping rows with missing values); pass allow_unbalanced_panel=True to estimate with "
+            "(after dropping rows with missing or non-finite values); pass allow_unbalanced_panel=True to estimate with "
             "R's unbalanced-panel estimators, or balance the panel first"
         )
 
