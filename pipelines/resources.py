@@ -43,11 +43,8 @@ class LandingDirectory(ConfigurableResource):
         return Path(self.path).expanduser().resolve()
 
 
-class WarehouseDirectory(ConfigurableResource):
-    """The restricted folder: firm-level tables, quarantine files, delivery manifests, run logs.
-
-    Confidential: it must never lie inside the output folder (checked where files are written).
-    """
+class _WrittenFolder(ConfigurableResource):
+    """A folder the pipeline writes into: absolute, created on first use."""
 
     path: str
 
@@ -56,6 +53,13 @@ class WarehouseDirectory(ConfigurableResource):
         root = Path(self.path).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)
         return root
+
+
+class WarehouseDirectory(_WrittenFolder):
+    """The restricted folder: firm-level tables, quarantine files, delivery manifests, run logs.
+
+    Confidential: it must never lie inside the output folder (checked where files are written).
+    """
 
     @property
     def deliveries(self) -> DeliveryRegistry:
@@ -63,16 +67,8 @@ class WarehouseDirectory(ConfigurableResource):
         return DeliveryRegistry(self.root / "deliveries")
 
 
-class OutputDirectory(ConfigurableResource):
+class OutputDirectory(_WrittenFolder):
     """The publishable folder: one sub-folder per delivery with its report, estimates and data quality."""
-
-    path: str
-
-    @property
-    def root(self) -> Path:
-        root = Path(self.path).expanduser().resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        return root
 
     def staging(self, run_id: str, warehouse: WarehouseDirectory) -> Path:
         """The run's staging folder, after refusing a warehouse that lies inside the output folder."""

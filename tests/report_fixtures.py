@@ -99,7 +99,8 @@ def make_panel(n_firms: int = 400, seed: int = 3) -> pd.DataFrame:
                 "first_advisory_year": int(first_year[i]) if first_service[i] == "advisory" else 0,
                 "first_network_year": int(first_year[i]) if first_service[i] == "network" else 0,
                 "first_grant_year": int(first_year[i]) if first_service[i] == "grant" else 0,
-                "first_service": first_service[i], "nace2": int(rng.choice([10, 25, 28, 46, 62])),
+                "first_service": first_service[i], "first_service_year": int(first_year[i]), "exports_covered": 1,
+                "nace2": int(rng.choice([10, 25, 28, 46, 62])),
                 "region": rng.choice(["North", "South", "East", "West"]), "in_cluster": bool(rng.random() < 0.3),
             })
     return pd.DataFrame(records)

@@ -260,7 +260,7 @@ def evaluation_with_plan_cohort_size_one():
     from analyses.panel import build_firm_year_panel
 
     demo = generate_demo_data(n_firms=1_500, seed=11)
-    panel = build_firm_year_panel(demo.firms, demo.financials, demo.participation, demo.exports)
+    panel = build_firm_year_panel(demo.firms, demo.financials, demo.participation, demo.exports).panel
     plan = EvaluationPlan(services=("grant",), outcomes=("exporter",), bootstrap_iterations=0, min_cohort_size=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

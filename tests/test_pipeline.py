@@ -24,7 +24,7 @@ ESTIMATE_COLUMNS = [
 def landing_copy(demo_landing: Path, tmp_path: Path, **replaced: pd.DataFrame | None) -> Path:
     """The demo delivery with some sources replaced by the given tables (``None``: file left out)."""
     landing = tmp_path / "landing"
-    landing.mkdir()
+    landing.mkdir(parents=True)
     for source in ("firms", "financials", "participation", "exports"):
         if source not in replaced:
             (landing / f"{source}.csv").write_bytes((demo_landing / f"{source}.csv").read_bytes())

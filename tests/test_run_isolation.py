@@ -15,7 +15,8 @@ import yaml
 
 from analyses.deliveries import identify_delivery
 from analyses.publishing import ensure_restricted_apart, private_paths_in, publish, publish_failure, staging_dir
-from tests.conftest import materialise_delivery
+from pipelines.run_summary import run_problems
+from tests.conftest import materialise_delivery, pipeline_resources
 from tests.test_pipeline import ROOT, cli_env, landing_copy, run_cli
 
 QUICK_PLAN = "bootstrap_iterations: 99\noutcomes: [exporter, n_destinations]\n"
@@ -135,7 +136,6 @@ def test_a_file_changed_after_registration_is_not_read_into_the_delivery(demo_la
         handle.write("\n")
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("deliveries", [delivery.key])
-    from tests.conftest import pipeline_resources
     from pipelines.definitions import ALL_ASSETS
 
     result = dg.materialize(ALL_ASSETS, resources=pipeline_resources(landing, tmp_path / "root"), instance=instance,
@@ -194,3 +194,26 @@ def test_dagster_home_gets_nux_and_telemetry_off_and_keeps_operator_settings(tmp
     assert config["run_queue"] == {"max_concurrent_runs": 2} and config["run_monitoring"]["enabled"] is True
     with dg.DagsterInstance.from_config(str(home)) as instance:  # Dagster accepts the merged file
         assert instance.run_monitoring_enabled
+
+
+def test_a_delivery_with_other_columns_runs_against_the_same_warehouse(demo_landing, tmp_path):
+    """Second delivery: an extra column added, the first one's extra column gone, a column of another type."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("bootstrap_iterations: 0\noutcomes: [exporter]\nservices: [advisory]\n", encoding="utf-8")
+    firms = pd.read_csv(demo_landing / "firms.csv", dtype=str)
+    financials = pd.read_csv(demo_landing / "financials.csv", dtype=str)
+    one = landing_copy(demo_landing, tmp_path / "one", firms=firms.assign(legal_form="GmbH"))
+    first, first_folder = materialise_delivery(one, tmp_path / "root", str(plan))
+    assert first.success, run_problems(first.all_events)
+    financials["turnover_eur"] = financials["turnover_eur"].str.split(".").str[0]  # now integers
+    two = landing_copy(demo_landing, tmp_path / "two", firms=firms.assign(website="https://example.org"),
+                       financials=financials)
+    second, folder = materialise_delivery(two, tmp_path / "root", str(plan))
+    assert second.success, run_problems(second.all_events)
+    tables = tmp_path / "root" / "warehouse" / "tables"
+    assert len(list((tables / "clean_firms").iterdir())) == 2
+    columns = {f.name: set(pd.read_parquet(tables / "clean_firms" / f"{f.name}.parquet").columns)
+               for f in (first_folder, folder)}
+    assert "legal_form" in columns[first_folder.name] - columns[folder.name]
+    assert "website" in columns[folder.name] - columns[first_folder.name]
+    assert (folder / "impact_report.html").exists() and (first_folder / "impact_report.html").exists()
