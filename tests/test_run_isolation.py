@@ -51,6 +51,7 @@ def test_two_overlapping_runs_on_different_deliveries_each_publish_their_own(dem
         for source, file in mine.files.items():
             assert quality[source]["sha256"] == file.sha256
             assert file.sha256 in html and theirs.files[source].sha256 not in html  # lineage footer
+        assert f"Delivery: <code>{mine.key}</code>" in html
         firms = pd.read_csv(landings[name] / "firms.csv")
         assert quality["firms"]["rows_in"] == len(firms)
         assert json.loads((published[name] / "run.json").read_text())["delivery"] == mine.key
