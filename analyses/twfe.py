@@ -128,8 +128,10 @@ def _clustered_ols(y, regressors, unit, n_periods):
         raise ValueError("TWFE regressors are collinear after absorbing unit and time effects "
                          "(e.g. no never-treated units and no binned endpoints); restrict min_e/max_e")
     bread = np.linalg.inv(regressors.T @ regressors)
-    scores = np.zeros((unit.max() + 1, k))
-    np.add.at(scores, unit, regressors * (y - regressors @ coef)[:, None])
+    contributions = regressors * (y - regressors @ coef)[:, None]
+    # per-unit score sums; bincount is much faster than np.add.at on long panels
+    scores = np.column_stack([np.bincount(unit, weights=column, minlength=unit.max() + 1)
+                              for column in contributions.T])
     n_clusters = len(scores)
     k_total = k + n_clusters + n_periods - 1  # regressors + absorbed unit and time effects
     correction = n_clusters / (n_clusters - 1) * (n_obs - 1) / (n_obs - k_total)
