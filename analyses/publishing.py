@@ -68,8 +68,44 @@ def publish(staged: Path, output_root: str | Path, delivery: str, run_id: str, s
     return target
 
 
-def publish_failure(output_root: str | Path, delivery: str, run_id: str, problems: list[str]) -> Path:
-    """Publish a plain failure note for ``delivery`` (plus the data-quality record if one was staged)."""
+EXAMPLE_OPENING = "(e.g. "
+
+
+def withhold_examples(text: str) -> str:
+    """``text`` without its ``(e.g. <delivered value> in row N)`` clauses.
+
+    Failure messages quote a delivered cell so the analyst can find it (in the terminal, the
+    UI, the log). Such a cell may be a firm identifier or any quarantined content, so published
+    text keeps the rule, column and counts and withholds the example. The clause ends at the first
+    ``)`` outside a quoted value (values are quoted with ``repr``).
+    """
+    out, position = [], 0
+    while (start := text.find(EXAMPLE_OPENING, position)) >= 0:
+        out.append(text[position:start].rstrip(" "))
+        index, quote = start + len(EXAMPLE_OPENING), None
+        while index < len(text):
+            char = text[index]
+            if quote:
+                if char == "\\":
+                    index += 1
+                elif char == quote:
+                    quote = None
+            elif char in "'\"":
+                quote = char
+            elif char == ")":
+                break
+            index += 1
+        position = index + 1
+    out.append(text[position:])
+    return "".join(out)
+
+
+def publish_failure(output_root: str | Path, delivery: str, run_id: str, problems: list[str],
+                    private_paths: tuple[str | Path, ...] = ()) -> Path:
+    """Publish a plain failure note for ``delivery`` (plus the data-quality record if one was staged).
+
+    The note withholds delivered example values and names private folders by their last part only.
+    """
     staged = Path(output_root) / STAGING / run_id
     if staged.exists():
         for path in staged.iterdir():
@@ -81,12 +117,20 @@ def publish_failure(output_root: str | Path, delivery: str, run_id: str, problem
         "No report or estimates were published by this run.",
         "",
         "What went wrong:",
-        *[f"  - {problem}" for problem in problems or ["the run stopped before it could say why (killed?)"]],
+        *[f"  - {_publishable(problem, private_paths)}"
+          for problem in problems or ["the run stopped before it could say why (killed?)"]],
     ]
     if (staged / "data_quality.json").exists():
         lines += ["", "data_quality.json in this folder accounts for every delivered row."]
     (staged / FAILURE_NOTE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return publish(staged, output_root, delivery, run_id, status="failed")
+
+
+def _publishable(problem: str, private_paths: tuple[str | Path, ...]) -> str:
+    text = withhold_examples(problem)
+    for folder in sorted((Path(p).resolve() for p in private_paths), key=lambda p: len(str(p)), reverse=True):
+        text = text.replace(str(folder), folder.name)
+    return text.replace("\n", "\n    ")
 
 
 def remove_staging(output_root: str | Path, run_id: str) -> None:

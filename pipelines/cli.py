@@ -8,10 +8,12 @@ account of what failed; the full log, tracebacks included, goes to a file under 
 """
 
 import argparse
+import contextlib
 import logging
 import os
 import socket
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -39,11 +41,33 @@ def ensure_landing_dir(demo_firms: int) -> Path:
 
 
 def _log_to_file(log_file: Path) -> None:
-    """Library logging and Python warnings go to the run's log file, not the terminal."""
+    """Library logging, Python warnings and errors in Dagster's helper threads go to the log file."""
     handler = logging.FileHandler(log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.captureWarnings(True)
+    threading.excepthook = lambda hook: logging.getLogger("export_impact.cli").error(
+        "in thread %s", hook.thread.name if hook.thread else "?",
+        exc_info=(hook.exc_type, hook.exc_value, hook.exc_traceback))
+
+
+@contextlib.contextmanager
+def _stderr_to(log_file: Path):
+    """Send file descriptor 2 to the log while the job runs: Dagster's helper processes inherit it,
+    so their tracebacks (e.g. on Ctrl-C) land in the log, not on the terminal."""
+    saved = os.dup(2)
+    with open(log_file, "a", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _bullet(text: str) -> str:
+    """A possibly multi-line explanation as one bullet, its continuation lines indented under it."""
+    return "  - " + text.replace("\n", "\n      ")
 
 
 def run(demo_firms: int = DEMO_FIRMS) -> int:
@@ -55,7 +79,7 @@ def run(demo_firms: int = DEMO_FIRMS) -> int:
 
     from analyses.contracts import ContractError
     from analyses.deliveries import identify_delivery
-    from analyses.publishing import FAILURE_NOTE, ensure_restricted_apart
+    from analyses.publishing import FAILURE_NOTE, ensure_restricted_apart, publish_failure, published_status
     from pipelines.resources import DEFAULT_OUTPUT_DIR, DEFAULT_WAREHOUSE, WarehouseDirectory, setting
 
     output_root = setting("EXPORT_IMPACT_OUTPUT_DIR", DEFAULT_OUTPUT_DIR)
@@ -87,38 +111,54 @@ def run(demo_firms: int = DEMO_FIRMS) -> int:
         for abandoned in fail_abandoned_runs(instance, output_root):
             print(f"  note: run {abandoned} had been killed; it is now marked failed")
         instance.add_dynamic_partitions(deliveries.name, [delivery.key])
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=delivery.key,
-            run_id=run_id,
-            tags={**delivery.tags(), HOST_TAG: socket.gethostname()},
-            run_config={
-                "loggers": {
-                    "console": {"config": {"log_level": "CRITICAL"}},
-                    "progress": {"config": {"stages_to_stdout": True, "log_file": str(log_file)}},
-                }
-            },
-            raise_on_error=False,
-        )
-        problems = run_problems(result.all_events)
-        notes = run_warnings(result.all_events)
+        try:
+            with _stderr_to(log_file):
+                result = job.execute_in_process(
+                    instance=instance,
+                    partition_key=delivery.key,
+                    run_id=run_id,
+                    tags={**delivery.tags(), HOST_TAG: socket.gethostname()},
+                    run_config={
+                        "loggers": {
+                            "console": {"config": {"log_level": "CRITICAL"}},
+                            "progress": {"config": {"stages_to_stdout": True, "log_file": str(log_file)}},
+                        }
+                    },
+                    raise_on_error=False,
+                )
+        except KeyboardInterrupt:
+            result = None
+        problems = run_problems(result.all_events) if result else ["interrupted (Ctrl-C)"]
+        notes = run_warnings(result.all_events) if result else []
     folder = output_root / delivery.key
     if problems or not result.success:
+        if (published_status(output_root, delivery.key) or {}).get("run_id") != run_id:
+            # the failure hook did not get to run (interrupted): this run still says what happened
+            publish_failure(output_root, delivery.key, run_id, problems, (delivery.folder, warehouse.root))
         print("\nThe evaluation did not complete:", file=sys.stderr)
         for line in problems or [f"run {run_id} failed; see the Dagster UI (make ui) for its log"]:
-            print(f"  - {line}", file=sys.stderr)
+            print(_bullet(line), file=sys.stderr)
         print(f"  What was published instead: {folder / FAILURE_NOTE}", file=sys.stderr)
-        print(f"  Rows set aside, with reasons: {warehouse.deliveries.folder(delivery.key) / 'quarantine'}",
-              file=sys.stderr)
+        quarantine = warehouse.deliveries.folder(delivery.key) / "quarantine"
+        if quarantine.is_dir():
+            print(f"  Rows set aside, with reasons: {quarantine}", file=sys.stderr)
         print(f"  Full log: {log_file}", file=sys.stderr)
         return 1
     print(f"\nEvaluation finished in {time.time() - started:.1f} s (run {run_id}).")
-    for line in notes:
-        print(f"  note: {line}")
+    for line in notes + _delivery_warnings(folder):
+        print(_bullet(f"note: {line}"))
     for path in sorted(folder.iterdir()):
         print(f"  {path.name:<20} {path}")
     print(f"  {'full log':<20} {log_file}")
     return 0
+
+
+def _delivery_warnings(folder: Path) -> list[str]:
+    """What the contracts noticed but accepted (zero-padded codes, ignored sheets, encodings)."""
+    import json
+
+    quality = json.loads((folder / "data_quality.json").read_text(encoding="utf-8"))
+    return [f"{entry['file']}: {warning}" for entry in quality["sources"].values() for warning in entry["warnings"]]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from analyses.publishing import publish_failure
 from pipelines.run_summary import run_problems, stored_events
 
 
-@dg.failure_hook(required_resource_keys={"output_dir"})
+@dg.failure_hook(required_resource_keys={"output_dir", "warehouse"})
 def publish_failure_note(context: dg.HookContext) -> None:
     """Replace the delivery's published folder by ``RUN_FAILED.txt`` with the plain failure summary."""
     run = context.instance.get_run_by_id(context.run_id)
@@ -16,5 +16,7 @@ def publish_failure_note(context: dg.HookContext) -> None:
     problems = run_problems(stored_events(context.instance, context.run_id))
     if not problems and context.op_exception is not None:
         problems = [f"{context.step_key}: {type(context.op_exception).__name__}: {context.op_exception}"]
-    folder = publish_failure(context.resources.output_dir.root, delivery, context.run_id, problems)
+    warehouse = context.resources.warehouse
+    private = (warehouse.root, run.tags.get("export_impact/landing_dir") or warehouse.root)
+    folder = publish_failure(context.resources.output_dir.root, delivery, context.run_id, problems, private)
     context.log.error(f"run failed; {folder / 'RUN_FAILED.txt'} says why")

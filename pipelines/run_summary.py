@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 #: Dagster's own wrapper around a failed blocking check; the check itself is reported instead.
 CHECK_FAILED_ERROR = "DagsterAssetCheckFailedError"
+INTERRUPTED_ERROR = "DagsterExecutionInterruptedError"
 
 
 def run_problems(events: Iterable) -> list[str]:
@@ -18,6 +19,8 @@ def run_problems(events: Iterable) -> list[str]:
             failure = event.step_failure_data
             if failure.user_failure_data is not None:
                 problems.append(f"{event.step_key}: {failure.user_failure_data.description}")
+            elif failure.error is not None and failure.error.cls_name == INTERRUPTED_ERROR:
+                problems.append(f"{event.step_key}: interrupted (Ctrl-C or a stop request)")
             elif failure.error is not None and failure.error.cls_name != CHECK_FAILED_ERROR:
                 problems.append(f"{event.step_key}: {innermost_message(failure.error)}")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
@@ -39,14 +42,14 @@ def run_warnings(events: Iterable) -> list[str]:
 
 
 def check_lines(evaluations: Iterable) -> list[str]:
-    """One line per distinct explanation, naming every check that gave it (a summary is printed once)."""
+    """One entry per distinct explanation, then the checks that gave it (a summary is printed once)."""
     by_detail: dict[str, list[str]] = {}
     for evaluation in evaluations:
         name = f"{evaluation.asset_key.to_user_string()} / {evaluation.check_name}"
         names = by_detail.setdefault(check_detail(evaluation), [])
         if name not in names:
             names.append(name)
-    return [f"{', '.join(names)}: {detail}" for detail, names in by_detail.items()]
+    return [f"{detail}\n(data checks: {', '.join(names)})" for detail, names in by_detail.items()]
 
 
 def innermost_message(error) -> str:

@@ -254,7 +254,7 @@ def test_a_few_bad_rows_are_quarantined_and_the_run_still_completes(demo_landing
     key = delivery_key(landing)
     out = run_cli(tmp_path, landing, EXPORT_IMPACT_PLAN=str(plan))
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "note: clean_financials / quarantine_share, clean_exports / quarantine_share:" in out.stdout
+    assert "(data checks: clean_financials / quarantine_share, clean_exports / quarantine_share)" in out.stdout
     assert out.stdout.count("rows quarantined (0.0%, limit 5%)") == 2  # financials and exports, each once
     assert str(tmp_path / "out" / key / "impact_report.html") in out.stdout
     # one line per stage, not Dagster's DEBUG stream; the full log is kept in a file
@@ -292,4 +292,8 @@ def test_cli_explains_a_rejected_delivery_in_plain_words(demo_landing, tmp_path)
     assert sorted(p.name for p in published.iterdir()) == ["RUN_FAILED.txt", "data_quality.json", "run.json"]
     note = (published / "RUN_FAILED.txt").read_text()
     assert "FAILED" in note and f"{len(bad)} of {len(exports)} rows quarantined" in note
+    # the terminal shows an example cell to look at; the published note withholds delivered values
+    assert "(e.g. " in tail and "(e.g. " not in note
+    assert not [firm for firm in exports["firm_id"].unique() if firm in note]
+    assert not [value for value in exports.loc[bad, "export_value_eur"] if value in note]
     assert json.loads((published / "run.json").read_text())["status"] == "failed"

@@ -14,7 +14,14 @@ import pytest
 import yaml
 
 from analyses.deliveries import identify_delivery
-from analyses.publishing import ensure_restricted_apart, private_paths_in, publish, publish_failure, staging_dir
+from analyses.publishing import (
+    ensure_restricted_apart,
+    private_paths_in,
+    publish,
+    publish_failure,
+    staging_dir,
+    withhold_examples,
+)
 from pipelines.run_summary import run_problems
 from tests.conftest import materialise_delivery, pipeline_resources
 from tests.test_pipeline import ROOT, cli_env, landing_copy, run_cli
@@ -218,3 +225,32 @@ def test_a_delivery_with_other_columns_runs_against_the_same_warehouse(demo_land
     assert "legal_form" in columns[first_folder.name] - columns[folder.name]
     assert "website" in columns[folder.name] - columns[first_folder.name]
     assert (folder / "impact_report.html").exists() and (first_folder / "impact_report.html").exists()
+
+
+def test_published_failure_notes_withhold_delivered_values_and_private_paths(tmp_path):
+    problem = ("clean_financials / quarantine_share: financials.csv: 2 of 9 rows quarantined\n"
+               "  - column employees: 1 row(s), rule 'ranges' (e.g. '=HYPERLINK(\"http://x\",\"y\")' in row 3)\n"
+               "  - column firm_id, year: 1 row(s) (e.g. 'firm_id=F000001, year=2012' in sheet 'a)' row 2)\n"
+               f"raw_firms: firms.csv in {tmp_path / 'landing'} changed")
+    assert withhold_examples("rule 'ranges' (e.g. '-3' in row 7); next") == "rule 'ranges'; next"
+    folder = publish_failure(tmp_path / "out", "d1", "run-1", [problem], (tmp_path / "landing",))
+    note = (folder / "RUN_FAILED.txt").read_text()
+    for withheld in ("HYPERLINK", "F000001", "e.g.", str(tmp_path)):
+        assert withheld not in note
+    assert "rule 'ranges'" in note and "firms.csv in landing changed" in note
+
+
+def test_an_interrupted_run_says_so_without_a_traceback_and_publishes_its_own_note(demo_landing, tmp_path):
+    process = start_cli(tmp_path, demo_landing)
+    for line in process.stdout:
+        if "validated_sources: done" in line:
+            break
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "Traceback" not in stdout + stderr and "interrupted" in stderr
+    published = tmp_path / "out" / identify_delivery(demo_landing).key
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        [record] = instance.get_run_records()
+    assert record.dagster_run.status == dg.DagsterRunStatus.FAILURE
+    assert json.loads((published / "run.json").read_text())["run_id"] == record.dagster_run.run_id
