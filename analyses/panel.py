@@ -66,12 +66,13 @@ TIME_VARYING_COVARIATES = (
     "years_exported_last3",
     "in_cluster",
 )
-#: the first-year snapshot of a time-varying measure (``in_cluster`` does not vary)
+#: the first-year snapshot of a measure (``in_cluster`` does not vary: it is its own snapshot)
 FIRST_YEAR_COLUMN = {
     "log_employees": "log_employees_first",
     "log_turnover": "log_turnover_first",
     "firm_age": "firm_age_first",
     "exporter": "exporter_first",
+    "in_cluster": "in_cluster",
 }
 BASELINE_COVARIATES = (
     "log_employees_first",
