@@ -86,7 +86,7 @@ POWER = 0.80
 # Why a firm of a service's sample is left out of its estimation (``diagnostics["left_out"]``).
 REASON_ALREADY_TREATED_FIRMS = "already treated when the data start (support in or before the first year with data)"
 REASON_NO_COVERED_YEAR = "no year covered by the customs extract"
-REASON_NO_BASELINE = "no year before support started with accounts, customs data and the plan's covariates"
+REASON_NO_BASELINE = "no year before support started with accounts, customs data and the covariates of the plan"
 LEFT_OUT_COLUMNS = ("treatment", "outcome", "reason", "firms", "firm_years")
 
 
@@ -255,9 +255,15 @@ def _classify(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[
 
 
 def covariates_known(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
-    """Rows whose covariates are all finite numbers (what a base period needs)."""
+    """Rows whose covariates are all finite numbers (what a base period needs).
+
+    Raises ``ValueError`` naming covariates the panel lacks.
+    """
     if not columns:
         return pd.Series(True, index=frame.index)
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise ValueError(f"firm_year_panel lacks covariate column(s) {absent} named in the evaluation plan")
     return pd.Series(np.isfinite(frame[list(columns)].to_numpy(dtype="float64")).all(axis=1), index=frame.index)
 
 
