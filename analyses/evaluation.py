@@ -10,7 +10,14 @@ support programmes usually go wrong:
   (``control_group="nevertreated"``), or additionally firms of the same service not yet treated
   (``"notyettreated"``); firms whose first service was a *different* one never serve as
   comparisons for ``s`` (they are contaminated by another treatment);
-* covariates are measured in the firm's first panel year, before any programme could move them;
+* covariates are taken as R ``did`` takes them (``covariate_timing="base_period"``, the default):
+  on a balanced panel from the earlier year of each comparison, the base period (the year before the
+  cohort's start for post-treatment cells), so they describe the firm before its programme; on an
+  unbalanced register (R's repeated-cross-section estimators) as observed in each year.
+  ``covariate_timing="first_year"`` uses first-panel-year snapshots (``*_first``) instead. A firm-year
+  whose covariates are missing (e.g. fewer than three earlier years of customs data for the
+  prior-exporting history) cannot be a base period; it is dropped and counted, as R drops it, and
+  treated firms without such a year before their programme are left out;
 * firms already treated when the data start (support in or before the first year with data) are
   in no cohort and no comparison group, for every service; firms first treated after the last
   year with data are untreated throughout and serve as comparisons (as R ``did`` codes them);
@@ -40,7 +47,15 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from analyses.did import aggte, att_gt
-from analyses.panel import BASELINE_COVARIATES, NO_SERVICE, SERVICES, PanelAccount
+from analyses.panel import (
+    BASELINE_COVARIATES,
+    FIRST_YEAR_COLUMN,
+    LOOKBACK_YEARS,
+    NO_SERVICE,
+    SERVICES,
+    TIME_VARYING_COVARIATES,
+    PanelAccount,
+)
 from analyses.reporting.settings import cohort_floor
 from analyses.twfe import twfe_event_study, twfe_static
 
@@ -61,14 +76,17 @@ ESTIMATE_COLUMNS = (
 #: Outcomes whose average effect has a plain reading. ``log_export_value`` (log of 1 + euros) is in
 #: the panel but left out by default: with zeros for non-exporters its DiD mixes entry with sales
 #: growth, and reads as implausible percentage changes; export values await PPML.
-DEFAULT_OUTCOMES = ("exporter", "n_destinations", "enters_new_market")
+#: ``starts_exporting`` and ``new_destination`` split ``enters_new_market`` into its two margins.
+DEFAULT_OUTCOMES = ("exporter", "n_destinations", "starts_exporting", "new_destination")
+#: the covariates a plan uses unless it names its own, per ``covariate_timing``
+DEFAULT_COVARIATES = {"base_period": TIME_VARYING_COVARIATES, "first_year": BASELINE_COVARIATES}
 #: Power at which the minimum detectable effect is quoted.
 POWER = 0.80
 
 # Why a firm of a service's sample is left out of its estimation (``diagnostics["left_out"]``).
 REASON_ALREADY_TREATED_FIRMS = "already treated when the data start (support in or before the first year with data)"
 REASON_NO_COVERED_YEAR = "no year covered by the customs extract"
-REASON_NO_BASELINE = "no accounts and customs data from before support started"
+REASON_NO_BASELINE = "no year before support started with accounts, customs data and the covariates of the plan"
 LEFT_OUT_COLUMNS = ("treatment", "outcome", "reason", "firms", "firm_years")
 
 
@@ -81,7 +99,13 @@ class EvaluationPlan:
 
     services: tuple[str, ...] = SERVICES
     outcomes: tuple[str, ...] = DEFAULT_OUTCOMES
-    covariates: tuple[str, ...] = BASELINE_COVARIATES
+    #: covariate measures (panel columns); empty (None) means ``DEFAULT_COVARIATES[covariate_timing]``
+    covariates: tuple[str, ...] | None = None
+    #: ``base_period``: as each year stands, read in each comparison's base period (R ``did``);
+    #: ``first_year``: each measure's first-panel-year snapshot (``analyses.panel.FIRST_YEAR_COLUMN``)
+    covariate_timing: str = "base_period"
+    #: look-back window k (years) of the new-market outcomes; the panel must be built with it
+    lookback_years: int = LOOKBACK_YEARS
     control_group: str = "nevertreated"
     est_method: str = "dr"
     base_period: str = "varying"
@@ -106,6 +130,16 @@ class EvaluationPlan:
             raise ValueError(f"evaluation plan: est_method must be 'dr', 'ipw' or 'reg', got {self.est_method!r}")
         if not 0 < self.alpha < 1:
             raise ValueError(f"evaluation plan: alpha must be in (0, 1), got {self.alpha}")
+        if self.covariate_timing not in DEFAULT_COVARIATES:
+            raise ValueError(
+                f"evaluation plan: covariate_timing must be 'base_period' or 'first_year', got {self.covariate_timing!r}"
+            )
+        lookback = self.lookback_years
+        if isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 1:
+            raise ValueError(f"evaluation plan: lookback_years must be a whole number of years >= 1, got {lookback!r}")
+        if self.covariates is None:
+            object.__setattr__(self, "covariates", DEFAULT_COVARIATES[self.covariate_timing])
+        self.covariate_columns  # noqa: B018 -- validates the covariates against the timing
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> EvaluationPlan:
@@ -123,8 +157,25 @@ class EvaluationPlan:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
     @property
+    def covariate_columns(self) -> tuple[str, ...]:
+        """The panel columns behind ``covariates``: as named, or their first-year snapshots.
+
+        Raises ``ValueError`` for a time-varying measure without a snapshot under ``first_year``.
+        """
+        if self.covariate_timing == "base_period":
+            return tuple(self.covariates)
+        no_snapshot = [c for c in self.covariates if c in TIME_VARYING_COVARIATES and c not in FIRST_YEAR_COLUMN]
+        if no_snapshot:
+            raise ValueError(
+                f"evaluation plan: {', '.join(no_snapshot)} has no first-year snapshot (a firm's first year has no "
+                f"earlier history); with covariate_timing: first_year use some of {sorted(FIRST_YEAR_COLUMN)}, or "
+                "covariate_timing: base_period"
+            )
+        return tuple(FIRST_YEAR_COLUMN.get(c, c) for c in self.covariates)
+
+    @property
     def xformla(self) -> str | None:
-        return "~ " + " + ".join(self.covariates) if self.covariates else None
+        return "~ " + " + ".join(self.covariate_columns) if self.covariates else None
 
 
 @dataclass
@@ -138,10 +189,11 @@ class EvaluationResult:
 def service_sample(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Firms that can inform the effect of ``service``, with their cohort (0 = comparison).
 
-    A treated firm needs data from before its programme started: its covariates are taken
-    from its first panel year and its outcomes need a pre-programme base period. Firms already
-    treated when the data start, and firms that enter the register (or the customs data) only
-    once treated, are left out and counted. Returns the sample and a table of every cohort with
+    A treated firm needs a year before its programme started with accounts, customs data and the
+    plan's covariates: its base period. Firms already treated when the data start, and firms that
+    enter the register (or the customs data, or get covariates) only once treated, are left out
+    and counted. Firm-years whose covariates are missing stay in the sample (``run_evaluation``
+    drops and counts them). Returns the sample and a table of every cohort with
     its size, whether it was used and why not.
     """
     classified, sizes = _classify(panel, service, plan)
@@ -162,7 +214,8 @@ def _classify(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[
     is_first = panel["first_service"].eq(service) & ~after_data
     sample = panel.loc[is_first | panel["first_service"].eq(NO_SERVICE) | after_data].copy()
     sample["cohort"] = np.where(is_first.loc[sample.index], sample[f"first_{service}_year"], 0).astype(int)
-    entry_year = sample["year"].where(sample["exports_covered"].eq(1)).groupby(sample["firm_id"]).transform("min")
+    usable = sample["exports_covered"].eq(1) & covariates_known(sample, plan.covariate_columns)
+    entry_year = sample["year"].where(usable).groupby(sample["firm_id"]).transform("min")
     treated = sample["cohort"] > 0
     already = treated & (sample["cohort"] <= first_year + plan.anticipation)
     no_baseline = treated & ~(entry_year <= sample["cohort"] - 1 - plan.anticipation)
@@ -201,6 +254,32 @@ def _classify(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[
     return sample, sizes[columns]
 
 
+def covariates_known(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    """Rows whose covariates are all finite numbers (what a base period needs).
+
+    Raises ``ValueError`` naming covariates the panel lacks.
+    """
+    if not columns:
+        return pd.Series(True, index=frame.index)
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise ValueError(f"firm_year_panel lacks covariate column(s) {absent} named in the evaluation plan")
+    return pd.Series(np.isfinite(frame[list(columns)].to_numpy(dtype="float64")).all(axis=1), index=frame.index)
+
+
+def _missing_covariates_reason(rows: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    """Name the covariates missing in each row."""
+    missing = ~np.isfinite(rows[list(columns)].to_numpy(dtype="float64"))
+    return pd.Series(
+        [
+            "covariate(s) missing in the year: " + ", ".join(c for c, gap in zip(columns, row) if gap)
+            + " (such a year cannot be a base period; dropped, as R did drops it)"
+            for row in missing
+        ],
+        index=rows.index,
+    )
+
+
 def _left_out_rows(rows: pd.DataFrame, service: str, outcome: str, reason: pd.Series | str) -> list[dict]:
     """Firms and firm-years set aside, per reason, in the ``LEFT_OUT_COLUMNS`` vocabulary."""
     grouped = rows.assign(reason=reason).groupby("reason", sort=False)["firm_id"].agg(["nunique", "size"])
@@ -230,9 +309,14 @@ def run_evaluation(
     diagnostics (``panel_account``, ``export_coverage``) so the report can show the whole path.
     """
     plan = plan or EvaluationPlan()
-    missing = sorted({*plan.outcomes, *plan.covariates, "exports_covered"} - set(panel.columns))
+    missing = sorted({*plan.outcomes, *plan.covariate_columns, "exports_covered"} - set(panel.columns))
     if missing:
         raise ValueError(f"firm_year_panel lacks column(s) {missing} named in the evaluation plan")
+    if account is not None and account.lookback_years != plan.lookback_years:
+        raise ValueError(
+            f"firm_year_panel was built with lookback_years={account.lookback_years} but the evaluation plan says "
+            f"{plan.lookback_years}: rebuild the panel with the plan's window"
+        )
     rows: list[dict] = []
     pretests, balances, overlaps, mdes, cohorts, not_estimable, left_out = [], [], [], [], [], [], []
     for service in plan.services:
@@ -241,13 +325,18 @@ def run_evaluation(
         excluded = classified["left_out"].ne("")
         left_out += _left_out_rows(classified.loc[excluded], service, "", classified.loc[excluded, "left_out"])
         sample = classified.loc[~excluded].drop(columns="left_out")
+        no_covariates = ~covariates_known(sample, plan.covariate_columns)
+        if no_covariates.any():
+            rows_without = sample.loc[no_covariates]
+            left_out += _left_out_rows(rows_without, service, "", _missing_covariates_reason(rows_without, plan.covariate_columns))
+            sample = sample.loc[~no_covariates]
         sample["unit"] = pd.factorize(sample["firm_id"])[0] + 1
         n_treated_firms = int(cohort_table.loc[cohort_table["used"], "n_firms"].sum())
         if n_treated_firms == 0:
             if progress:
                 progress(f"{service}: no usable treated cohort, skipped")
             continue
-        balance, overlap = covariate_balance(sample, plan.covariates)
+        balance, overlap = covariate_balance(_base_period_rows(sample, plan), plan.covariate_columns)
         balances.append(balance.assign(treatment=service))
         overlaps.append(overlap.assign(treatment=service))
         full_sample = sample
@@ -325,10 +414,27 @@ def minimum_detectable_effect(std_error: float, alpha: float = 0.05, power: floa
     return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * std_error)
 
 
+def _base_period_rows(sample: pd.DataFrame, plan: EvaluationPlan) -> pd.DataFrame:
+    """One row per firm with its covariates as the estimator reads them for post-treatment cells.
+
+    Treated firms: their base year (``cohort - 1 - anticipation``). Comparison firms: the row nearest
+    to the treated firms' mean base year (earlier on ties), so both sides are measured at about the
+    same time. Treated firms without a row in their base year are left out of this diagnostic.
+    """
+    base_year = sample["cohort"] - 1 - plan.anticipation
+    treated = sample.loc[(sample["cohort"] > 0) & sample["year"].eq(base_year)]
+    comparison = sample.loc[sample["cohort"].eq(0)]
+    if not treated.empty:
+        distance = (comparison["year"] - base_year.loc[treated.index].mean()).abs()
+        comparison = comparison.assign(_distance=distance).sort_values(["unit", "_distance", "year"], kind="stable")
+    comparison = comparison.drop_duplicates("unit").drop(columns="_distance", errors="ignore")
+    return pd.concat([treated, comparison]).sort_values(["unit", "year"], kind="stable")
+
+
 def covariate_balance(sample: pd.DataFrame, covariates: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Standardised mean differences before/after ATT odds weighting, and propensity overlap.
 
-    Uses one row per firm (covariates are first-year values). The propensity score is a logit of
+    Uses one row per firm (the first row of each ``unit``: pass the base-period rows). The propensity score is a logit of
     "ever treated by this service" on the covariates, pooled over cohorts: a diagnostic, not the
     estimator's cell-by-cell model.
     """

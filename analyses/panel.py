@@ -11,49 +11,15 @@ years the customs extract covers.
 
 Columns
 -------
-Keys
-    ``firm_id``, ``year``.
-Outcomes (missing, NaN, in years the customs extract does not cover; see below)
-    ``exporter``            1 if the firm-year's summed export value is > 0, else 0.
-    ``export_value_eur``    export value summed over all shipments and destinations
-                            (duplicate firm-year-destination rows are shipments and are
-                            added up); 0.0 in a non-exporting year.
-    ``log_export_value``    ``log1p(export_value_eur)`` (0 for non-exporters, so the
-                            extensive margin is part of the outcome).
-    ``n_destinations``      number of destinations with a positive summed value.
-    ``n_eu_destinations``   how many of those were EU members in that year (membership
-                            years from ``data_contracts/countries.csv``: GB until 2019,
-                            HR from 2013).
-    ``enters_new_market``   1 if the firm exports this year to at least one destination
-                            it exported to in no earlier covered panel year.  In the firm's
-                            first panel year there is no history to compare with, so the
-                            value is 0 there by convention (not "unknown"); in the year
-                            after an uncovered year it is missing (the history is unknown).
-    ``exports_covered``     1 if the customs extract covers the year, else 0.
-Treatment, for each service ``s`` in ``SERVICES``
-    ``first_{s}_year``      calendar year in which the firm's first episode of ``s``
-                            started; 0 if the firm never received ``s`` (the code R's
-                            ``did`` uses for never-treated units).  A year before the first
-                            accounts year marks a firm already treated when the panel
-                            starts.  Episodes starting after the last accounts year are
-                            ignored (treatment, doses and first service) and counted: as R
-                            ``did`` codes units first treated after the sample, the firm is
-                            untreated in every panel year.
-    ``{s}_intensity``       the service's total dose over all of the firm's episodes:
-                            advisory hours, network events or grant euros (0 if never).
-    ``first_service``       service of the firm's earliest episode (by start date); ties
-                            on the same start date are broken in the fixed order
-                            advisory, network, grant; ``"none"`` if the firm never took
-                            part.
-    ``first_service_year``  calendar year of that earliest episode; 0 if never.
-Covariates
-    ``employees``, ``turnover_eur`` as reported; ``log_employees`` and ``log_turnover``
-    (``log1p``); ``firm_age`` (``year - founded_year``); ``nace2``, ``region``;
-    ``in_cluster`` (0/1).  The ``*_first`` columns (``log_employees_first``,
-    ``log_turnover_first``, ``exporter_first``, ``firm_age_first``) repeat the value of
-    the firm's first panel year on every row: time-invariant, so a programme that
-    starts later cannot have moved them (``BASELINE_COVARIATES``).  ``exporter_first``
-    is taken from the firm's first panel year that the customs extract covers.
+Every column, in order, with its definition is in ``PANEL_COLUMNS`` (rendered into
+``data_contracts/DATA_DICTIONARY.md``).  In brief: keys ``firm_id``, ``year``; yearly export
+outcomes (missing, NaN, in years the customs extract does not cover); outcomes over a fixed
+look-back window of ``k = lookback_years`` years (``WINDOW_OUTCOMES``; missing unless t-k..t-1
+are all panel years of the firm that the extract covers, so their rates do not depend on how
+long a firm has been observed); per service its first year, the dose of its first episode and
+its summed dose; covariates as they stand each year (``TIME_VARYING_COVARIATES``, which the
+estimator reads in each comparison's base period) and first-panel-year snapshots (``*_first``,
+``BASELINE_COVARIATES``).
 
 Export coverage
     "A firm-year without an export row is a non-exporting year" holds only for years the
@@ -79,7 +45,35 @@ import pandas as pd
 from analyses.contracts.model import SOURCES, load_contract, load_countries
 
 SERVICES = ("advisory", "network", "grant")
-PANEL_OUTCOMES = ("exporter", "n_destinations", "log_export_value", "enters_new_market")
+#: default look-back window (years) of the new-market outcomes
+LOOKBACK_YEARS = 3
+#: years of prior exporting counted by ``years_exported_last3``
+PRIOR_EXPORT_YEARS = 3
+WINDOW_OUTCOMES = (
+    "enters_new_market",
+    "starts_exporting",
+    "new_destination",
+    "new_eu_destination",
+    "new_non_eu_destination",
+)
+PANEL_OUTCOMES = ("exporter", "n_destinations", "log_export_value", *WINDOW_OUTCOMES)
+#: covariates as they stand in each year; R ``did`` takes them from a comparison's base period
+TIME_VARYING_COVARIATES = (
+    "log_employees",
+    "log_turnover",
+    "firm_age",
+    "exported_last_year",
+    "years_exported_last3",
+    "in_cluster",
+)
+#: the first-year snapshot of a measure (``in_cluster`` does not vary: it is its own snapshot)
+FIRST_YEAR_COLUMN = {
+    "log_employees": "log_employees_first",
+    "log_turnover": "log_turnover_first",
+    "firm_age": "firm_age_first",
+    "exporter": "exporter_first",
+    "in_cluster": "in_cluster",
+}
 BASELINE_COVARIATES = (
     "log_employees_first",
     "log_turnover_first",
@@ -89,15 +83,16 @@ BASELINE_COVARIATES = (
 )
 NEVER_TREATED = 0
 NO_SERVICE = "none"
-#: export-based columns: missing in years the customs extract does not cover
-EXPORT_OUTCOMES = (
+#: export-based columns of one year: missing in years the customs extract does not cover
+YEAR_EXPORT_OUTCOMES = (
     "exporter",
     "export_value_eur",
     "log_export_value",
     "n_destinations",
     "n_eu_destinations",
-    "enters_new_market",
+    "n_non_eu_destinations",
 )
+EXPORT_OUTCOMES = (*YEAR_EXPORT_OUTCOMES, *WINDOW_OUTCOMES)
 COVERAGE_PROPERTY = "exportCoverageMinRatio"
 #: how many years on each side form a year's neighbourhood for the coverage rule
 COVERAGE_NEIGHBOURS = 2
@@ -121,6 +116,61 @@ ACCOUNT_COLUMNS = ("source", "status", "reason", "rows", "firms")
 COVERAGE_COLUMNS = (
     "year", "firm_years", "export_rows", "exporting_firms", "exporter_share", "neighbour_share", "covered", "reason",
 )
+
+_WINDOW = "Missing unless t-k..t-1 (k = `lookback_years`, default 3) are all panel years of the firm covered by the customs extract."
+_DOSE_UNIT = {"advisory": "advisory hours", "network": "network events", "grant": "grant euros"}
+#: every panel column, in order, with its definition (the data dictionary's panel section)
+PANEL_COLUMNS: dict[str, str] = {
+    "firm_id": "Firm identifier (text, as delivered).",
+    "year": "Calendar year of the accounts row.",
+    "exporter": "1 if the firm's export value summed over shipments and destinations is > 0, else 0.",
+    "export_value_eur": "Export value in euros, summed over all shipments and destinations; 0 in a year without exports.",
+    "log_export_value": "log(1 + export_value_eur): 0 for non-exporters, so entry is part of the outcome.",
+    "n_destinations": "Number of destinations served (positive summed value).",
+    "n_eu_destinations": "Destinations that were EU members in that year (`countries.csv`; the United Kingdom counts "
+    "as EU through 2020, the last year of the single market).",
+    "n_non_eu_destinations": "Destinations that were not EU members in that year.",
+    "enters_new_market": "1 if the firm serves at t a destination it served in none of t-k..t-1, else 0: a start, a "
+    "new destination of a current exporter, or a restart after a pause shorter than k years. " + _WINDOW,
+    "starts_exporting": "1 if the firm exports at t after exporting in none of t-k..t-1, else 0. " + _WINDOW,
+    "new_destination": "1 if the firm exported at t-1 and serves at t a destination it served in none of t-k..t-1, "
+    "else 0 (diversification by a current exporter). " + _WINDOW,
+    "new_eu_destination": "As `new_destination`, counting only destinations that are EU members in year t. " + _WINDOW,
+    "new_non_eu_destination": "As `new_destination`, counting only destinations outside the EU in year t. " + _WINDOW,
+    "exports_covered": "1 if the customs extract covers the year, else 0 (export outcomes are missing, not zero, "
+    "in uncovered years).",
+    **{
+        column: definition
+        for s in SERVICES
+        for column, definition in (
+            (f"first_{s}_year", f"Year the firm's first {s} episode started; 0 if never (R `did`'s code for never "
+             "treated). Episodes after the last accounts year are ignored (untreated in the panel, as R `did`)."),
+            (f"{s}_first_dose", f"Dose of the firm's first {s} episode ({_DOSE_UNIT[s]}; episodes starting on the "
+             "same first day are added up), known when support starts; 0 if never. The dose for dose-response work."),
+            (f"{s}_intensity", f"Total {s} dose over all the firm's episodes ({_DOSE_UNIT[s]}), later, "
+             "post-treatment episodes included (so it can respond to outcomes); 0 if never."),
+        )
+    },
+    "first_service": "Service of the firm's earliest episode (ties on one start date: advisory, network, grant); "
+    "`none` if the firm never took part.",
+    "first_service_year": "Year of that earliest episode; 0 if never.",
+    "employees": "Employees as reported.",
+    "turnover_eur": "Turnover in euros as reported.",
+    "log_employees": "log(1 + employees) in the year (time-varying covariate).",
+    "log_turnover": "log(1 + turnover_eur) in the year (time-varying covariate).",
+    "log_employees_first": "log_employees in the firm's first panel year, on every row (first-year snapshot).",
+    "log_turnover_first": "log_turnover in the firm's first panel year, on every row (first-year snapshot).",
+    "exporter_first": "exporter in the firm's first panel year covered by the customs extract, on every row.",
+    "firm_age": "year - founded_year (time-varying covariate).",
+    "firm_age_first": "firm_age in the firm's first panel year, on every row.",
+    "exported_last_year": "1 if the firm exported in t-1, else 0; missing if t-1 is not a panel year of the firm "
+    "covered by the customs extract (time-varying covariate).",
+    "years_exported_last3": "Number of years with exports in t-3..t-1 (0-3); missing unless all three are panel "
+    "years of the firm covered by the customs extract (time-varying covariate).",
+    "nace2": "NACE Rev.2 division (register).",
+    "region": "NUTS-2 region (register).",
+    "in_cluster": "1 if the firm is a cluster member (register; constant over time).",
+}
 
 SERVICE_DOSE_COLUMN = {
     "advisory": "advisory_hours",
@@ -155,6 +205,8 @@ class PanelAccount:
     table: pd.DataFrame
     rows_clean: dict[str, int]
     coverage: pd.DataFrame
+    #: the look-back window the panel's new-market outcomes were built with
+    lookback_years: int = LOOKBACK_YEARS
 
     @property
     def uncovered_years(self) -> list[int]:
@@ -194,14 +246,19 @@ def build_firm_year_panel(
     participation: pd.DataFrame,
     exports: pd.DataFrame,
     coverage_min_ratio: float | None = None,
+    lookback_years: int = LOOKBACK_YEARS,
 ) -> PanelBuild:
     """Return the firm-year panel (columns documented in the module docstring) and its account.
 
     Panel rows are sorted by ``firm_id`` then ``year``; the index is a fresh RangeIndex.
-    ``coverage_min_ratio`` defaults to the exports contract's ``exportCoverageMinRatio``.
-    Raises ``ValueError`` naming source, row, column and rule for unusable input, and when
-    no accounts year is covered by the customs extract.
+    ``coverage_min_ratio`` defaults to the exports contract's ``exportCoverageMinRatio``;
+    ``lookback_years`` is the window k of the new-market outcomes (the evaluation plan's key).
+    Raises ``ValueError`` naming source, row, column and rule for unusable input, for a
+    ``lookback_years`` that is not a whole number >= 1, and when no accounts year is covered by
+    the customs extract.
     """
+    if isinstance(lookback_years, bool) or not isinstance(lookback_years, (int, np.integer)) or lookback_years < 1:
+        raise ValueError(f"lookback_years must be a whole number of years >= 1, got {lookback_years!r}")
     tables = {
         "firms": firms,
         "financials": financials,
@@ -221,40 +278,18 @@ def build_firm_year_panel(
         raise ValueError("financials: no accounts row belongs to a firm in the register (firms); the panel is empty")
     coverage = _export_coverage(panel, exports, coverage_min_ratio)
     covered_years = coverage.loc[coverage["covered"], "year"]
-    panel = _add_export_outcomes(panel, exports, covered_years)
+    panel, by_market = _add_export_outcomes(panel, exports, covered_years)
+    panel = _add_history(panel, by_market, int(lookback_years))
     panel = _add_treatment(panel, participation)
     panel = _add_first_year_covariates(panel)
     account = PanelAccount(
         table=_account_table(tables, panel, covered_years),
         rows_clean={name: len(table) for name, table in tables.items()},
         coverage=coverage,
+        lookback_years=int(lookback_years),
     )
     account.check_accounting()
-    return PanelBuild(panel=panel[_column_order()].reset_index(drop=True), account=account)
-
-
-def _column_order() -> list[str]:
-    treatment = [c for s in SERVICES for c in (f"first_{s}_year", f"{s}_intensity")]
-    return [
-        *KEYS,
-        *EXPORT_OUTCOMES,
-        "exports_covered",
-        *treatment,
-        "first_service",
-        "first_service_year",
-        "employees",
-        "turnover_eur",
-        "log_employees",
-        "log_turnover",
-        "log_employees_first",
-        "log_turnover_first",
-        "exporter_first",
-        "firm_age",
-        "firm_age_first",
-        "nace2",
-        "region",
-        "in_cluster",
-    ]
+    return PanelBuild(panel=panel[list(PANEL_COLUMNS)].reset_index(drop=True), account=account)
 
 
 def _require_columns(name: str, table: pd.DataFrame) -> None:
@@ -341,10 +376,14 @@ def _export_coverage(panel: pd.DataFrame, exports: pd.DataFrame, min_ratio: floa
     return coverage[list(COVERAGE_COLUMNS)]
 
 
-def _add_export_outcomes(panel: pd.DataFrame, exports: pd.DataFrame, covered_years: pd.Series) -> pd.DataFrame:
-    """Sum shipments to firm-year-destination, then count markets and new markets, in covered years.
+def _add_export_outcomes(
+    panel: pd.DataFrame, exports: pd.DataFrame, covered_years: pd.Series
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sum shipments to firm-year-destination, then count markets, in covered years.
 
-    Uncovered years get missing outcomes (the implicit zero only holds where the extract covers the year).
+    Uncovered years get missing outcomes (the implicit zero only holds where the extract covers the
+    year). Also returns the served markets (``firm_id, year, destination, eu``; positive value, covered
+    years of panel firm-years) for the window outcomes.
     """
     shipments = exports[["firm_id", "year", "destination", "export_value_eur"]].merge(
         panel[KEYS], on=KEYS, how="inner"
@@ -354,18 +393,11 @@ def _add_export_outcomes(panel: pd.DataFrame, exports: pd.DataFrame, covered_yea
         ["firm_id", "year", "destination"], as_index=False, sort=False, observed=True
     )["export_value_eur"].sum()
     by_market = by_market[by_market["export_value_eur"] > 0]
-    first_year_in_market = by_market.groupby(["firm_id", "destination"], sort=False)[
-        "year"
-    ].transform("min")
-    by_market = by_market.assign(
-        new_market=by_market["year"].to_numpy() == first_year_in_market.to_numpy(),
-        eu=_eu_member_in_year(by_market["destination"], by_market["year"]),
-    )
+    by_market = by_market.assign(eu=_eu_member_in_year(by_market["destination"], by_market["year"]))
     per_firm_year = by_market.groupby(KEYS, sort=False).agg(
         export_value_eur=("export_value_eur", "sum"),
         n_destinations=("destination", "size"),
         n_eu_destinations=("eu", "sum"),
-        any_new_market=("new_market", "any"),
     )
     panel = panel.merge(per_firm_year, left_on=KEYS, right_index=True, how="left")
 
@@ -375,24 +407,71 @@ def _add_export_outcomes(panel: pd.DataFrame, exports: pd.DataFrame, covered_yea
     panel["exporter"] = (panel["export_value_eur"] > 0).astype("int64")
     for count in ("n_destinations", "n_eu_destinations"):
         panel[count] = panel[count].fillna(0).astype("int64")
-    is_first_panel_year = ~panel["firm_id"].duplicated()
-    new_market = panel["any_new_market"].eq(True)
-    panel["enters_new_market"] = (new_market & ~is_first_panel_year).astype("int64")
-    panel = panel.drop(columns="any_new_market")
+    panel["n_non_eu_destinations"] = panel["n_destinations"] - panel["n_eu_destinations"]
 
     uncovered = panel["exports_covered"].eq(0)
     if uncovered.any():
-        follows_gap = panel["firm_id"].eq(panel["firm_id"].shift()) & panel["year"].sub(1).eq(
-            panel["year"].shift()
-        ) & uncovered.shift(fill_value=False)
-        panel[list(EXPORT_OUTCOMES)] = panel[list(EXPORT_OUTCOMES)].astype("float64")
-        panel.loc[uncovered, list(EXPORT_OUTCOMES)] = np.nan
-        panel.loc[follows_gap, "enters_new_market"] = np.nan
+        panel[list(YEAR_EXPORT_OUTCOMES)] = panel[list(YEAR_EXPORT_OUTCOMES)].astype("float64")
+        panel.loc[uncovered, list(YEAR_EXPORT_OUTCOMES)] = np.nan
+    return panel, by_market[["firm_id", "year", "destination", "eu"]]
+
+
+def _add_history(panel: pd.DataFrame, by_market: pd.DataFrame, lookback: int) -> pd.DataFrame:
+    """Window outcomes (``WINDOW_OUTCOMES``) and prior-exporting covariates; missing without the history.
+
+    History is a firm x calendar-year grid of "observed" (a panel year the customs extract covers) and
+    "exported"; a window counts only if every one of its years is observed.
+    """
+    firm_code, firm_ids = pd.factorize(panel["firm_id"])
+    first_year = int(panel["year"].min())
+    year_code = (panel["year"] - first_year).to_numpy()
+    shape = (len(firm_ids), int(panel["year"].max()) - first_year + 1)
+    observed = np.zeros(shape)
+    exported = np.zeros(shape)
+    covered = panel["exports_covered"].to_numpy() == 1
+    observed[firm_code, year_code] = covered
+    exported[firm_code, year_code] = np.where(covered, panel["exporter"].fillna(0).to_numpy(), 0)
+
+    def trailing(matrix: np.ndarray, width: int) -> np.ndarray:
+        """Per panel row: the sum of ``matrix`` over the ``width`` years before the row's year."""
+        padded = np.concatenate([np.zeros((shape[0], width + 1)), matrix], axis=1).cumsum(axis=1)
+        return padded[firm_code, year_code + width] - padded[firm_code, year_code]
+
+    def where_known(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+        return np.where(known, values.astype("float64"), np.nan)
+
+    before = trailing(exported, 1)
+    panel["exported_last_year"] = where_known(before, trailing(observed, 1) == 1)
+    panel["years_exported_last3"] = where_known(
+        trailing(exported, PRIOR_EXPORT_YEARS), trailing(observed, PRIOR_EXPORT_YEARS) == PRIOR_EXPORT_YEARS
+    )
+
+    # a market served at t is new if the firm served it in none of t-k..t-1
+    recent = pd.concat(
+        [by_market[["firm_id", "destination"]].assign(year=by_market["year"] + lag) for lag in range(1, lookback + 1)]
+    )
+    keys = ["firm_id", "year", "destination"]
+    is_new = ~pd.MultiIndex.from_frame(by_market[keys]).isin(pd.MultiIndex.from_frame(recent[keys]))
+    new = by_market.loc[is_new]
+    new_markets = pd.DataFrame(
+        {"any": True, "eu": new["eu"].to_numpy(), "non_eu": ~new["eu"].to_numpy()},
+        index=pd.MultiIndex.from_frame(new[KEYS]),
+    ).groupby(level=KEYS).any()
+    new_markets = new_markets.reindex(pd.MultiIndex.from_frame(panel[KEYS]), fill_value=False)
+
+    known = covered & (trailing(observed, lookback) == lookback)
+    exporting = panel["exporter"].fillna(0).to_numpy() == 1
+    was_exporting = before == 1
+    panel["enters_new_market"] = where_known(new_markets["any"].to_numpy(), known)
+    panel["starts_exporting"] = where_known(exporting & (trailing(exported, lookback) == 0), known)
+    panel["new_destination"] = where_known(was_exporting & new_markets["any"].to_numpy(), known)
+    panel["new_eu_destination"] = where_known(was_exporting & new_markets["eu"].to_numpy(), known)
+    panel["new_non_eu_destination"] = where_known(was_exporting & new_markets["non_eu"].to_numpy(), known)
     return panel
 
 
 def _eu_member_in_year(destination: pd.Series, year: pd.Series) -> np.ndarray:
-    """Membership in the year of export, so the UK counts as EU before Brexit."""
+    """Membership in the year of export, so the UK counts as EU through 2020 (``countries.csv``)."""
     countries = load_countries().set_index("iso2")
     joined, left = (
         destination.map(countries[column].astype("float64")).to_numpy()
@@ -403,7 +482,7 @@ def _eu_member_in_year(destination: pd.Series, year: pd.Series) -> np.ndarray:
 
 
 def _add_treatment(panel: pd.DataFrame, participation: pd.DataFrame) -> pd.DataFrame:
-    """Per service: first start year and summed dose; plus the firm's first service.
+    """Per service: first start year, first episode's dose and summed dose; plus the firm's first service.
 
     Episodes starting after the last accounts year are left out (untreated in the panel years).
     """
@@ -427,18 +506,21 @@ def _add_treatment(panel: pd.DataFrame, participation: pd.DataFrame) -> pd.DataF
         }
     )
 
+    first_start = episodes.groupby(["firm_id", "service"], sort=False)["start_date"].transform("min")
+    episodes["first_dose"] = np.where(episodes["start_date"].eq(first_start), episodes["dose"], 0.0)
     per_service = episodes.groupby(["firm_id", "service"], sort=False).agg(
-        first_year=("start_year", "min"), intensity=("dose", "sum")
+        first_year=("start_year", "min"), first_dose=("first_dose", "sum"), intensity=("dose", "sum")
     )
-    first_year = per_service["first_year"].unstack("service").reindex(columns=list(SERVICES))
-    intensity = per_service["intensity"].unstack("service").reindex(columns=list(SERVICES))
+    wide = {name: per_service[name].unstack("service").reindex(columns=list(SERVICES)) for name in per_service}
     treatment = pd.DataFrame(
         {
-            column: values[s]
+            column: wide[name][s]
             for s in SERVICES
-            for column, values in ((f"first_{s}_year", first_year), (f"{s}_intensity", intensity))
+            for column, name in (
+                (f"first_{s}_year", "first_year"), (f"{s}_first_dose", "first_dose"), (f"{s}_intensity", "intensity")
+            )
         },
-        index=first_year.index,
+        index=wide["first_year"].index,
     )
 
     first_episode = episodes.sort_values(
@@ -453,7 +535,8 @@ def _add_treatment(panel: pd.DataFrame, participation: pd.DataFrame) -> pd.DataF
     panel = panel.merge(treatment, left_on="firm_id", right_index=True, how="left")
     for s in SERVICES:
         panel[f"first_{s}_year"] = panel[f"first_{s}_year"].fillna(NEVER_TREATED).astype("int64")
-        panel[f"{s}_intensity"] = panel[f"{s}_intensity"].fillna(0.0).astype("float64")
+        for dose in (f"{s}_first_dose", f"{s}_intensity"):
+            panel[dose] = panel[dose].fillna(0.0).astype("float64")
     panel["first_service"] = panel["first_service"].fillna(NO_SERVICE).astype(object)
     panel["first_service_year"] = (
         panel["first_service_year"].fillna(NEVER_TREATED).astype("int64")

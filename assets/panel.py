@@ -6,6 +6,7 @@ import pandas as pd
 from analyses.panel import build_firm_year_panel
 from assets.metadata import frame_metadata
 from pipelines.partitions import deliveries
+from pipelines.resources import EvaluationPlanResource
 
 
 @dg.multi_asset(
@@ -27,9 +28,12 @@ def firm_year_panel(
     clean_financials: pd.DataFrame,
     clean_participation: pd.DataFrame,
     clean_exports: pd.DataFrame,
+    plan: EvaluationPlanResource,
 ):
     """One row per firm-year of the register and accounts: outcomes, treatment timing, covariates."""
-    build = build_firm_year_panel(clean_firms, clean_financials, clean_participation, clean_exports)
+    lookback_years = plan.load().lookback_years  # the new-market outcomes' window is part of the plan
+    build = build_firm_year_panel(clean_firms, clean_financials, clean_participation, clean_exports,
+                                  lookback_years=lookback_years)
     panel = build.panel
     firms = panel.drop_duplicates("firm_id")
     yield dg.Output(

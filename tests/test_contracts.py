@@ -90,11 +90,12 @@ def test_country_list_has_all_249_codes_and_eu_membership_by_year():
     assert len(countries) == 249 and countries["iso2"].is_unique
     assert countries["iso2"].str.fullmatch("[A-Z]{2}").all()
     assert {"NA", "GB", "HR", "XK"} & set(country_codes()) == {"NA", "GB", "HR"}
-    assert is_eu_member("GB", 2019) and not is_eu_member("GB", 2020)
+    # the UK left on 31 January 2020 but stayed in the single market through 2020 (issue 9)
+    assert is_eu_member("GB", 2020) and not is_eu_member("GB", 2021)
     assert not is_eu_member("HR", 2012) and is_eu_member("hr", 2013)
     assert not is_eu_member("CH", 2015) and not is_eu_member("NO", 2015)
-    members = {year: sum(is_eu_member(code, year) for code in countries["iso2"]) for year in (1995, 2004, 2012, 2019, 2020)}
-    assert members == {1995: 15, 2004: 25, 2012: 27, 2019: 28, 2020: 27}
+    members = {year: sum(is_eu_member(code, year) for code in countries["iso2"]) for year in (1995, 2004, 2012, 2020, 2021)}
+    assert members == {1995: 15, 2004: 25, 2012: 27, 2020: 28, 2021: 27}
     with pytest.raises(ValueError, match="'UK' is not an ISO 3166-1 alpha-2 code"):
         is_eu_member("UK", 2019)
 

@@ -261,7 +261,9 @@ def evaluation_with_plan_cohort_size_one():
 
     demo = generate_demo_data(n_firms=1_500, seed=11)
     panel = build_firm_year_panel(demo.firms, demo.financials, demo.participation, demo.exports).panel
-    plan = EvaluationPlan(services=("grant",), outcomes=("exporter",), bootstrap_iterations=0, min_cohort_size=1)
+    # first-year covariates: the 2014 cohort has a base period (2013) without three earlier years of customs data
+    plan = EvaluationPlan(services=("grant",), outcomes=("exporter",), bootstrap_iterations=0, min_cohort_size=1,
+                          covariate_timing="first_year")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return run_evaluation(panel, plan)
@@ -278,9 +280,9 @@ def test_plan_can_raise_the_cohort_minimum():
     from analyses.evaluation import EvaluationPlan, service_sample
 
     panel = make_panel(n_firms=400)
-    sizes = service_sample(panel, "advisory", EvaluationPlan(min_cohort_size=1))[1].set_index("cohort")["n_firms"]
+    sizes = service_sample(panel, "advisory", EvaluationPlan(min_cohort_size=1, covariates=()))[1].set_index("cohort")["n_firms"]
     threshold = int(sizes.sort_values().iloc[len(sizes) // 2]) + 1  # leaves out about half of the cohorts
-    _, cohorts = service_sample(panel, "advisory", EvaluationPlan(min_cohort_size=threshold))
+    _, cohorts = service_sample(panel, "advisory", EvaluationPlan(min_cohort_size=threshold, covariates=()))
     assert threshold > SETTINGS.min_firms
     assert (cohorts["used"] == (cohorts["n_firms"] >= threshold)).all()
     assert set(cohorts.loc[~cohorts["used"], "reason"]) == {f"fewer than {threshold} firms"}

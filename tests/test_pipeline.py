@@ -156,7 +156,9 @@ def test_planted_effects_lie_inside_the_reported_confidence_intervals(materialis
     simple = estimates.query("aggregation == 'simple'").merge(
         truth.query("aggregation == 'simple'"), on=["treatment", "outcome"], validate="one_to_one"
     )
-    assert len(simple) == 9
+    from analyses.evaluation import DEFAULT_OUTCOMES
+
+    assert len(simple) == 3 * len(DEFAULT_OUTCOMES)
     missed = simple.loc[~simple["true_effect"].between(simple["ci_lower"], simple["ci_upper"])]
     assert missed.empty, missed[["treatment", "outcome", "estimate", "ci_lower", "ci_upper", "true_effect"]]
     post = estimates.query("aggregation == 'dynamic' and event_time >= 0").merge(

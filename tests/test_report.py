@@ -380,3 +380,13 @@ def test_importing_the_package_loads_no_plotting_templating_or_evaluation_module
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                                cwd=Path(__file__).resolve().parents[1])
     assert completed.stdout.strip() == "[]"
+
+
+def test_outcome_definitions_with_the_plans_window_are_in_the_methods_annex(tmp_path):
+    inputs = report_inputs(tmp_path)
+    diagnostics = dict(inputs["diagnostics"])
+    diagnostics["plan"] = {**diagnostics["plan"], "lookback_years": 4, "covariate_timing": "base_period"}
+    result = build_report(**{**inputs, "diagnostics": diagnostics}, output_dir=tmp_path / "out", settings=HTML_ONLY)
+    html = result.html_path.read_text(encoding="utf-8")
+    assert "<dt>Entering a new market</dt><dd>1 if the firm exported to a destination not served in the previous 4 years" in html
+    assert "as they stood in the base period of each comparison" in html

@@ -138,13 +138,15 @@ def render(contracts: dict[str, Contract] | None = None) -> str:
     ]
     for contract in contracts.values():
         lines += _section(contract)
+    lines += _panel_section()
     lines += [
         "## Reference list: `countries.csv`",
         "",
         f"{len(country_codes())} officially assigned ISO 3166-1 alpha-2 codes with their English names and EU "
         "membership: `eu_member_from` is the year of accession, `eu_member_until` the year from which the "
-        "country no longer counts as a member (United Kingdom: 2020). Used to check destinations and to split "
-        "exports into EU and non-EU.",
+        "country no longer counts as a member. The United Kingdom has 2021: it left the EU on 31 January 2020 "
+        "but stayed in the single market and customs union until 31 December 2020, so its exports count as EU "
+        "through 2020. Used to check destinations and to split exports into EU and non-EU.",
         "",
         "## Reference list: `nuts2_2021.csv`",
         "",
@@ -155,6 +157,25 @@ def render(contracts: dict[str, Contract] | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _panel_section() -> list[str]:
+    """The firm-year panel's columns (``analyses.panel.PANEL_COLUMNS``): what the evaluation estimates on."""
+    from analyses.panel import LOOKBACK_YEARS, PANEL_COLUMNS
+
+    return [
+        "## The firm-year panel (`firm_year_panel`)",
+        "",
+        "Not a delivery contract: the table `analyses/panel.py` builds from the four clean tables, one row per "
+        "firm and accounts year. The evaluation plan picks its `outcomes` and `covariates` from these columns. "
+        f"k is the plan's `lookback_years` (default {LOOKBACK_YEARS}); \"served\" means a positive summed export "
+        "value. Export columns are missing in years the customs extract does not cover.",
+        "",
+        "| column | definition |",
+        "|---|---|",
+        *(f"| `{column}` | {definition} |" for column, definition in PANEL_COLUMNS.items()),
+        "",
+    ]
 
 
 def main() -> None:

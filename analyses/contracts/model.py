@@ -273,7 +273,7 @@ def load_countries(contracts_dir: Path | None = None):
     """The ISO 3166-1 alpha-2 reference list with EU membership years, as a DataFrame.
 
     ``eu_member_from`` is the year of accession; ``eu_member_until`` the year of leaving
-    (the country counts as non-EU from that year on, e.g. GB from 2020); empty means never/still.
+    (the country counts as non-EU from that year on, e.g. GB from 2021: the single market ended on 31 December 2020); empty means never/still.
     """
     import pandas as pd
 
@@ -285,7 +285,7 @@ def load_countries(contracts_dir: Path | None = None):
 
 
 def is_eu_member(iso2: str, year: int, contracts_dir: Path | None = None) -> bool:
-    """Whether ``iso2`` belonged to the EU in calendar ``year`` (GB: up to 2019; HR: from 2013)."""
+    """Whether ``iso2`` belonged to the EU in calendar ``year`` (GB: up to 2020; HR: from 2013)."""
     rows = _countries(Path(contracts_dir or DEFAULT_CONTRACTS_DIR) / "countries.csv")
     code = iso2.strip().upper()
     for iso, _name, member_from, member_until in rows:

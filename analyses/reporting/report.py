@@ -459,6 +459,9 @@ def _not_estimable_rows(not_estimable: pd.DataFrame | None, firm_ids) -> list[di
 
 def _plan_items(plan: Mapping, comparison: str) -> dict:
     covariates = plan.get("covariates") or []
+    lookback = plan.get("lookback_years", 3)
+    definitions = [{"label": OUTCOMES[o].label, "definition": OUTCOMES[o].definition.format(k=lookback)}
+                   for o in plan.get("outcomes") or [] if o in OUTCOMES]
     years = plan.get("panel_years") or plan.get("years")
     return {
         "min_cohort_size": plan.get("min_cohort_size", MIN_FIRMS),
@@ -468,6 +471,8 @@ def _plan_items(plan: Mapping, comparison: str) -> dict:
         "comparison": comparison,
         "est_method": plan.get("est_method", "dr"),
         "covariates": ", ".join(map(str, covariates)) if covariates else "none",
+        "covariates_first_year": plan.get("covariate_timing") == "first_year",
+        "outcome_definitions": definitions,
         "base_period": plan.get("base_period", "varying"),
         "bootstrap": plan.get("bootstrap_iterations", plan.get("biters", plan.get("bootstrap", "n/a"))),
         "alpha": plan.get("alpha", 0.05),

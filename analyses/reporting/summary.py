@@ -76,6 +76,8 @@ class OutcomeSpec:
     noun: str
     more: str
     less: str
+    #: what the outcome measures, for the methods annex; ``{k}`` is the plan's ``lookback_years``
+    definition: str = ""
 
     def display(self, value: float) -> float:
         return self.to_display(value)
@@ -100,30 +102,53 @@ def _identity(value: float) -> float:
     return value
 
 
+_NEW_MARKET = "not served in the previous {k} years; firm-years with fewer than {k} earlier years of customs data are left out"
+
+
+def _entry(label: str, noun: str, verb: str, definition: str) -> OutcomeSpec:
+    """A 0/1 outcome reported in percentage points."""
+    return OutcomeSpec(
+        label=label, unit="percentage points", unit_short="pp", decimals=1, to_display=_percentage_points,
+        noun=noun, more=f"were {{x}} percentage points {{ci}} more likely to {verb}",
+        less=f"were {{x}} percentage points {{ci}} less likely to {verb}", definition=definition,
+    )
+
+
 OUTCOMES: dict[str, OutcomeSpec] = {
-    "exporter": OutcomeSpec(
-        label="Exporting", unit="percentage points", unit_short="pp", decimals=1,
-        to_display=_percentage_points, noun="the probability of exporting",
-        more="were {x} percentage points {ci} more likely to export",
-        less="were {x} percentage points {ci} less likely to export",
-    ),
-    "enters_new_market": OutcomeSpec(
-        label="Entering a new market", unit="percentage points", unit_short="pp", decimals=1,
-        to_display=_percentage_points, noun="the probability of entering a new export market",
-        more="were {x} percentage points {ci} more likely to enter a new export market",
-        less="were {x} percentage points {ci} less likely to enter a new export market",
-    ),
+    "exporter": _entry("Exporting", "the probability of exporting", "export",
+                       "1 if the firm exported anything in the year (customs data), else 0."),
+    "enters_new_market": _entry(
+        "Entering a new market", "the probability of entering a new export market", "enter a new export market",
+        "1 if the firm exported to a destination " + _NEW_MARKET + "."),
+    "starts_exporting": _entry(
+        "Starting to export", "the probability of starting to export", "start exporting",
+        "1 if the firm exported after {k} years without exports; firm-years with fewer than {k} earlier years of "
+        "customs data are left out."),
+    "new_destination": _entry(
+        "Adding a destination", "the probability that an exporter adds a new destination",
+        "add a new export destination",
+        "1 if a firm that exported the year before exported to a destination " + _NEW_MARKET + "."),
+    "new_eu_destination": _entry(
+        "Adding an EU destination", "the probability that an exporter adds a new EU destination",
+        "add a new EU destination",
+        "As adding a destination, for EU members of that year (the United Kingdom through 2020)."),
+    "new_non_eu_destination": _entry(
+        "Adding a non-EU destination", "the probability that an exporter adds a new non-EU destination",
+        "add a new non-EU destination",
+        "As adding a destination, for countries outside the EU in that year (the United Kingdom from 2021)."),
     "n_destinations": OutcomeSpec(
         label="Export destinations", unit="markets", unit_short="markets", decimals=2,
         to_display=_identity, noun="the number of export markets",
         more="exported to {x} more markets {ci}",
         less="exported to {x} fewer markets {ci}",
+        definition="Number of countries the firm exported to in the year.",
     ),
     "log_export_value": OutcomeSpec(
         label="Export value", unit="% (approx.)", unit_short="%", decimals=1,
         to_display=_log_points_to_percent, noun="the value of exports",
         more="had export values about {x} % higher {ci}",
         less="had export values about {x} % lower {ci}",
+        definition="log(1 + export value in euros); 0 for firms that did not export.",
     ),
 }
 
