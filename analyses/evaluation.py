@@ -71,6 +71,8 @@ REASON_ALREADY_TREATED_FIRMS = "already treated when the data start (support in 
 REASON_NO_COVERED_YEAR = "no year covered by the customs extract"
 REASON_NO_BASELINE = "no accounts and customs data from before support started"
 LEFT_OUT_COLUMNS = ("treatment", "outcome", "reason", "firms", "firm_years")
+COHORT_COLUMNS = ("treatment", "cohort", "n_delivered", "n_already_treated", "n_without_baseline", "n_firms", "used",
+                  "reason")
 #: What could not be estimated: a whole service (``outcome`` empty), a pair (``estimator`` empty) or one
 #: estimator's aggregation.
 NOT_ESTIMABLE_COLUMNS = ("treatment", "outcome", "estimator", "aggregation", "reason")
@@ -217,8 +219,7 @@ def _classify(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[
     sizes.insert(0, "treatment", service)
     in_small_cohort = sample["cohort"].isin(sizes.loc[too_small, "cohort"]) & sample["left_out"].eq("")
     sample.loc[in_small_cohort, "left_out"] = f"cohort of {small}"
-    columns = ["treatment", "cohort", "n_delivered", "n_already_treated", "n_without_baseline", "n_firms", "used", "reason"]
-    return sample, sizes[columns]
+    return sample, sizes[list(COHORT_COLUMNS)]
 
 
 def _left_out_rows(rows: pd.DataFrame, service: str, outcome: str, reason: pd.Series | str) -> list[dict]:
@@ -313,10 +314,11 @@ def run_evaluation(
     estimates = _typed(pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS)))
     diagnostics = {
         "pretests": pd.DataFrame(pretests, columns=list(PRETEST_COLUMNS)),
-        "balance": _concat(balances),
-        "overlap": _concat(overlaps),
+        "balance": _concat(balances, ["covariate", "mean_treated", "mean_control_unweighted", "mean_control_weighted",
+                                      "smd_unweighted", "smd_weighted", "treatment"]),
+        "overlap": _concat(overlaps, ["group", "bin_lower", "bin_upper", "n_firms", "treatment"]),
         "mde": pd.DataFrame(mdes, columns=["treatment", "outcome", "aggregation", "mde", "baseline_sd"]),
-        "cohorts": _concat(cohorts),
+        "cohorts": _concat(cohorts, list(COHORT_COLUMNS)),
         "not_estimable": pd.DataFrame(not_estimable, columns=list(NOT_ESTIMABLE_COLUMNS)),
         "dropped_cells": pd.DataFrame(dropped_cells, columns=list(DROPPED_CELL_COLUMNS)),
         "dropped_cohorts": pd.DataFrame(dropped_cohorts, columns=list(DROPPED_COHORT_COLUMNS)),
@@ -626,5 +628,6 @@ def _row(service, outcome, estimator, aggregation, event_time, estimate, se, low
     }
 
 
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """The frames stacked; with the columns even when there is none (no service could be estimated)."""
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
