@@ -318,7 +318,7 @@ def test_a_delivery_where_nothing_can_be_estimated_still_gets_a_report_that_says
     assert (output / "impact_report.pdf").stat().st_size > 0
     text = " ".join((output / "impact_report.html").read_text(encoding="utf-8").split())
     assert "No effect could be estimated for any service." in text
-    for service in ("advisory support", "network services", "an export grant"):
+    for service in ("advisory support", "network services", "export grants"):
         assert f"Nothing could be estimated for {service}: no cohort could be estimated (" in text
     assert "fewer than 100000 firms" in text
     materialisation = result.asset_materializations_for_node("did_estimates")[0]

@@ -86,20 +86,30 @@ def _frame(diagnostics: Mapping, name: str, treatment: str) -> pd.DataFrame:
     return frame[frame["treatment"] == treatment]
 
 
-def _design(plan: Mapping) -> str:
+def _design(plan: Mapping, mde: pd.DataFrame) -> str:
     comparison = COMPARISON_GROUPS.get(plan.get("control_group", "nevertreated"), COMPARISON_GROUPS["nevertreated"])
     covariates = plan.get("covariates") or []
     adjusted = f", adjusted for {len(covariates)} pre-programme covariates" if covariates else ""
-    return (f"Staggered difference-in-differences (Callaway and Sant'Anna) against {comparison}, never firms "
+    text = (f"Staggered difference-in-differences (Callaway and Sant'Anna) against {comparison}, never firms "
             f"that started with another service{adjusted}")
+    standardised = _standardised(mde).dropna()
+    if not standardised.empty:
+        text += (f"; minimum detectable headline effects (80 % power) of {standardised.min():.2f} to "
+                 f"{standardised.max():.2f} standard deviations of the outcomes")
+    return text
+
+
+def _standardised(mde: pd.DataFrame) -> pd.Series:
+    """The headline's minimum detectable effects in standard deviations of each outcome before support."""
+    if mde.empty or "baseline_sd" not in mde:
+        return pd.Series(dtype=float)
+    return (mde["mde"].abs() / mde["baseline_sd"]).where(mde["baseline_sd"] > 0)
 
 
 def _power_reason(mde: pd.DataFrame) -> str | None:
     """The sample is too small when the headline cannot detect medium-sized effects on any outcome."""
-    if mde.empty or "baseline_sd" not in mde:
-        return None
-    standardised = (mde["mde"].abs() / mde["baseline_sd"]).where(mde["baseline_sd"] > 0)
-    if standardised.isna().any() or not (standardised > MAX_STANDARDISED_MDE).all():
+    standardised = _standardised(mde)
+    if standardised.empty or standardised.isna().any() or not (standardised > MAX_STANDARDISED_MDE).all():
         return None
     shown = ", ".join(f"{outcome_spec(o).noun} {v:.2f}" for o, v in zip(mde["outcome"], standardised))
     return (f"too few firms to detect medium-sized effects: the minimum detectable effect exceeds "
@@ -126,8 +136,9 @@ def rate_service(treatment: str, diagnostics: Mapping) -> Rating:
         if worst is not None and abs(float(worst["smd_weighted"])) > MAX_ABS_SMD:
             reasons.append(f"covariate imbalance after weighting: {worst['covariate']} "
                            f"SMD = {format_number(float(worst['smd_weighted']), 2)}")
-    power = _power_reason(_frame(diagnostics, "mde", treatment))
+    mde = _frame(diagnostics, "mde", treatment)
+    power = _power_reason(mde)
     if power:
         reasons.append(power)
     reasons += [str(reason) for reason in _frame(diagnostics, "robustness", treatment).get("reason", [])]
-    return Rating(treatment, DESIGN_LEVEL - 1 if reasons else DESIGN_LEVEL, _design(plan), tuple(reasons))
+    return Rating(treatment, DESIGN_LEVEL - 1 if reasons else DESIGN_LEVEL, _design(plan, mde), tuple(reasons))

@@ -327,7 +327,8 @@ def _pretest_summary(pretests: pd.DataFrame | None, alpha: float) -> str:
         return ""
     tested = int(pretests["p_value"].notna().sum())
     rejecting = int((pretests["p_value"] < alpha).sum())
-    return (f"{rejecting} of {tested} pre-trend tests rejects at &alpha; = {alpha:g}; about {tested * alpha:.1f} "
+    verb = "rejects" if rejecting == 1 else "reject"
+    return (f"{rejecting} of {tested} pre-trend tests {verb} at &alpha; = {alpha:g}; about {tested * alpha:.1f} "
             "would by chance alone, even if every trend were parallel.")
 
 

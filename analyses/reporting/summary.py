@@ -302,8 +302,7 @@ def service_paragraph(
     """
     whole = _lookup(not_estimable, treatment=treatment, outcome="")
     if whole is not None:
-        service = SERVICES.get(treatment, ("", treatment))[1]
-        return f"Nothing could be estimated for {service}: {whole['reason']}."
+        return f"Nothing could be estimated for {service_title(treatment).lower()}: {whole['reason']}."
     rows = estimates[(estimates["treatment"] == treatment) & (estimates["estimator"] == "cs_did")]
     headline = rows[(rows["aggregation"] == HEADLINE) & rows["event_time"].isna()]
     sentences: list[str] = []
