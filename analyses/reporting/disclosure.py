@@ -111,7 +111,8 @@ class DisclosureResult:
         return bool(((cells["table"] == table) & (cells["row"] == row) & (cells["column"] == column)).any())
 
     def with_checks(self, more: pd.DataFrame) -> "DisclosureResult":
-        return DisclosureResult(pd.concat([self.checks, more], ignore_index=True),
+        checks = [frame for frame in (self.checks, more) if not frame.empty]
+        return DisclosureResult(pd.concat(checks, ignore_index=True) if checks else self.checks,
                                 self.suppressed_estimates, self.suppressed_cells, self.settings, self.rounded_counts)
 
     def metadata(self) -> dict:

@@ -27,8 +27,8 @@ from analyses.reporting.settings import (
     AGGREGATIONS, ESTIMATORS, HEADLINE, MIN_FIRMS, UNIVERSAL_EVENT_STUDY, ReportSettings, cohort_floor,
 )
 from analyses.reporting.summary import (
-    NUMBER_WORDS, OUTCOMES, SERVICES, Intervals, comparison_phrase, comparison_sentence, display_interval,
-    format_number, is_estimable, outcome_spec, service_title, summary_paragraphs,
+    OUTCOMES, SERVICES, Intervals, comparison_phrase, comparison_sentence, display_interval, format_number,
+    is_estimable, outcome_spec, service_title, summary_paragraphs, window_words,
 )
 
 ALLOWED_VALUES = {"treatment": set(SERVICES), "outcome": set(OUTCOMES), "estimator": set(ESTIMATORS),
@@ -560,14 +560,6 @@ def _ratings(headline: pd.DataFrame) -> list[dict]:
             for r in services.to_dict("records")]
 
 
-def _window_words(horizon: int) -> str:
-    """"the year support started and the three years after" for the headline's caption."""
-    if horizon == 0:
-        return "the year support started"
-    after = "the year after" if horizon == 1 else f"the {NUMBER_WORDS.get(horizon, str(horizon))} years after"
-    return f"the year support started and {after}"
-
-
 def _plan_items(plan: Mapping, comparison: str) -> dict:
     covariates = plan.get("covariates") or []
     years = plan.get("panel_years") or plan.get("years")
@@ -585,7 +577,7 @@ def _plan_items(plan: Mapping, comparison: str) -> dict:
         "anticipation": plan.get("anticipation", 0),
         "years": (f"{min(years)}\u2013{max(years)}" if isinstance(years, (list, tuple)) and years else years or "n/a"),
         "horizon": int(plan.get("headline_horizon", 3)),
-        "window": _window_words(int(plan.get("headline_horizon", 3))),
+        "window": window_words(int(plan.get("headline_horizon", 3)), "the year support started"),
     }
 
 
@@ -637,7 +629,9 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
     cohorts = diagnostics.get("cohorts")
     if cohorts is not None:
         # only cohorts used in estimation are published; the others are counted in the notes
-        cells = pd.concat([cells, cohort_cells(cohorts[cohorts["used"].astype(bool)])], ignore_index=True)
+        used = cohorts[cohorts["used"].astype(bool)]
+        if not used.empty:
+            cells = pd.concat([cells, cohort_cells(used)], ignore_index=True)
     disclosure = check_disclosure(estimates, cells, settings)
     suppressed = disclosure.suppressed_keys()
     published = drop_suppressed(estimates, disclosure)

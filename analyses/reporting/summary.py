@@ -153,13 +153,17 @@ def years_after(horizon: int) -> str:
     return f"{count} year{'s' if horizon != 1 else ''} after starting"
 
 
-def years_window(horizon: int) -> str:
-    """The headline's window of event times 0..horizon in words ("over the year they started and the three
-    years after")."""
+def window_words(horizon: int, start: str = "the year they started") -> str:
+    """Event times 0..horizon in words: "the year they started and the three years after"."""
     if horizon == 0:
-        return years_after(0)
+        return start
     after = "the year after" if horizon == 1 else f"the {NUMBER_WORDS.get(horizon, str(horizon))} years after"
-    return f"on average over the year they started and {after}"
+    return f"{start} and {after}"
+
+
+def years_window(horizon: int) -> str:
+    """The headline's average in a sentence: "on average over the year they started and the three years after"."""
+    return years_after(0) if horizon == 0 else f"on average over {window_words(horizon)}"
 
 
 def outcome_spec(outcome: str) -> OutcomeSpec:
