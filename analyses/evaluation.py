@@ -24,6 +24,14 @@ support programmes usually go wrong:
 * firm-years whose outcome is missing (years the customs extract does not cover) are dropped
   before estimation, never read as zeros.
 
+What is estimated (the ``estimates.csv`` vocabulary is in the README): the headline is the event
+study averaged over e = 0..H on the cohorts observed at each of them (R ``aggte(type="dynamic",
+balance_e=H, min_e=0, max_e=H)``, ``plan.headline_horizon``), beside it the same without covariates
+and TWFE on the same cohorts; R's simple, dynamic, group and calendar aggregations; the event study
+with a universal base period for the figures. Cells that cannot be estimated are left out of each
+aggregate and listed (``dropped_cells``, ``dropped_cohorts``); what cannot be estimated at all is in
+``not_estimable``.
+
 Every firm or firm-year set aside is counted with its reason in ``diagnostics["left_out"]``; the
 panel builder's account of the input rows travels along as ``diagnostics["panel_account"]``.
 
@@ -46,7 +54,8 @@ import yaml
 from scipy import stats
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
-from analyses.did import aggte, att_gt
+from analyses.did import AggteResult, AttGtResult, aggte, att_gt
+from analyses.did.attgt import _ZERO_SE
 from analyses.panel import (
     BASELINE_COVARIATES,
     FIRST_YEAR_COLUMN,
@@ -56,7 +65,7 @@ from analyses.panel import (
     TIME_VARYING_COVARIATES,
     PanelAccount,
 )
-from analyses.reporting.settings import cohort_floor
+from analyses.reporting.settings import HEADLINE, UNIVERSAL_EVENT_STUDY, cohort_floor
 from analyses.twfe import twfe_event_study, twfe_static
 
 ESTIMATE_COLUMNS = (
@@ -88,6 +97,20 @@ REASON_ALREADY_TREATED_FIRMS = "already treated when the data start (support in 
 REASON_NO_COVERED_YEAR = "no year covered by the customs extract"
 REASON_NO_BASELINE = "no year before support started with accounts, customs data and the covariates of the plan"
 LEFT_OUT_COLUMNS = ("treatment", "outcome", "reason", "firms", "firm_years")
+COHORT_COLUMNS = ("treatment", "cohort", "n_delivered", "n_already_treated", "n_without_baseline", "n_firms", "used",
+                  "reason")
+#: What could not be estimated: a whole service (``outcome`` empty), a pair (``estimator`` empty) or one
+#: estimator's aggregation.
+NOT_ESTIMABLE_COLUMNS = ("treatment", "outcome", "estimator", "aggregation", "reason")
+#: ATT(g,t) cells (``cohort``, calendar ``time``) an aggregation left out because they could not be estimated,
+#: and cohorts none of whose cells it could use (R ``aggte(..., na.rm=TRUE)``; ``AggteResult.dropped_cells``).
+DROPPED_CELL_COLUMNS = ("treatment", "outcome", "estimator", "aggregation", "cohort", "time", "reason")
+DROPPED_COHORT_COLUMNS = ("treatment", "outcome", "estimator", "aggregation", "cohort", "n_firms", "reason")
+#: Cohorts behind each estimate row (``event_time`` as in ``estimates.csv``): long-run event times rest on few.
+SUPPORT_COLUMNS = ("treatment", "outcome", "estimator", "aggregation", "event_time", "n_cohorts")
+#: The pre-trend Wald test (R ``att_gt``'s W) and its power against a linear differential trend of
+#: ``trend_slope`` per year, the trend that would bias the headline by its MDE (:func:`pretest_trend_slope`).
+PRETEST_COLUMNS = ("treatment", "outcome", "W", "df", "p_value", "trend_slope", "power")
 
 
 @dataclass(frozen=True)
@@ -117,6 +140,10 @@ class EvaluationPlan:
     #: minimum (``analyses.reporting.settings.cohort_floor``): a plan cannot publish smaller cohorts.
     min_cohort_size: int = 10
     seed: int = 20240601
+    #: the headline averages the event study over e = 0..H on the cohorts observed at every one of them
+    #: (R ``aggte(type="dynamic", balance_e=H, min_e=0, max_e=H)``), so it does not depend on how long
+    #: the panel runs; R's ``simple`` average is kept in ``estimates.csv`` beside it.
+    headline_horizon: int = 3
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.services) - set(SERVICES))
@@ -140,6 +167,9 @@ class EvaluationPlan:
         if self.covariates is None:
             object.__setattr__(self, "covariates", DEFAULT_COVARIATES[self.covariate_timing])
         self.covariate_columns  # noqa: B018 -- validates the covariates against the timing
+        horizon = self.headline_horizon
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 0:
+            raise ValueError(f"evaluation plan: headline_horizon must be a whole number of years >= 0, got {horizon!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> EvaluationPlan:
@@ -250,8 +280,7 @@ def _classify(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[
     sizes.insert(0, "treatment", service)
     in_small_cohort = sample["cohort"].isin(sizes.loc[too_small, "cohort"]) & sample["left_out"].eq("")
     sample.loc[in_small_cohort, "left_out"] = f"cohort of {small}"
-    columns = ["treatment", "cohort", "n_delivered", "n_already_treated", "n_without_baseline", "n_firms", "used", "reason"]
-    return sample, sizes[columns]
+    return sample, sizes[list(COHORT_COLUMNS)]
 
 
 def covariates_known(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
@@ -307,6 +336,9 @@ def run_evaluation(
 
     ``account`` (from :func:`analyses.panel.build_firm_year_panel`) is passed through to the
     diagnostics (``panel_account``, ``export_coverage``) so the report can show the whole path.
+    A service or outcome that cannot be estimated is listed in ``diagnostics["not_estimable"]``
+    with the reason, and cells or cohorts left out of an aggregate in ``dropped_cells`` and
+    ``dropped_cohorts``; nothing here raises because one part could not be estimated.
     """
     plan = plan or EvaluationPlan()
     missing = sorted({*plan.outcomes, *plan.covariate_columns, "exports_covered"} - set(panel.columns))
@@ -319,6 +351,7 @@ def run_evaluation(
         )
     rows: list[dict] = []
     pretests, balances, overlaps, mdes, cohorts, not_estimable, left_out = [], [], [], [], [], [], []
+    dropped_cells, dropped_cohorts, support = [], [], []
     for service in plan.services:
         classified, cohort_table = _classify(panel, service, plan)
         cohorts.append(cohort_table)
@@ -333,8 +366,11 @@ def run_evaluation(
         sample["unit"] = pd.factorize(sample["firm_id"])[0] + 1
         n_treated_firms = int(cohort_table.loc[cohort_table["used"], "n_firms"].sum())
         if n_treated_firms == 0:
+            reason = _no_cohort_reason(cohort_table)
+            not_estimable.append({"treatment": service, "outcome": "", "estimator": "", "aggregation": "",
+                                  "reason": reason})
             if progress:
-                progress(f"{service}: no usable treated cohort, skipped")
+                progress(f"{service}: {reason}")
             continue
         balance, overlap = covariate_balance(_base_period_rows(sample, plan), plan.covariate_columns)
         balances.append(balance.assign(treatment=service))
@@ -348,54 +384,42 @@ def run_evaluation(
                 dropped = full_sample.loc[unobserved]
                 left_out += _left_out_rows(dropped, service, outcome, _missing_outcome_reason(dropped))
             sample = full_sample.loc[~unobserved]
+            pair = _Pair(service, outcome, sample, cohort_table, plan)
             try:
-                result = att_gt(
-                    sample,
-                    yname=outcome,
-                    tname="year",
-                    idname="unit",
-                    gname="cohort",
-                    xformla=plan.xformla,
-                    control_group=plan.control_group,
-                    est_method=plan.est_method,
-                    base_period=plan.base_period,
-                    anticipation=plan.anticipation,
-                    bstrap=plan.bootstrap_iterations > 0,
-                    biters=max(plan.bootstrap_iterations, 1),
-                    cband=plan.bootstrap_iterations > 0,
-                    alp=plan.alpha,
-                    # firms enter and leave the register; a balanced panel takes the panel estimator anyway
-                    allow_unbalanced_panel=True,
-                    random_state=plan.seed,
-                )
-                outcome_rows = _cs_rows(result, service, outcome, sample, plan)
-                outcome_rows += _twfe_rows(sample, service, outcome, cohort_table, plan)
-            except ValueError as error:  # e.g. an outcome constant in the sample, a cell without overlap
-                not_estimable.append({"treatment": service, "outcome": outcome, "reason": str(error)})
+                result = pair.att_gt(plan.xformla, plan.base_period)
+            except ValueError as error:  # e.g. an outcome constant in the sample
+                not_estimable.append({"treatment": service, "outcome": outcome, "estimator": "", "aggregation": "",
+                                      "reason": str(error)})
                 if progress:
                     progress(f"{service} × {outcome}: not estimable — {error}")
                 continue
-            rows.extend(outcome_rows)
-            pretests.append(
-                {"treatment": service, "outcome": outcome, "W": result.W, "df": result.W_df, "p_value": result.Wpval}
-            )
-            simple = outcome_rows[0]
-            mdes.append(
-                {
-                    "treatment": service,
-                    "outcome": outcome,
-                    "aggregation": "simple",
-                    "mde": minimum_detectable_effect(simple["std_error"], plan.alpha),
-                }
-            )
-    estimates = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS))
+            pair.estimate_all(result)
+            rows.extend(pair.rows)
+            not_estimable.extend(pair.failures)
+            dropped_cells.extend(pair.dropped_cells)
+            dropped_cohorts.extend(pair.dropped_cohorts)
+            support.extend(pair.support)
+            headline = pair.headline_std_error()
+            mde = minimum_detectable_effect(headline, plan.alpha)
+            slope = pretest_trend_slope(mde, plan.headline_horizon)
+            pretests.append({"treatment": service, "outcome": outcome, "W": result.W, "df": result.W_df,
+                             "p_value": result.Wpval, "trend_slope": slope,
+                             "power": pretest_power(result, slope, plan.alpha)})
+            if math.isfinite(mde):
+                mdes.append({"treatment": service, "outcome": outcome, "aggregation": HEADLINE, "mde": mde,
+                             "baseline_sd": _baseline_sd(sample, outcome)})
+    estimates = _typed(pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS)))
     diagnostics = {
-        "pretests": pd.DataFrame(pretests, columns=["treatment", "outcome", "W", "df", "p_value"]),
-        "balance": _concat(balances),
-        "overlap": _concat(overlaps),
-        "mde": pd.DataFrame(mdes, columns=["treatment", "outcome", "aggregation", "mde"]),
-        "cohorts": _concat(cohorts),
-        "not_estimable": pd.DataFrame(not_estimable, columns=["treatment", "outcome", "reason"]),
+        "pretests": pd.DataFrame(pretests, columns=list(PRETEST_COLUMNS)),
+        "balance": _concat(balances, ["covariate", "mean_treated", "mean_control_unweighted", "mean_control_weighted",
+                                      "smd_unweighted", "smd_weighted", "treatment"]),
+        "overlap": _concat(overlaps, ["group", "bin_lower", "bin_upper", "n_firms", "treatment"]),
+        "mde": pd.DataFrame(mdes, columns=["treatment", "outcome", "aggregation", "mde", "baseline_sd"]),
+        "cohorts": _concat(cohorts, list(COHORT_COLUMNS)),
+        "not_estimable": pd.DataFrame(not_estimable, columns=list(NOT_ESTIMABLE_COLUMNS)),
+        "dropped_cells": pd.DataFrame(dropped_cells, columns=list(DROPPED_CELL_COLUMNS)),
+        "dropped_cohorts": pd.DataFrame(dropped_cohorts, columns=list(DROPPED_COHORT_COLUMNS)),
+        "cohorts_behind": pd.DataFrame(support, columns=list(SUPPORT_COLUMNS)),
         "left_out": pd.DataFrame(left_out, columns=list(LEFT_OUT_COLUMNS)),
         "plan": {
             **plan.to_dict(),
@@ -407,6 +431,67 @@ def run_evaluation(
         diagnostics["panel_account"] = account.table
         diagnostics["export_coverage"] = account.coverage
     return EvaluationResult(estimates=estimates, diagnostics=diagnostics)
+
+
+def _no_cohort_reason(cohort_table: pd.DataFrame) -> str:
+    """Why a service has no cohort to estimate, from its cohort table (e.g. every cohort below the size floor)."""
+    if cohort_table.empty:
+        return "no cohort could be estimated: no firm started with this service in the years with data"
+    reasons = cohort_table["reason"].replace("", "no usable firms").value_counts(sort=False)
+    listed = "; ".join(f"{count} cohort(s): {reason}" for reason, count in reasons.items())
+    return f"no cohort could be estimated ({listed})"
+
+
+def _typed(estimates: pd.DataFrame) -> pd.DataFrame:
+    """The estimate columns with their dtypes, also when there is no row (nothing could be estimated)."""
+    numeric = list(ESTIMATE_COLUMNS[4:10])
+    counts = ["n_treated", "n_control"]
+    return estimates.astype({**{c: "float64" for c in numeric}, **{c: "int64" for c in counts},
+                             **{c: "object" for c in ESTIMATE_COLUMNS[:4]}})
+
+
+def _baseline_sd(sample: pd.DataFrame, outcome: str) -> float:
+    """Standard deviation of the outcome over firm-years before support (comparison firms: all years)."""
+    untreated = (sample["cohort"] == 0) | (sample["year"] < sample["cohort"])
+    return float(sample.loc[untreated, outcome].std())
+
+
+def pretest_trend_slope(mde: float, horizon: int) -> float:
+    """Slope per year of the linear differential trend that would bias the headline by ``mde``.
+
+    A gap growing by ``d`` a year from the base period ``g - 1`` biases ATT(g, g + e) by ``d (e + 1)``,
+    hence the average over ``e = 0..horizon`` by ``d (horizon + 2) / 2``.
+    """
+    return 2.0 * mde / (horizon + 2)
+
+
+def pretest_power(result: AttGtResult, slope: float, alpha: float) -> float:
+    """Power of ``att_gt``'s Wald pre-test against a linear differential pre-trend of ``slope`` per period.
+
+    Under that alternative each pre-treatment ATT(g,t) has mean ``slope * (t - b)``, with ``b`` the
+    cell's base period (``t - 1`` for a varying base, ``g - anticipation - 1`` for a universal one),
+    and the Wald statistic is non-central chi-square with ``n mu' V^-1 mu``, V the covariance of the
+    cells' influence functions (the test's own). NaN when the pre-test could not be computed.
+    """
+    if result.W is None or not math.isfinite(slope):
+        return math.nan
+    tlist = result.panel.tlist
+    pre = (result.group - result.anticipation > result.time) & np.isfinite(result.att)
+    pre &= np.all(np.isfinite(result.inf_func), axis=0)
+    influence = result.inf_func[:, pre]
+    n = influence.shape[0]
+    covariance = influence.T @ influence / n
+    keep = np.sqrt(np.diag(covariance) / n) > _ZERO_SE
+    group, time = result.group[pre][keep], result.time[pre][keep]
+    if result.base_period == "varying":
+        base = tlist[np.searchsorted(tlist, time) - 1]
+    else:
+        base = np.array([tlist[tlist + result.anticipation < g].max() for g in group])
+    mean = slope * (time - base)
+    covariance = covariance[np.ix_(keep, keep)]
+    noncentrality = float(n * mean @ np.linalg.solve(covariance, mean))
+    critical = stats.chi2.isf(alpha, len(mean))
+    return float(stats.ncx2.sf(critical, len(mean), noncentrality)) if noncentrality > 0 else float(alpha)
 
 
 def minimum_detectable_effect(std_error: float, alpha: float = 0.05, power: float = POWER) -> float:
@@ -487,48 +572,144 @@ def _logit_pscore(x: np.ndarray, treated: np.ndarray) -> np.ndarray:
     return np.clip(fitted.predict(design), 1e-6, 1 - 1e-6)
 
 
-def _cs_rows(result, service, outcome, sample, plan) -> list[dict]:
-    """Simple, dynamic, group and calendar rows; ``n_treated`` counts the cohorts behind each row."""
-    cohort_size = sample.loc[sample["cohort"] > 0].groupby("cohort")["unit"].nunique()
-    cells = pd.DataFrame({"group": result.group, "time": result.time, "att": result.att}).dropna()
-    cells["event_time"] = cells["time"] - cells["group"]
-    n_control = _n_comparison(sample, plan)
-    simple = aggte(result, type="simple")
-    post = cells.loc[cells["event_time"] >= 0, "group"].unique()
-    rows = [_row(service, outcome, "cs_did", "simple", math.nan, simple.overall_att, simple.overall_se, None, None,
-                 int(cohort_size.loc[post].sum()), n_control, plan.alpha)]
-    for aggregation, key in (("dynamic", "event_time"), ("group", "group"), ("calendar", "time")):
-        agg = aggte(result, type=aggregation)
-        calendar_cells = cells.loc[cells["event_time"] >= 0]
-        for _, row in agg.table.iterrows():
-            position = float(row[key])
-            if aggregation == "calendar":
-                contributing = calendar_cells.loc[calendar_cells["time"] == position, "group"].unique()
+class _Pair:
+    """One service and outcome: every estimator and aggregation, with what each left out or could not do."""
+
+    def __init__(self, service: str, outcome: str, sample: pd.DataFrame, cohort_table: pd.DataFrame,
+                 plan: EvaluationPlan):
+        self.service, self.outcome, self.sample, self.cohort_table, self.plan = service, outcome, sample, cohort_table, plan
+        self.cohort_size = sample.loc[sample["cohort"] > 0].groupby("cohort")["unit"].nunique()
+        self.n_control = _n_comparison(sample, plan)
+        self.rows: list[dict] = []
+        self.failures: list[dict] = []
+        self.dropped_cells: list[dict] = []
+        self.dropped_cohorts: list[dict] = []
+        self.support: list[dict] = []
+
+    def att_gt(self, xformla: str | None, base_period: str) -> AttGtResult:
+        plan = self.plan
+        return att_gt(
+            self.sample, yname=self.outcome, tname="year", idname="unit", gname="cohort", xformla=xformla,
+            control_group=plan.control_group, est_method=plan.est_method, base_period=base_period,
+            anticipation=plan.anticipation, bstrap=plan.bootstrap_iterations > 0,
+            biters=max(plan.bootstrap_iterations, 1), cband=plan.bootstrap_iterations > 0, alp=plan.alpha,
+            # firms enter and leave the register; a balanced panel takes the panel estimator anyway
+            allow_unbalanced_panel=True, random_state=plan.seed,
+        )
+
+    def estimate_all(self, result: AttGtResult) -> None:
+        """R's four aggregations, the headline, the universal-base event study, CS without covariates, TWFE."""
+        plan, horizon = self.plan, self.plan.headline_horizon
+        for aggregation in ("simple", "dynamic", "group", "calendar"):
+            self.add_cs(result, "cs_did", aggregation, type=aggregation)
+        window = dict(type="dynamic", balance_e=horizon, min_e=0, max_e=horizon)
+        self.add_cs(result, "cs_did", HEADLINE, **window)
+        for estimator, xformla, base_period, aggregation, options in (
+            ("cs_did", plan.xformla, "universal", UNIVERSAL_EVENT_STUDY, dict(type="dynamic")),
+            ("cs_did_no_covariates", None, plan.base_period, HEADLINE, window),
+        ):
+            if (xformla, base_period) == (plan.xformla, plan.base_period):
+                other = result  # the plan's own specification: no second run
             else:
-                contributing = cells.loc[cells[key] == position, "group"].unique()
-            rows.append(
-                _row(service, outcome, "cs_did", aggregation, position, row["att"], row["se"], row["ci_lower"],
-                     row["ci_upper"], int(cohort_size.loc[contributing].sum()), n_control, plan.alpha)
-            )
-    return rows
+                try:
+                    with warnings.catch_warnings():  # only the plan's own run's pre-test is reported
+                        warnings.filterwarnings("ignore", message="pre-test of parallel trends not computed")
+                        other = self.att_gt(xformla, base_period)
+                except ValueError as error:
+                    self.fail(estimator, aggregation, error)
+                    continue
+            self.add_cs(other, estimator, aggregation, **options)
+        try:
+            self.add_twfe()
+        except ValueError as error:
+            self.fail("twfe", "", error)
 
+    def fail(self, estimator: str, aggregation: str, error: Exception) -> None:
+        self.failures.append({"treatment": self.service, "outcome": self.outcome, "estimator": estimator,
+                              "aggregation": aggregation, "reason": str(error)})
 
-def _twfe_rows(sample, service, outcome, cohort_table, plan) -> list[dict]:
-    """The two-way fixed-effects comparison the report sets beside Callaway–Sant'Anna."""
-    treated = sample.loc[sample["cohort"] > 0]
-    firms_at_event_time = treated.assign(e=treated["year"] - treated["cohort"]).groupby("e")["unit"].nunique()
-    n_treated = int(cohort_table.loc[cohort_table["used"], "n_firms"].sum())
-    n_control = int(sample.loc[sample["cohort"] == 0, "unit"].nunique())
-    common = dict(data=sample, yname=outcome, tname="year", idname="unit", gname="cohort")
-    static = twfe_static(**common)
-    rows = [_row(service, outcome, "twfe", "simple", math.nan, static.att, static.se, None, None, n_treated, n_control,
-                 plan.alpha)]
-    event_study = twfe_event_study(**common)
-    for _, cell in event_study.table.loc[lambda t: t["event_time"] != event_study.ref_e].iterrows():
-        e = int(cell["event_time"])
-        rows.append(_row(service, outcome, "twfe", "dynamic", float(e), cell["att"], cell["se"], None, None,
-                         int(firms_at_event_time.get(e, 0)), n_control, plan.alpha))
-    return rows
+    def add_cs(self, result: AttGtResult, estimator: str, aggregation: str, **options) -> None:
+        """Rows of one aggregation; ``n_treated`` counts the firms of the cohorts behind each row."""
+        try:
+            agg = aggte(result, **options)
+        except ValueError as error:
+            self.fail(estimator, aggregation, error)
+            return
+        self._record_dropped(agg, estimator, aggregation)
+        cells = pd.DataFrame({"group": result.group, "time": result.time, "att": result.att}).dropna()
+        cells["event_time"] = cells["time"] - cells["group"]
+        if aggregation == HEADLINE:  # R's balance_e: cohorts observed at least H periods after starting
+            cells = cells.loc[(cells["time"].max() - cells["group"] >= self.plan.headline_horizon)
+                              & cells["event_time"].between(0, self.plan.headline_horizon)]
+        if options["type"] == "simple" or aggregation == HEADLINE:
+            post = cells.loc[cells["event_time"] >= 0, "group"].unique()
+            self._add(estimator, aggregation, math.nan, agg.overall_att, agg.overall_se, None, None, post)
+        if agg.table is None:
+            return
+        column = {"dynamic": "event_time", "group": "group", "calendar": "time"}[options["type"]]
+        if options["type"] == "calendar":
+            cells = cells.loc[cells["event_time"] >= 0]
+        reference = -1.0 - self.plan.anticipation if result.base_period == "universal" else None
+        for _, row in agg.table.iterrows():
+            position = float(row[column])
+            if position == reference:
+                continue  # the universal base period: 0 by construction, not an estimate
+            behind = cells.loc[cells[column] == position, "group"].unique()
+            self._add(estimator, aggregation, position, row["att"], row["se"], row["ci_lower"], row["ci_upper"],
+                      behind)
+
+    def _add(self, estimator, aggregation, event_time, estimate, se, lower, upper, cohorts, n_treated=None) -> None:
+        n_treated = int(self.cohort_size.loc[cohorts].sum()) if n_treated is None else n_treated
+        self.rows.append(_row(self.service, self.outcome, estimator, aggregation, event_time, estimate, se, lower,
+                              upper, n_treated, self.n_control if estimator != "twfe" else self._n_never(),
+                              self.plan.alpha))
+        self.support.append({"treatment": self.service, "outcome": self.outcome, "estimator": estimator,
+                             "aggregation": aggregation, "event_time": event_time, "n_cohorts": len(cohorts)})
+
+    def _n_never(self) -> int:
+        return int(self.sample.loc[self.sample["cohort"] == 0, "unit"].nunique())
+
+    def _record_dropped(self, agg: AggteResult, estimator: str, aggregation: str) -> None:
+        labels = {"treatment": self.service, "outcome": self.outcome, "estimator": estimator, "aggregation": aggregation}
+        self.dropped_cells += [{**labels, "cohort": int(cell.group), "time": int(cell.time), "reason": cell.reason}
+                               for cell in agg.dropped_cells.itertuples(index=False)]
+        self.dropped_cohorts += [{**labels, "cohort": int(c.group), "n_firms": int(c.n_units), "reason": c.reason}
+                                 for c in agg.dropped_cohorts.itertuples(index=False)]
+
+    def add_twfe(self) -> None:
+        """The two-way fixed-effects comparison: static, event study, and the headline window on its cohorts."""
+        sample, horizon = self.sample, self.plan.headline_horizon
+        common = dict(yname=self.outcome, tname="year", idname="unit", gname="cohort")
+        treated = sample.loc[sample["cohort"] > 0]
+        firms_at_event_time = treated.assign(e=treated["year"] - treated["cohort"]).groupby("e")["unit"].nunique()
+        used = list(self.cohort_size.index)
+        static = twfe_static(sample, **common)
+        self._add("twfe", "simple", math.nan, static.att, static.se, None, None, used)
+        study = twfe_event_study(sample, **common)
+        for _, cell in study.table.loc[lambda t: t["event_time"] != study.ref_e].iterrows():
+            e = int(cell["event_time"])
+            behind = treated.loc[treated["year"] - treated["cohort"] == e, "cohort"].unique()
+            self._add("twfe", "dynamic", float(e), cell["att"], cell["se"], None, None, behind,
+                      n_treated=int(firms_at_event_time.get(e, 0)))
+        balanced = [g for g in used if g + horizon <= sample["year"].max()]
+        if not balanced:
+            raise ValueError(f"no cohort is observed {horizon} years after starting, so the headline window "
+                             f"0..{horizon} has no estimate")
+        study = twfe_event_study(sample.loc[sample["cohort"].isin([0, *balanced])], **common)
+        estimated = study.table.loc[study.table["event_time"] != study.ref_e].reset_index(drop=True)
+        window = estimated["event_time"].between(0, horizon).to_numpy()
+        weights = window / window.sum()
+        average, se = float(weights @ estimated["att"]), float(np.sqrt(weights @ study.covariance @ weights))
+        self._add("twfe", HEADLINE, math.nan, average, se, None, None, balanced)
+        for _, cell in estimated.loc[window].iterrows():
+            self._add("twfe", HEADLINE, float(cell["event_time"]), cell["att"], cell["se"], None, None, balanced)
+
+    def headline_std_error(self) -> float:
+        """Standard error of the CS headline (NaN when it could not be estimated)."""
+        for row in self.rows:
+            if (row["estimator"], row["aggregation"]) == ("cs_did", HEADLINE) and math.isnan(row["event_time"]):
+                return row["std_error"]
+        return math.nan
 
 
 def _n_comparison(sample: pd.DataFrame, plan: EvaluationPlan) -> int:
@@ -563,5 +744,6 @@ def _row(service, outcome, estimator, aggregation, event_time, estimate, se, low
     }
 
 
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """The frames stacked; with the columns even when there is none (no service could be estimated)."""
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

@@ -18,8 +18,9 @@ OUTCOMES = ("exporter", "n_destinations", "log_export_value", "enters_new_market
 YEARS = tuple(range(2012, 2022))
 COHORTS = (2015, 2016, 2017, 2018, 2019)
 
-# (estimate, std_error) of the overall CS-DiD effect: signs and significance the tests rely on.
-SIMPLE_EFFECTS = {
+# (estimate, std_error) of the CS-DiD headline (event-study average over e = 0..3, the same cohorts):
+# signs and significance the tests rely on. R's `simple` average is set apart (SIMPLE_SHARE of it).
+HEADLINE_EFFECTS = {
     ("advisory", "exporter"): (0.041, 0.01173),          # +4.1 pp, CI 1.8 to 6.4: significant
     ("advisory", "n_destinations"): (0.35, 0.12),         # significant increase
     ("advisory", "log_export_value"): (0.11, 0.09),       # CI includes zero
@@ -33,6 +34,12 @@ SIMPLE_EFFECTS = {
     ("grant", "log_export_value"): (-0.15, 0.06),         # significant decrease
     ("grant", "enters_new_market"): (0.004, 0.009),       # CI includes zero
 }
+SIMPLE_SHARE = 0.6
+HORIZON = 3
+# TWFE is 1.25 x the CS-DiD headline; CS without covariates sits where the gap comes from: beside TWFE
+# for advisory (covariate adjustment), beside CS with covariates for network (TWFE's weighting), halfway for grants.
+TWFE_SHARE = 1.25
+NO_COVARIATE_SHARE = {"advisory": 1.25, "network": 1.0, "grant": 1.125}
 UNIFORM_CRITICAL = 2.8  # typical sup-t critical value for ~9 event times
 # Per used cohort: with 5 cohorts (+1 in the unused one) advisory leaves out 11 firms, network 1, grants 16.
 WITHOUT_BASELINE = {"advisory": 2, "network": 0, "grant": 3}
@@ -48,19 +55,38 @@ def _row(treatment, outcome, estimator, aggregation, event_time, estimate, se, n
 
 def make_estimates(n_treated: int = 120, n_control: int = 900, effects: dict | None = None,
                    seed: int = 7) -> pd.DataFrame:
-    """Estimates for 3 services x 4 outcomes: simple, dynamic (-4..4), group and calendar, CS-DiD and TWFE."""
+    """Estimates for 3 services x 4 outcomes in the evaluation's vocabulary.
+
+    CS-DiD: simple, the headline (dynamic_balanced, e = 0..3), dynamic and dynamic_universal (-4..4), group and
+    calendar; CS-DiD without covariates and TWFE on the headline window; TWFE simple and dynamic.
+    """
     rng = np.random.default_rng(seed)
-    effects = effects or SIMPLE_EFFECTS
+    effects = effects or HEADLINE_EFFECTS
     rows = []
     for (treatment, outcome), (effect, se) in effects.items():
-        rows.append(_row(treatment, outcome, "cs_did", "simple", np.nan, effect, se, n_treated, n_control))
+        n_balanced = n_treated * 3 // 4  # the cohorts observed at every event time 0..HORIZON
+        rows.append(_row(treatment, outcome, "cs_did", "simple", np.nan, SIMPLE_SHARE * effect, se, n_treated,
+                         n_control))
         rows.append(_row(treatment, outcome, "twfe", "simple", np.nan, 0.8 * effect, se * 0.9, n_treated, n_control))
+        for estimator, share in (("cs_did", 1.0), ("cs_did_no_covariates", NO_COVARIATE_SHARE[treatment]),
+                                 ("twfe", TWFE_SHARE)):
+            rows.append(_row(treatment, outcome, estimator, "dynamic_balanced", np.nan, share * effect, se,
+                             n_balanced, n_control))
+            for e in range(HORIZON + 1):
+                rows.append(_row(treatment, outcome, estimator, "dynamic_balanced", float(e), share * effect,
+                                 se * 1.3, n_balanced, n_control, UNIFORM_CRITICAL))
+        drift = 0.0
         for e in range(-4, 5):
             level = 0.0 if e < 0 else effect * min(1.0, (e + 1) / 3)
             noise = rng.normal(0, se * 0.3)
             n_e = n_treated if e < 3 else max(n_treated // 2, 1)
             rows.append(_row(treatment, outcome, "cs_did", "dynamic", float(e), level + noise, se * 1.3,
                              n_e, n_control, UNIFORM_CRITICAL))
+            # with a universal base period every point is relative to e = -1 (0 by construction, not a row)
+            drift = drift + noise if e < -1 else 0.0
+            if e != -1:
+                rows.append(_row(treatment, outcome, "cs_did", "dynamic_universal", float(e),
+                                 (drift if e < 0 else level + noise), se * 1.3, n_e, n_control, UNIFORM_CRITICAL))
             # TWFE normalises its reference period e = -1 to zero, without an interval
             twfe_estimate, twfe_se = (0.0, np.nan) if e == -1 else (0.8 * level + noise, se * 1.1)
             rows.append(_row(treatment, outcome, "twfe", "dynamic", float(e), twfe_estimate, twfe_se,
@@ -108,15 +134,23 @@ def make_panel(n_firms: int = 400, seed: int = 3) -> pd.DataFrame:
 
 def make_diagnostics(failing_pretest: tuple[str, str] = ("grant", "log_export_value")) -> dict:
     rng = np.random.default_rng(11)
-    pretests, balance, overlap, mde, cohorts = [], [], [], [], []
+    pretests, balance, overlap, mde, cohorts, behind = [], [], [], [], [], []
     covariates = ["employees_log", "turnover_log", "in_cluster", "manufacturing"]
     for treatment in SERVICES:
         for outcome in OUTCOMES:
             p = 0.012 if (treatment, outcome) == failing_pretest else float(rng.uniform(0.2, 0.9))
             w = float(stats.chi2.isf(p, 3))
-            pretests.append({"treatment": treatment, "outcome": outcome, "W": w, "df": 3, "p_value": p})
-            se = SIMPLE_EFFECTS[(treatment, outcome)][1]
-            mde.append({"treatment": treatment, "outcome": outcome, "aggregation": "simple", "mde": 2.8 * se})
+            se = HEADLINE_EFFECTS[(treatment, outcome)][1]
+            pretests.append({"treatment": treatment, "outcome": outcome, "W": w, "df": 3, "p_value": p,
+                             "trend_slope": 2 * 2.8 * se / (HORIZON + 2), "power": 0.31})
+            mde.append({"treatment": treatment, "outcome": outcome, "aggregation": "dynamic_balanced", "mde": 2.8 * se,
+                        "baseline_sd": 0.45})
+            # five cohorts; from e = 3 on only the earlier ones are observed
+            for e in range(-4, 5):
+                for aggregation in ("dynamic", "dynamic_universal"):
+                    behind.append({"treatment": treatment, "outcome": outcome, "estimator": "cs_did",
+                                   "aggregation": aggregation, "event_time": float(e),
+                                   "n_cohorts": 5 if e < 3 else 7 - e})
         for covariate in covariates:
             smd_raw = float(rng.uniform(-0.5, 0.5))
             balance.append({"treatment": treatment, "covariate": covariate, "mean_treated": 1.0 + smd_raw,
@@ -139,10 +173,15 @@ def make_diagnostics(failing_pretest: tuple[str, str] = ("grant", "log_export_va
                         "n_firms": 4, "used": False, "reason": "fewer than 20 firms"})
     plan = {"control_group": "nevertreated", "est_method": "dr", "covariates": covariates, "base_period": "varying",
             "bootstrap_iterations": 999, "alpha": 0.05, "anticipation": 0, "panel_years": list(YEARS),
-            "outcomes": list(OUTCOMES), "services": list(SERVICES)}
+            "outcomes": list(OUTCOMES), "services": list(SERVICES), "headline_horizon": HORIZON}
     return {"pretests": pd.DataFrame(pretests), "balance": pd.DataFrame(balance), "overlap": pd.DataFrame(overlap),
-            "mde": pd.DataFrame(mde), "cohorts": pd.DataFrame(cohorts),
-            "not_estimable": pd.DataFrame(columns=["treatment", "outcome", "reason"]), "plan": plan}
+            "mde": pd.DataFrame(mde), "cohorts": pd.DataFrame(cohorts), "cohorts_behind": pd.DataFrame(behind),
+            "not_estimable": pd.DataFrame(columns=["treatment", "outcome", "estimator", "aggregation", "reason"]),
+            "dropped_cells": pd.DataFrame(columns=["treatment", "outcome", "estimator", "aggregation", "cohort", "time",
+                                                   "reason"]),
+            "dropped_cohorts": pd.DataFrame(columns=["treatment", "outcome", "estimator", "aggregation", "cohort",
+                                                     "n_firms", "reason"]),
+            "plan": plan}
 
 
 def make_inputs_on_disk(directory: Path) -> tuple[dict, dict]:

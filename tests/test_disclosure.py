@@ -356,7 +356,7 @@ def test_rows_withheld_anyway_do_not_force_rounding(tmp_path):
     write_estimate_files(estimates, tmp_path, result)
     published = pd.read_csv(tmp_path / "estimates.csv")
     assert len(published) == len(estimates) - 1
-    assert set(published["n_treated"]) == {123, 61, 24}
+    assert set(published["n_treated"]) == {123, 123 * 3 // 4, 61, 24}  # 3/4: the headline's balanced cohorts
     assert "coarsened" not in set(result.checks["outcome"])
 
 
@@ -370,7 +370,7 @@ def test_written_files_with_differencing_counts_fail_the_recheck(tmp_path):
     csv_line = rows[0] + 2  # header is line 1
     assert result.metadata()["failures"] == [
         f"published_differencing_n_treated estimates.csv advisory/exporter/cs_did/dynamic "
-        f"lines {csv_line} and {csv_line + 2}: 3 vs 10",
+        f"lines {csv_line} and {rows[1] + 2}: 3 vs 10",
         f"published_differencing_n_treated estimates.parquet advisory/exporter/cs_did/dynamic "
         f"rows {rows[0]} and {rows[1]}: 3 vs 10",
     ]

@@ -276,3 +276,174 @@ def test_the_readme_plan_example_is_the_default_plan(tmp_path):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     (tmp_path / "plan.yaml").write_text(re.search(r"```yaml\n(.*?)```", readme, re.S).group(1))
     assert EvaluationPlan.from_yaml(tmp_path / "plan.yaml") == EvaluationPlan()
+# --- headline, comparisons and weak cohorts (issue 9) -------------------------------------------------------------
+
+def _estimate(estimates: pd.DataFrame, estimator: str, aggregation: str, event_time: float | None = None) -> pd.Series:
+    rows = estimates.query("estimator == @estimator and aggregation == @aggregation")
+    rows = rows[rows["event_time"].isna()] if event_time is None else rows[rows["event_time"] == event_time]
+    assert len(rows) == 1, (estimator, aggregation, event_time, rows)
+    return rows.iloc[0]
+
+
+@pytest.fixture(scope="module")
+def advisory_exporter(panel):
+    plan = _quick_plan(services=("advisory",), outcomes=("exporter",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = run_evaluation(panel, plan)
+    sample, _ = service_sample(panel, "advisory", plan)
+    return plan, result, sample
+
+
+def _att_gt(sample, plan, **options):
+    from analyses.did import att_gt
+
+    arguments = dict(yname="exporter", tname="year", idname="unit", gname="cohort", xformla=plan.xformla,
+                     control_group=plan.control_group, est_method=plan.est_method, base_period=plan.base_period,
+                     bstrap=False, cband=False, allow_unbalanced_panel=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return att_gt(sample, **{**arguments, **options})
+
+
+@pytest.mark.parametrize("estimator, xformla", [("cs_did", "plan"), ("cs_did_no_covariates", None)])
+def test_headline_is_the_balanced_event_study_average_over_the_plans_horizon(advisory_exporter, estimator, xformla):
+    from analyses.did import aggte
+
+    plan, result, sample = advisory_exporter
+    assert plan.headline_horizon == 3
+    reference = _att_gt(sample, plan, **({} if xformla == "plan" else {"xformla": None}))
+    expected = aggte(reference, type="dynamic", balance_e=3, min_e=0, max_e=3)
+    headline = _estimate(result.estimates, estimator, "dynamic_balanced")
+    assert headline["estimate"] == pytest.approx(expected.overall_att, rel=1e-10)
+    assert headline["std_error"] == pytest.approx(expected.overall_se, rel=1e-10)
+    rows = result.estimates.query("estimator == @estimator and aggregation == 'dynamic_balanced'")
+    assert sorted(rows["event_time"].dropna()) == [0.0, 1.0, 2.0, 3.0]  # the window is recorded by its rows
+    np.testing.assert_allclose(rows.dropna(subset=["event_time"])["estimate"], expected.table["att"], rtol=1e-10)
+    # the same cohorts at every event time: those observed at least three years after starting
+    last = int(sample["year"].max())
+    sizes = sample.loc[sample["cohort"].between(1, last - 3)].groupby("cohort")["unit"].nunique()
+    assert set(rows["n_treated"]) == {sizes.sum()}
+    # R's simple aggregation stays, under its own name
+    assert len(result.estimates.query("estimator == 'cs_did' and aggregation == 'simple'")) == 1
+
+
+def test_headline_horizon_is_a_plan_key(panel, tmp_path):
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text("headline_horizon: 2\nbootstrap_iterations: 0\nservices: [grant]\noutcomes: [exporter]\n")
+    plan = EvaluationPlan.from_yaml(plan_file)
+    assert plan.headline_horizon == 2 and plan.to_dict()["headline_horizon"] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = run_evaluation(panel, plan)
+    rows = result.estimates.query("estimator == 'cs_did' and aggregation == 'dynamic_balanced'")
+    assert sorted(rows["event_time"].dropna()) == [0.0, 1.0, 2.0]
+    mde = result.diagnostics["mde"]
+    assert mde["aggregation"].tolist() == ["dynamic_balanced"]
+    headline = _estimate(result.estimates, "cs_did", "dynamic_balanced")
+    assert mde["mde"].iloc[0] == pytest.approx(2.8016 * headline["std_error"], rel=1e-3)
+    for bad in (-1, 1.5, "three"):
+        with pytest.raises(ValueError, match="headline_horizon"):
+            EvaluationPlan(headline_horizon=bad)
+
+
+def test_event_study_rows_with_a_universal_base_period_are_published_beside_the_plans(advisory_exporter):
+    from analyses.did import aggte
+
+    plan, result, sample = advisory_exporter
+    assert plan.base_period == "varying"
+    universal = aggte(_att_gt(sample, plan, base_period="universal"), type="dynamic").table.set_index("event_time")
+    varying = aggte(_att_gt(sample, plan), type="dynamic").table.set_index("event_time")
+    rows = result.estimates.query("estimator == 'cs_did' and aggregation == 'dynamic_universal'")
+    shown = rows.set_index("event_time")["estimate"]
+    assert -1.0 not in shown.index  # the reference period, 0 by construction, is not an estimate
+    np.testing.assert_allclose(shown, universal.loc[shown.index, "att"], rtol=1e-10)
+    # pre-period points differ from the plan's (varying) ones, post-period points do not
+    plan_rows = result.estimates.query("estimator == 'cs_did' and aggregation == 'dynamic'").set_index("event_time")
+    np.testing.assert_allclose(plan_rows["estimate"], varying.loc[plan_rows.index, "att"], rtol=1e-10)
+    early = shown.index[(shown.index < -1) & shown.index.isin(plan_rows.index)]
+    assert len(early) and not np.allclose(shown.loc[early], plan_rows.loc[early, "estimate"])
+    post = shown.index[shown.index >= 0]
+    np.testing.assert_allclose(shown.loc[post], plan_rows.loc[post, "estimate"], rtol=1e-10)
+
+
+def test_twfe_headline_averages_the_event_study_on_the_same_cohorts(advisory_exporter):
+    from analyses.twfe import twfe_event_study
+
+    plan, result, sample = advisory_exporter
+    last = int(sample["year"].max())
+    balanced = sample.loc[(sample["cohort"] == 0) | (sample["cohort"] <= last - 3)]
+    study = twfe_event_study(balanced, yname="exporter", tname="year", idname="unit", gname="cohort")
+    coefficients = study.table.set_index("event_time")["att"]
+    headline = _estimate(result.estimates, "twfe", "dynamic_balanced")
+    assert headline["estimate"] == pytest.approx(coefficients.loc[[0, 1, 2, 3]].mean(), rel=1e-10)
+    estimated = study.table.loc[study.table["event_time"] != study.ref_e, "event_time"].to_numpy()
+    weights = np.isin(estimated, [0, 1, 2, 3]) / 4
+    assert headline["std_error"] == pytest.approx(np.sqrt(weights @ study.covariance @ weights), rel=1e-10)
+
+
+def test_pretests_carry_their_power_against_a_linear_pre_trend_of_the_mdes_size(advisory_exporter):
+    from scipy import stats
+
+    from analyses.evaluation import pretest_power
+
+    plan, result, sample = advisory_exporter
+    pretest = result.diagnostics["pretests"].iloc[0]
+    mde = result.diagnostics["mde"].iloc[0]["mde"]
+    # the alternative: a linear differential trend that would bias the headline by its MDE
+    assert pretest["trend_slope"] == pytest.approx(2 * mde / (plan.headline_horizon + 2))
+    assert plan.alpha < pretest["power"] < 1
+    reference = _att_gt(sample, plan)
+    assert pretest["W"] == pytest.approx(reference.W)
+    assert pretest_power(reference, 0.0, 0.05) == pytest.approx(0.05)
+    assert pretest_power(reference, pretest["trend_slope"], plan.alpha) == pytest.approx(pretest["power"])
+    # power grows with the slope of the alternative
+    assert pretest_power(reference, 2 * pretest["trend_slope"], 0.05) > pretest["power"]
+    # and matches the non-central chi-square of the Wald statistic under that alternative (Monte Carlo)
+    pre = (reference.group > reference.time) & np.isfinite(reference.att)
+    n = reference.inf_func.shape[0]
+    covariance = reference.inf_func[:, pre].T @ reference.inf_func[:, pre] / n**2
+    rng = np.random.default_rng(1)
+    draws = rng.multivariate_normal(np.full(pre.sum(), pretest["trend_slope"]), covariance, size=4000)
+    wald = np.einsum("ij,ij->i", draws, np.linalg.solve(covariance, draws.T).T)
+    simulated = np.mean(wald > stats.chi2.isf(plan.alpha, pre.sum()))
+    assert simulated == pytest.approx(pretest["power"], abs=0.03)
+
+
+def test_one_weak_cohort_is_left_out_of_the_aggregates_with_its_reason(panel):
+    """A cohort whose propensity model fails (its firms are set apart by a covariate) does not sink the service."""
+    sample, cohorts = service_sample(panel, "advisory", _quick_plan())
+    weak = int(cohorts.loc[cohorts["used"], "cohort"].iloc[1])
+    separated = panel.assign(
+        set_apart=np.where((panel["first_service"] == "advisory") & (panel["first_advisory_year"] == weak), 1.0, 0.0)
+        + np.random.default_rng(0).normal(0, 0.01, len(panel)))
+    plan = _quick_plan(services=("advisory",), outcomes=("exporter",), covariates=("set_apart",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = run_evaluation(separated, plan)
+    assert result.diagnostics["not_estimable"].empty
+    headline = _estimate(result.estimates, "cs_did", "dynamic_balanced")
+    assert np.isfinite(headline["estimate"]) and np.isfinite(headline["std_error"])
+    cells = result.diagnostics["dropped_cells"]
+    assert list(cells.columns) == ["treatment", "outcome", "estimator", "aggregation", "cohort", "time", "reason"]
+    assert set(cells["cohort"]) == {weak}
+    assert {"simple", "dynamic", "group", "calendar"} <= set(cells["aggregation"])
+    assert cells["reason"].str.contains("propensity").all()
+    assert set(cells["estimator"]) == {"cs_did"}  # without covariates the cohort is estimable
+    dropped = result.diagnostics["dropped_cohorts"]
+    group = dropped.query("aggregation == 'group'")
+    assert group[["treatment", "outcome", "cohort"]].values.tolist() == [["advisory", "exporter", weak]]
+    assert group["n_firms"].iloc[0] == cohorts.set_index("cohort").loc[weak, "n_firms"]
+    assert result.estimates.query("aggregation == 'group' and estimator == 'cs_did'")["event_time"].ne(weak).all()
+
+
+def test_a_service_without_any_usable_cohort_is_listed_as_not_estimable_with_the_reason(panel):
+    plan = _quick_plan(services=("grant", "advisory"), outcomes=("exporter",), min_cohort_size=100_000)
+    result = run_evaluation(panel, plan)
+    assert result.estimates.empty
+    assert pd.api.types.is_float_dtype(result.estimates["estimate"])  # typed, even when empty
+    assert pd.api.types.is_float_dtype(result.estimates["event_time"])
+    failed = result.diagnostics["not_estimable"]
+    assert failed["treatment"].tolist() == ["grant", "advisory"]
+    assert failed["reason"].str.contains("no cohort could be estimated").all()
+    assert failed["reason"].str.contains("fewer than 100000 firms").all()

@@ -135,6 +135,15 @@ def test_whole_graph_materialises_and_writes_outputs(materialised_pipeline):
             assert simple["event_time"].isna().all()
             dynamic = rows.query("aggregation == 'dynamic'")
             assert dynamic["event_time"].min() < 0 < dynamic["event_time"].max()
+    # the headline: CS-DiD with and without covariates and TWFE over event times 0..3 on the same cohorts
+    headline = estimates.query("aggregation == 'dynamic_balanced' and event_time != event_time")
+    assert sorted(headline.groupby("estimator").size().items()) == [
+        ("cs_did", 9), ("cs_did_no_covariates", 9), ("twfe", 9)]
+    window = estimates.query("aggregation == 'dynamic_balanced' and estimator == 'cs_did'")["event_time"]
+    assert sorted(window.dropna().unique()) == [0.0, 1.0, 2.0, 3.0]
+    assert len(estimates.query("aggregation == 'dynamic_universal'")) > 0
+    materialisation = result.asset_materializations_for_node("did_estimates")[0]
+    assert "dynamic_balanced" in materialisation.metadata["headline"].value
     html = (output / "impact_report.html").read_text(encoding="utf-8")
     assert html.count("matches file on disk") == 4 and "not available to verify" not in html  # lineage footer
     quality = json.loads((output / "data_quality.json").read_text())
@@ -299,3 +308,24 @@ def test_cli_explains_a_rejected_delivery_in_plain_words(demo_landing, tmp_path)
     assert not [firm for firm in exports["firm_id"].unique() if firm in note]
     assert not [value for value in exports.loc[bad, "export_value_eur"] if value in note]
     assert json.loads((published / "run.json").read_text())["status"] == "failed"
+
+
+def test_a_delivery_where_nothing_can_be_estimated_still_gets_a_report_that_says_why(tmp_path):
+    """Every cohort below the size floor, for every service: no estimate, but a published report (no crash)."""
+    from analyses.demo_data import write_demo_data
+
+    landing = tmp_path / "landing"
+    write_demo_data(landing, n_firms=300, seed=7)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("bootstrap_iterations: 0\nmin_cohort_size: 100000\n", encoding="utf-8")
+    result, output = materialise_delivery(landing, tmp_path, str(plan))
+    assert result.success
+    assert pd.read_csv(output / "estimates.csv").empty
+    assert (output / "impact_report.pdf").stat().st_size > 0
+    text = " ".join((output / "impact_report.html").read_text(encoding="utf-8").split())
+    assert "No effect could be estimated for any service." in text
+    for service in ("advisory support", "network services", "export grants"):
+        assert f"Nothing could be estimated for {service}: no cohort could be estimated (" in text
+    assert "fewer than 100000 firms" in text
+    materialisation = result.asset_materializations_for_node("did_estimates")[0]
+    assert "No headline effect could be estimated" in materialisation.metadata["headline"].value

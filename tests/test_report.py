@@ -12,6 +12,7 @@ import pytest
 from analyses.evaluation import ESTIMATE_COLUMNS
 from analyses.reporting import ReportSettings, build_report
 from analyses.reporting.report import SECTION_TITLES
+from analyses.reporting.summary import format_number
 from tests.report_fixtures import make_estimates, make_panel, report_inputs
 
 HTML_ONLY = ReportSettings(formats=("html",))
@@ -122,18 +123,114 @@ def test_headline_table_matches_the_estimates(built):
     advisory = headline[(headline["treatment"] == "advisory") & (headline["outcome"] == "exporter")].iloc[0]
     assert advisory["estimate"] == pytest.approx(4.1)
     assert (advisory["ci_lower"], advisory["ci_upper"]) == pytest.approx((1.8, 6.4), abs=0.01)
-    assert "| Advisory support | Exporting | percentage points | 4.1 | 1.8 to 6.4 | <0.001 | 120 | 900 | 3 |" \
-        in result.headline_markdown
+    assert ("| Advisory support | Exporting | percentage points | 4.1 | 1.8 to 6.4 | <0.001 | 90 | 900 | 5.1 | 5.1 | 3 |"
+            in result.headline_markdown)
     assert result.headline_markdown.count("\n") == 13
     assert "Firms that started with advisory support were 4.1 percentage points (95 % CI 1.8 to 6.4) more likely" in html
 
 
-def test_evidence_rating_drops_where_the_pretest_fails(built):
+def test_the_headline_is_the_balanced_event_study_average_not_rs_simple_average(built):
+    result, inputs, html = built
+    estimates = inputs["estimates"]
+    simple = estimates.query("treatment == 'advisory' and outcome == 'exporter' and estimator == 'cs_did' "
+                             "and aggregation == 'simple'")["estimate"].iloc[0]
+    assert 100 * simple == pytest.approx(2.46)  # R's simple average: in estimates.csv, not the headline
+    advisory = result.headline.set_index(["treatment", "outcome"]).loc[("advisory", "exporter")]
+    assert advisory["estimate"] == pytest.approx(4.1) and advisory["n_treated"] == 90
+    text = " ".join(html.split())
+    assert ("Table 1. Average effect over the year support started and the three years after (event times 0 to 3, "
+            "the same cohorts in each year)") in text
+    assert "on average over the year they started and the three years after" in text
+    mde = re.search(r"Table 3\. .*?</table>", text).group(0)
+    assert "over the year support started and the three years after" in mde
+    assert "3.3" in mde  # 2.8 x SE of the advisory exporter headline (0.01173) in pp
+
+
+def test_twfe_sits_beside_cs_with_and_without_covariates_and_the_gap_is_read_from_the_numbers(built):
     result, _, html = built
-    rated = result.headline.set_index(["treatment", "outcome"])["sms_level"]
-    assert rated[("grant", "log_export_value")] == 2
-    assert (rated.drop(("grant", "log_export_value")) == 3).all()
-    assert "Pre-trend test rejects parallel trends (p = 0.012)." in html
+    headline = result.headline.set_index(["treatment", "outcome"])
+    advisory = headline.loc[("advisory", "exporter")]
+    assert (advisory["no_covariates"], advisory["twfe"]) == pytest.approx((5.125, 5.125))
+    text = " ".join(html.split())
+    assert "<th scope=\"col\" class=\"num\">CS-DiD without covariates</th>" in text
+    readings = dict(zip(result.headline["treatment"] + "/" + result.headline["outcome"],
+                        result.headline["comparison"]))
+    # advisory: CS without covariates equals TWFE, so the gap is the covariate adjustment
+    assert "mostly covariate adjustment" in readings["advisory/exporter"]
+    assert "cohort" not in readings["advisory/exporter"]
+    # network: CS without covariates equals CS with them, so the gap is how TWFE weights cohorts and years
+    assert "not covariate adjustment" in readings["network/exporter"] or \
+        "not covariate adjustment" in readings["network/n_destinations"]
+    assert "cohort" in readings["network/n_destinations"]
+    assert "both" in readings["grant/exporter"]
+    for reading in readings.values():
+        assert reading in text
+
+
+def test_evidence_rating_is_one_per_service_and_a_single_pretest_rejection_does_not_lower_it(built):
+    result, _, html = built
+    rated = result.headline.groupby("treatment")["sms_level"].unique()
+    assert {treatment: list(levels) for treatment, levels in rated.items()} == {
+        "advisory": [3], "network": [3], "grant": [3]}
+    text = " ".join(html.split())
+    assert "Evidence rating per service" in text
+    assert "Pre-trend test rejects" not in text
+    # the pre-test is reported as information, with its power against a stated alternative
+    table = re.search(r"Table 2\. .*?</table>", text).group(0)
+    assert "31 %" in table and "Power" in table
+    assert "1 of 12 pre-trend tests rejects at &alpha; = 0.05; about 0.6 would by chance" in text
+    assert "bias the headline by as much as its minimum detectable effect" in text
+
+
+def test_event_studies_are_plotted_with_a_universal_base_period_and_long_run_points_name_their_cohorts(built):
+    _, inputs, html = built
+    text = " ".join(html.split())
+    assert "universal base period" in text and "e = &minus;1" in text
+    assert "the <code>dynamic</code> rows of CS-DiD in estimates.csv use the plan's base period (varying)" in text
+    estimates = inputs["estimates"]
+    pre = estimates.query("treatment == 'advisory' and outcome == 'exporter' and estimator == 'cs_did' "
+                          "and aggregation == 'dynamic_universal' and event_time < 0")
+    low = pre.loc[pre["estimate"].idxmin()]
+    alts = [img["alt"] for img in _parse(html).images if "advisory support on exporting" in img["alt"]]
+    assert f"from {format_number(100 * low['estimate'], 1)} (e = {low['event_time']:g})" in alts[0]
+    assert "relative to the year before support (e = −1)" in alts[0]
+    assert "Event times after 3 rest on fewer cohorts: e = 4: 3 cohorts (60 firms)" in text
+
+
+def test_dropped_cells_and_cohorts_are_listed_with_their_reason(tmp_path):
+    inputs = report_inputs(tmp_path)
+    labels = {"treatment": "grant", "outcome": "exporter", "estimator": "cs_did"}
+    reason = "propensity score separates the treated from the comparison units (max 0.9995)"
+    cells = pd.DataFrame([{**labels, "aggregation": aggregation, "cohort": 2017, "time": time, "reason": reason}
+                          for aggregation in ("dynamic", "dynamic_balanced") for time in (2016, 2017, 2018)])
+    cohorts = pd.DataFrame([{**labels, "aggregation": "group", "cohort": 2017, "n_firms": 24, "reason": reason}])
+    diagnostics = {**inputs["diagnostics"], "dropped_cells": cells, "dropped_cohorts": cohorts}
+    result = build_report(**{**inputs, "diagnostics": diagnostics}, output_dir=tmp_path / "out", settings=HTML_ONLY)
+    text = " ".join(result.html_path.read_text(encoding="utf-8").split())
+    assert "could not be estimated and were left out of the averages" in text
+    assert re.search(r"<tr class=\"dropped\"><th scope=\"row\">Export grants</th><td>Exporting</td><td>CS-DiD</td>"
+                     r"<td class=\"num\">2017</td><td>2016, 2017, 2018</td><td>dynamic, dynamic_balanced</td>"
+                     r"<td>" + re.escape(reason) + "</td>", text)
+    assert "cohort 2017 left out entirely (group)" in text
+
+
+def test_a_report_is_published_when_nothing_at_all_could_be_estimated(tmp_path):
+    inputs = report_inputs(tmp_path)
+    empty = inputs["estimates"].iloc[0:0]
+    reasons = {service: f"no cohort could be estimated (5 cohort(s): fewer than 400 firms)"
+               for service in ("advisory", "network", "grant")}
+    not_estimable = pd.DataFrame([{"treatment": service, "outcome": "", "estimator": "", "aggregation": "",
+                                   "reason": reason} for service, reason in reasons.items()])
+    diagnostics = {**inputs["diagnostics"], "not_estimable": not_estimable,
+                   **{name: inputs["diagnostics"][name].iloc[0:0] for name in ("pretests", "mde", "cohorts_behind")}}
+    result = build_report(**{**inputs, "estimates": empty, "diagnostics": diagnostics}, output_dir=tmp_path / "out")
+    text = " ".join(result.html_path.read_text(encoding="utf-8").split())
+    assert "No effect could be estimated for any service." in text
+    assert result.summary_paragraphs["advisory"] == ("Nothing could be estimated for advisory support: no cohort could "
+                                                     "be estimated (5 cohort(s): fewer than 400 firms).")
+    assert "<li>Export grants, all outcomes: no cohort could be estimated" in text
+    assert result.pdf_pages >= 5 and result.pdf_bookmarks == SECTION_TITLES
+    assert pd.read_csv(result.estimate_files["csv"]).empty
 
 
 def test_data_quality_and_lineage_are_printed(built):
@@ -223,25 +320,38 @@ def test_report_builds_quickly(built):
     assert Path(result.html_path).stat().st_size < 3_000_000
 
 
-def test_rating_reasons_cover_missing_pretests_poor_overlap_and_imbalance():
-    from analyses.reporting.rating import rate_estimate
+def test_rating_reasons_cover_covariates_overlap_imbalance_power_and_the_robustness_hook():
+    from analyses.reporting.rating import rate_service
     from tests.report_fixtures import make_diagnostics
 
     diagnostics = make_diagnostics()
-    assert rate_estimate("advisory", "exporter", diagnostics).level == 3
-    pretests = diagnostics["pretests"].copy()
-    pretests.loc[(pretests["treatment"] == "advisory") & (pretests["outcome"] == "exporter"), "p_value"] = float("nan")
-    rating = rate_estimate("advisory", "exporter", {**diagnostics, "pretests": pretests})
-    assert rating.level == 2 and rating.reasons == ("no pre-trend test available",)
+    rating = rate_service("advisory", diagnostics)
+    assert rating.level == 3 and rating.reasons == ()
+    assert "Staggered difference-in-differences" in rating.explanation and "never supported" in rating.explanation
+    # no pre-test (or a failing one) is no reason: pre-tests are information
+    pretests = diagnostics["pretests"].assign(p_value=float("nan"))
+    assert rate_service("advisory", {**diagnostics, "pretests": pretests}).level == 3
+    plan = {**diagnostics["plan"], "covariates": []}
+    rating = rate_service("advisory", {**diagnostics, "plan": plan})
+    assert rating.level == 2 and rating.reasons[0].startswith("no covariates")
     overlap = diagnostics["overlap"].copy()
     overlap.loc[(overlap["treatment"] == "advisory") & (overlap["group"] == "comparison")
                 & (overlap["bin_lower"] >= 0.5), "n_firms"] = 0
-    rating = rate_estimate("advisory", "exporter", {**diagnostics, "overlap": overlap})
+    rating = rate_service("advisory", {**diagnostics, "overlap": overlap})
     assert rating.level == 2 and rating.reasons[0].startswith("poor overlap")
     balance = diagnostics["balance"].copy()
     balance.loc[balance["treatment"] == "advisory", "smd_weighted"] = [0.05, -0.4, 0.1, 0.0]
-    rating = rate_estimate("advisory", "exporter", {**diagnostics, "balance": balance})
-    assert rating.reasons == ("covariate imbalance after weighting: turnover_log SMD = -0.40",)
+    rating = rate_service("advisory", {**diagnostics, "balance": balance})
+    assert rating.reasons == ("covariate imbalance after weighting: turnover_log SMD = −0.40",)
+    mde = diagnostics["mde"].assign(mde=0.30)  # 0.67 standard deviations for every outcome
+    rating = rate_service("advisory", {**diagnostics, "mde": mde})
+    assert rating.level == 2 and rating.reasons[0].startswith("too few firms to detect medium-sized effects")
+    # the hook for the sensitivity analysis: a robustness table lowers the rating with its reason
+    robustness = pd.DataFrame([{"treatment": "advisory", "check": "honest_did",
+                                "reason": "effect not robust to a pre-trend half the size of the MDE"}])
+    rating = rate_service("advisory", {**diagnostics, "robustness": robustness})
+    assert rating.level == 2 and rating.reasons == ("effect not robust to a pre-trend half the size of the MDE",)
+    assert rate_service("network", {**diagnostics, "robustness": robustness}).level == 3
 
 
 def test_firm_ids_quoted_in_upstream_warnings_are_redacted(tmp_path):
@@ -328,7 +438,7 @@ def test_confidence_level_and_band_type_follow_the_plan_everywhere(tmp_path):
     result = build_report(**{**inputs, "estimates": one_service, "diagnostics": diagnostics},
                           output_dir=tmp_path / "out", settings=HTML_ONLY)
     html = result.html_path.read_text(encoding="utf-8")
-    assert "95 %" not in html and "95 %" not in result.headline_markdown
+    assert not re.search(r"(?<![\d.])95 %", html) and "95 %" not in result.headline_markdown
     assert '<th scope="col" class="num">90 % CI</th>' in html and "| 90 % CI |" in result.headline_markdown
     assert "Intervals are 90 % confidence intervals" in html and "(90 % CI 1.8 to 6.4)" in html
     alts = [image["alt"] for image in _parse(html).images if image["alt"].startswith("Event-study")]
@@ -358,7 +468,8 @@ def test_pairs_that_could_not_be_estimated_are_listed_in_the_methods_annex(tmp_p
 def test_an_estimate_without_standard_error_is_not_shown_as_n_a(tmp_path):
     inputs = report_inputs(tmp_path)
     estimates = inputs["estimates"][inputs["estimates"]["treatment"] == "grant"].copy()
-    broken = (estimates["outcome"] == "exporter") & (estimates["aggregation"] == "simple")
+    broken = ((estimates["outcome"] == "exporter") & (estimates["aggregation"] == "dynamic_balanced")
+              & estimates["event_time"].isna())
     estimates.loc[broken, ["std_error", "ci_lower", "ci_upper", "p_value"]] = np.nan
     result = build_report(**{**inputs, "estimates": estimates}, output_dir=tmp_path / "out", settings=HTML_ONLY)
     html = result.html_path.read_text(encoding="utf-8")
@@ -368,7 +479,7 @@ def test_an_estimate_without_standard_error_is_not_shown_as_n_a(tmp_path):
 
 def test_pretests_that_do_not_reject_are_never_said_to_pass(built):
     _, _, html = built
-    assert "no evidence against parallel trends (p = " in html
+    assert "no evidence against parallel pre-trends" in html
     assert "passes the pre-trend" not in html and "passing the pre-trend" not in html
     assert "parallel trends hold" not in html
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from analyses.reporting.summary import (
-    Intervals, effect_sentence, format_number, service_paragraph, summary_paragraphs,
+    Intervals, comparison_sentence, effect_sentence, format_number, service_paragraph, summary_paragraphs,
 )
 from tests.report_fixtures import make_diagnostics, make_estimates
 
@@ -169,7 +169,7 @@ def test_an_effect_that_fades_by_year_three_is_reported_as_no_longer_detectable(
     paragraph = service_paragraph("grant", _exporter_path("grant", path))
     assert ("From three years after starting on, the difference in the probability of exporting was no longer "
             "statistically detectable in any year up to five years after starting (latest: \u22120.7 pp, "
-            "95 % simultaneous band \u22125.2 to 3.8).") in paragraph
+            "95 % simultaneous band \u22125.2 to 3.8; resting on 40 firms).") in paragraph
 
 
 def test_a_lasting_effect_is_reported_with_the_latest_event_time():
@@ -178,7 +178,7 @@ def test_a_lasting_effect_is_reported_with_the_latest_event_time():
     paragraph = service_paragraph("advisory", _exporter_path("advisory", path))
     assert ("The difference stayed statistically detectable in every year from three to five years after "
             "starting; firms were 9.0 percentage points (95 % simultaneous band 5.0 to 13.0) more likely to "
-            "export five years after starting.") in paragraph
+            "export five years after starting (resting on 40 firms).") in paragraph
 
 
 def test_mixed_late_effects_count_the_detectable_years_and_never_claim_the_last_one():
@@ -187,7 +187,7 @@ def test_mixed_late_effects_count_the_detectable_years_and_never_claim_the_last_
     paragraph = service_paragraph("network", _exporter_path("network", path))
     assert ("From three years after starting on, the difference in the probability of exporting was statistically "
             "detectable in 2 of 3 years; five years after starting, it was not distinguishable from zero "
-            "(5.0 pp, 95 % simultaneous band \u22122.0 to 12.0).") in paragraph
+            "(5.0 pp, 95 % simultaneous band \u22122.0 to 12.0; resting on 40 firms).") in paragraph
 
 
 def test_late_event_times_on_too_few_firms_are_not_used_for_persistence():
@@ -218,3 +218,42 @@ def test_pairs_that_could_not_be_estimated_are_named():
     paragraphs = summary_paragraphs(estimates[~missing], {**make_diagnostics(), "not_estimable": not_estimable})
     assert ("The effect on the probability of entering a new export market could not be estimated "
             "(see the methods annex).") in paragraphs["grant"]
+
+
+def test_the_average_effect_names_its_window_of_event_times():
+    sentence = effect_sentence("advisory", "exporter", 0.041, 0.018, 0.064, window=3)
+    assert ("4.1 percentage points (95 % CI 1.8 to 6.4) more likely to export on average over the year they started "
+            "and the three years after, compared with") in sentence
+    assert "on average over the year they started and the year after," in effect_sentence(
+        "advisory", "exporter", 0.041, 0.018, 0.064, window=1)
+    assert "in the year they started," in effect_sentence("advisory", "exporter", 0.041, 0.018, 0.064, window=0)
+
+
+def test_the_summary_quotes_the_headline_not_rs_simple_average():
+    paragraphs = summary_paragraphs(make_estimates(), make_diagnostics())
+    assert "4.1 percentage points" in paragraphs["advisory"]
+    assert "2.5 percentage points" not in paragraphs["advisory"]  # simple = 0.6 x headline in the fixture
+
+
+@pytest.mark.parametrize("cs, no_covariates, twfe, expected, absent", [
+    (0.074, 0.092, 0.092, "the gap of 1.8 pp is mostly covariate adjustment", "cohort"),
+    (0.074, 0.075, 0.092, "the gap of 1.8 pp is not covariate adjustment", "mostly covariate"),
+    (0.070, 0.080, 0.090, "both covariate adjustment (1.0 pp) and", "mostly"),
+    (0.074, 0.090, 0.0742, "agree", "gap of"),
+])
+def test_the_twfe_comparison_is_worded_from_the_numbers(cs, no_covariates, twfe, expected, absent):
+    sentence = comparison_sentence("exporter", cs, no_covariates, twfe)
+    assert expected in sentence and absent not in sentence
+    assert format_number(100 * twfe, 1) in sentence and format_number(100 * cs, 1) in sentence
+    if "not covariate" in expected:
+        assert "weights cohorts and years" in sentence and "cohort heterogeneity" in sentence
+
+
+def test_long_run_event_times_say_how_many_cohorts_and_firms_they_rest_on():
+    path = {0: (0.03, 0.02), 1: (0.05, 0.02), 2: (0.07, 0.03), 3: (0.07, 0.03), 4: (0.08, 0.035),
+            5: (0.09, 0.04)}
+    support = pd.DataFrame([{"treatment": "advisory", "outcome": "exporter", "estimator": "cs_did",
+                             "aggregation": "dynamic", "event_time": float(e), "n_cohorts": max(6 - e, 1)}
+                            for e in path])
+    paragraph = service_paragraph("advisory", _exporter_path("advisory", path), support=support)
+    assert "five years after starting (resting on 40 firms in 1 cohort)." in paragraph

@@ -111,7 +111,8 @@ class DisclosureResult:
         return bool(((cells["table"] == table) & (cells["row"] == row) & (cells["column"] == column)).any())
 
     def with_checks(self, more: pd.DataFrame) -> "DisclosureResult":
-        return DisclosureResult(pd.concat([self.checks, more], ignore_index=True),
+        checks = [frame for frame in (self.checks, more) if not frame.empty]
+        return DisclosureResult(pd.concat(checks, ignore_index=True) if checks else self.checks,
                                 self.suppressed_estimates, self.suppressed_cells, self.settings, self.rounded_counts)
 
     def metadata(self) -> dict:
@@ -314,7 +315,7 @@ def check_disclosure(estimates: pd.DataFrame, descriptives: pd.DataFrame | None,
     published.
     """
     checks, suppressed = _estimate_checks(estimates, settings)
-    published = estimates[[estimate_key(row) not in suppressed for row in estimates.to_dict("records")]]
+    published = estimates.loc[_kept(estimates, suppressed)]
     differencing_checks, rounded = _differencing(published, settings)
     cell_checks: list[dict] = []
     suppressed_cells = pd.DataFrame(columns=["table", "row", "column", "reason"])
@@ -328,12 +329,17 @@ def check_disclosure(estimates: pd.DataFrame, descriptives: pd.DataFrame | None,
                             suppressed_estimates, suppressed_cells, settings, rounded)
 
 
+def _kept(estimates: pd.DataFrame, suppressed) -> np.ndarray:
+    """Boolean mask of the rows not suppressed (an array, so that no rows at all keeps the columns)."""
+    return np.array([estimate_key(row) not in suppressed for row in estimates.to_dict("records")], dtype=bool)
+
+
 def drop_suppressed(estimates: pd.DataFrame, disclosure: DisclosureResult | None) -> pd.DataFrame:
     """The estimates as published: suppressed rows dropped, differencing-prone counts rounded down."""
     if disclosure is None:
         return estimates.copy()
     hidden = disclosure.suppressed_keys()
-    published = estimates[[estimate_key(row) not in hidden for row in estimates.to_dict("records")]].copy()
+    published = estimates.loc[_kept(estimates, hidden)].copy()
     base = disclosure.settings.min_firms
     for rule in disclosure.rounded_counts.to_dict("records"):
         family = np.logical_and.reduce([published[key] == rule[key] for key in FAMILY_KEYS])

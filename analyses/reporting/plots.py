@@ -28,6 +28,8 @@ PRE_COLOUR = "0.55"
 POST_COLOUR = "0.0"
 TWFE_COLOUR = "0.35"
 TWFE_OFFSET = 0.22
+#: the universal base period: every plotted estimate is a change since this event time
+REFERENCE_E = -1
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,9 @@ def event_study_plot(cs_dynamic: pd.DataFrame, twfe_dynamic: pd.DataFrame | None
                      treatment: str, outcome: str, intervals: Intervals = Intervals()) -> Plot:
     """CS-DiD dynamic effects with their bands, TWFE event-study estimates beside them.
 
-    `intervals` names the level and whether the CS-DiD bands are uniform
+    Both are expected with a universal base period (CS-DiD rows ``dynamic_universal``, TWFE
+    ``dynamic``): every point is relative to e = -1, which is drawn at 0 as the reference and said
+    on the axis. `intervals` names the level and whether the CS-DiD bands are uniform
     (bootstrap) or pointwise, in the legend and in the alt text.
     """
     from matplotlib.ticker import MaxNLocator
@@ -101,15 +105,20 @@ def event_study_plot(cs_dynamic: pd.DataFrame, twfe_dynamic: pd.DataFrame | None
     if not post.empty:
         _errorbars(axes, post, 0.0, POST_COLOUR, "o", True, f"CS-DiD ({intervals.band})")
     if twfe is not None:
+        twfe = twfe[twfe["event_time"] != REFERENCE_E]  # the reference is drawn once, below
         _errorbars(axes, twfe, TWFE_OFFSET, TWFE_COLOUR, "s", False, f"TWFE ({intervals.level} pointwise CI)")
+    axes.plot([REFERENCE_E], [0.0], linestyle="none", marker="D", markersize=5, markerfacecolor="white",
+              markeredgecolor=POST_COLOUR, label="Reference year e = \u22121 (0 by construction)")
     axes.set_xlim(left, right)
-    axes.set_xlabel("Years since first support (e = t \u2212 g)")
-    axes.set_ylabel(f"Effect, {spec.unit}")
+    axes.set_xlabel("Years since first support (e = t \u2212 g); universal base period e = \u22121")
+    axes.set_ylabel(f"Effect vs e = \u22121, {spec.unit}")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     # below the axes, so the legend never hides an estimate
-    figure.legend(fontsize=7, frameon=False, loc="outside lower center", ncol=3)
+    figure.legend(fontsize=7, frameon=False, loc="outside lower center", ncol=2)
     axes.spines[["top", "right"]].set_visible(False)
     axes.tick_params(labelsize=8)
+    axes.yaxis.label.set_size(8)
+    axes.xaxis.label.set_size(8)
     return Plot(_render(figure), _event_study_alt(cs, twfe, treatment, outcome, intervals))
 
 
@@ -128,7 +137,7 @@ def _event_study_alt(cs: pd.DataFrame, twfe: pd.DataFrame | None, treatment: str
     spec = outcome_spec(outcome)
     bands = f"{intervals.level} {intervals.band_plural}"
     parts = [f"Event-study estimates for {service_title(treatment).lower()} on "
-             f"{spec.label.lower()}, in {spec.unit}."]
+             f"{spec.label.lower()}, in {spec.unit}, relative to the year before support (e = \u22121)."]
     pre, post = cs[cs["event_time"] < 0], cs[cs["event_time"] >= 0]
     if not pre.empty:
         parts.append(f"Before support, Callaway\u2013Sant'Anna placebo estimates range {_range_text(pre, spec.decimals)}; "

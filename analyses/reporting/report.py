@@ -22,17 +22,24 @@ from analyses.reporting.disclosure import (
     drop_suppressed, estimate_key, redact_identifiers, scan_for_identifiers,
 )
 from analyses.reporting.plots import balance_plot, event_study_plot, overlap_plot
-from analyses.reporting.rating import rate_estimate, unsupported_share
-from analyses.reporting.settings import MIN_FIRMS, ReportSettings, cohort_floor
+from analyses.reporting.rating import ROBUSTNESS_COLUMNS, rate_service, unsupported_share
+from analyses.reporting.settings import (
+    AGGREGATIONS, ESTIMATORS, HEADLINE, MIN_FIRMS, UNIVERSAL_EVENT_STUDY, ReportSettings, cohort_floor,
+)
 from analyses.reporting.summary import (
-    OUTCOMES, SERVICES, Intervals, comparison_phrase, display_interval, format_number, is_estimable,
-    outcome_spec, service_title, summary_paragraphs,
+    OUTCOMES, SERVICES, Intervals, comparison_phrase, comparison_sentence, display_interval, format_number,
+    is_estimable, outcome_spec, service_title, summary_paragraphs, window_words,
 )
 
-ALLOWED_VALUES = {"treatment": set(SERVICES), "outcome": set(OUTCOMES), "estimator": {"cs_did", "twfe"},
-                  "aggregation": {"simple", "dynamic", "group", "calendar"}}
+ALLOWED_VALUES = {"treatment": set(SERVICES), "outcome": set(OUTCOMES), "estimator": set(ESTIMATORS),
+                  "aggregation": set(AGGREGATIONS)}
+ESTIMATOR_LABELS = {"cs_did": "CS-DiD", "cs_did_no_covariates": "CS-DiD without covariates", "twfe": "TWFE"}
 DIAGNOSTIC_COLUMNS = {
     "pretests": ["treatment", "outcome", "W", "df", "p_value"],
+    "dropped_cells": ["treatment", "outcome", "estimator", "aggregation", "cohort", "time", "reason"],
+    "dropped_cohorts": ["treatment", "outcome", "estimator", "aggregation", "cohort", "reason"],
+    "cohorts_behind": ["treatment", "outcome", "estimator", "aggregation", "event_time", "n_cohorts"],
+    "robustness": ROBUSTNESS_COLUMNS,
     "balance": ["treatment", "covariate", "mean_treated", "mean_control_unweighted", "mean_control_weighted",
                 "smd_unweighted", "smd_weighted"],
     "overlap": ["treatment", "group", "bin_lower", "bin_upper", "n_firms"],
@@ -106,7 +113,8 @@ def validate_estimates(estimates: pd.DataFrame) -> None:
     bad = estimates[(estimates["n_treated"] < 0) | (estimates["n_control"] < 0)]
     if not bad.empty:
         raise ValueError(f"estimates row {bad.index[0]}: firm counts n_treated/n_control must be >= 0")
-    needs_time = estimates[(estimates["aggregation"] != "simple") & estimates["event_time"].isna()]
+    # the overall effects (R's simple and the headline) have no event time
+    needs_time = estimates[~estimates["aggregation"].isin(("simple", HEADLINE)) & estimates["event_time"].isna()]
     if not needs_time.empty:
         raise ValueError(f"estimates row {needs_time.index[0]}: column 'event_time' is required for "
                          f"aggregation {needs_time['aggregation'].iloc[0]!r}")
@@ -171,18 +179,32 @@ def _present(values, order) -> list[str]:
     return [key for key in order if key in present]
 
 
+def _overall(estimates: pd.DataFrame, estimator: str) -> pd.DataFrame:
+    """The headline rows (no event time) of one estimator."""
+    return estimates[(estimates["estimator"] == estimator) & (estimates["aggregation"] == HEADLINE)
+                     & estimates["event_time"].isna()]
+
+
 def headline_table(estimates: pd.DataFrame, disclosure: DisclosureResult, diagnostics: Mapping,
                    alpha: float) -> pd.DataFrame:
-    """Service x outcome overall CS-DiD effects in reporting units, with the SMS rating."""
+    """Service x outcome headline effects in reporting units: CS-DiD, beside it CS-DiD without covariates and
+    TWFE on the same window with the reading of their gap, and the service's SMS rating."""
     suppressed = disclosure.suppressed_keys()
     rows = []
-    simple = estimates[(estimates["estimator"] == "cs_did") & (estimates["aggregation"] == "simple")]
-    for treatment in _present(simple["treatment"], SERVICES):
-        for outcome in _present(simple.loc[simple["treatment"] == treatment, "outcome"], OUTCOMES):
-            record = simple[(simple["treatment"] == treatment) & (simple["outcome"] == outcome)].iloc[0]
+    headline = _overall(estimates, "cs_did")
+    others = {name: _overall(estimates, name) for name in ("cs_did_no_covariates", "twfe")}
+    for treatment in _present(headline["treatment"], SERVICES):
+        rating = rate_service(treatment, diagnostics)
+        for outcome in _present(headline.loc[headline["treatment"] == treatment, "outcome"], OUTCOMES):
+            record = headline[(headline["treatment"] == treatment) & (headline["outcome"] == outcome)].iloc[0]
             published = estimate_key(record) not in suppressed
             value, lower, upper = display_interval(outcome, record["estimate"], record["ci_lower"], record["ci_upper"])
-            rating = rate_estimate(treatment, outcome, diagnostics, alpha)
+            beside = {}
+            for name, frame in others.items():
+                hit = frame[(frame["treatment"] == treatment) & (frame["outcome"] == outcome)]
+                shown = published and not hit.empty and estimate_key(hit.iloc[0]) not in suppressed
+                beside[name] = float(hit["estimate"].iloc[0]) if shown else np.nan
+            comparable = published and all(np.isfinite(v) for v in beside.values())
             rows.append({
                 "service": service_title(treatment), "treatment": treatment, "outcome": outcome,
                 "outcome_label": outcome_spec(outcome).label, "unit": outcome_spec(outcome).unit,
@@ -192,49 +214,82 @@ def headline_table(estimates: pd.DataFrame, disclosure: DisclosureResult, diagno
                 "p_value": float(record["p_value"]) if published else np.nan,
                 "n_treated": int(record["n_treated"]) if published else pd.NA,
                 "n_control": int(record["n_control"]) if published else pd.NA,
+                "no_covariates": outcome_spec(outcome).display(beside["cs_did_no_covariates"]),
+                "twfe": outcome_spec(outcome).display(beside["twfe"]),
+                "comparison": (comparison_sentence(outcome, record["estimate"], beside["cs_did_no_covariates"],
+                                                   beside["twfe"]) if comparable else ""),
                 "sms_level": rating.level, "rating_reason": rating.explanation, "published": published,
             })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=HEADLINE_COLUMNS)
+
+
+HEADLINE_COLUMNS = ["service", "treatment", "outcome", "outcome_label", "unit", "unit_short", "estimate", "ci_lower",
+                    "ci_upper", "p_value", "n_treated", "n_control", "no_covariates", "twfe", "comparison",
+                    "sms_level", "rating_reason", "published"]
 
 
 def _headline_cells(row: Mapping) -> dict:
     decimals = outcome_spec(row["outcome"]).decimals
     if not row["published"]:
         mark = SUPPRESSED_MARK
-        return {"estimate": mark, "ci": mark, "p": mark, "n_treated": mark, "n_control": mark}
+        return {"estimate": mark, "ci": mark, "p": mark, "n_treated": mark, "n_control": mark,
+                "no_covariates_text": mark, "twfe_text": mark}
     if not is_estimable(row["ci_lower"], row["ci_upper"]):
         ci = "could not be estimated"
     else:
         ci = f"{format_number(row['ci_lower'], decimals)} to {format_number(row['ci_upper'], decimals)}"
     return {"estimate": format_number(row["estimate"], decimals), "ci": ci,
-            "p": _p_text(row["p_value"]), "n_treated": f"{row['n_treated']:,}", "n_control": f"{row['n_control']:,}"}
+            "p": _p_text(row["p_value"]), "n_treated": f"{row['n_treated']:,}", "n_control": f"{row['n_control']:,}",
+            "no_covariates_text": format_number(row["no_covariates"], decimals),
+            "twfe_text": format_number(row["twfe"], decimals)}
 
 
 def headline_markdown(headline: pd.DataFrame, intervals: Intervals = Intervals()) -> str:
     header = ["Service", "Outcome", "Unit", "Estimate", intervals.ci, "p-value", "Treated firms",
-              "Comparison firms", "SMS level"]
+              "Comparison firms", "CS-DiD without covariates", "TWFE", "SMS level"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in headline.to_dict("records"):
         cells = _headline_cells(row)
         lines.append("| " + " | ".join([row["service"], row["outcome_label"], row["unit"], cells["estimate"],
                                          cells["ci"], cells["p"], cells["n_treated"], cells["n_control"],
+                                         cells["no_covariates_text"], cells["twfe_text"],
                                          str(row["sms_level"])]) + " |")
     return "\n".join(lines)
 
 
+def _long_run_note(cs: pd.DataFrame, support: pd.DataFrame | None, horizon: int) -> str:
+    """Event times beyond the headline window with the cohorts and firms behind them."""
+    late = cs[cs["event_time"] > horizon].sort_values("event_time")
+    if late.empty:
+        return ""
+    parts = []
+    for _, row in late.iterrows():
+        hit = None if support is None else support[
+            (support["treatment"] == row["treatment"]) & (support["outcome"] == row["outcome"])
+            & (support["estimator"] == row["estimator"]) & (support["aggregation"] == row["aggregation"])
+            & (support["event_time"] == row["event_time"])]
+        cohorts = "" if hit is None or hit.empty else f"{int(hit['n_cohorts'].iloc[0])} cohort" + (
+            "s" if int(hit["n_cohorts"].iloc[0]) != 1 else "") + " "
+        parts.append(f"e = {row['event_time']:g}: {cohorts}({int(row['n_treated']):,} firms)")
+    return f"Event times after {horizon} rest on fewer cohorts: " + "; ".join(parts) + "."
+
+
 def _event_studies(published: pd.DataFrame, full: pd.DataFrame, suppressed: set[tuple],
-                   intervals: Intervals) -> list[dict]:
-    dynamic = published[published["aggregation"] == "dynamic"]
+                   intervals: Intervals, support: pd.DataFrame | None, horizon: int) -> list[dict]:
+    """CS-DiD with a universal base period (``dynamic_universal``) and TWFE (``dynamic``, reference e = -1)."""
     sections = []
     for treatment in _present(full["treatment"], SERVICES):
         figures = []
         for outcome in _present(full.loc[full["treatment"] == treatment, "outcome"], OUTCOMES):
-            rows = dynamic[(dynamic["treatment"] == treatment) & (dynamic["outcome"] == outcome)]
-            cs, twfe = rows[rows["estimator"] == "cs_did"], rows[rows["estimator"] == "twfe"]
-            hidden = sum(1 for key in suppressed if key[0] == treatment and key[1] == outcome and key[3] == "dynamic")
+            rows = published[(published["treatment"] == treatment) & (published["outcome"] == outcome)]
+            cs = rows[(rows["estimator"] == "cs_did") & (rows["aggregation"] == UNIVERSAL_EVENT_STUDY)]
+            twfe = rows[(rows["estimator"] == "twfe") & (rows["aggregation"] == "dynamic")]
+            hidden = sum(1 for key in suppressed if key[0] == treatment and key[1] == outcome
+                         and key[3] in ("dynamic", UNIVERSAL_EVENT_STUDY))
             note = (f"{hidden} event-time estimate(s) withheld because they rest on too few firms."
                     if hidden else "")
-            figure = {"outcome": outcome_spec(outcome).label, "note": note, "plot": None}
+            figure = {"outcome": outcome_spec(outcome).label, "note": note, "plot": None,
+                      "long_run": _long_run_note(cs, support, horizon)}
             if not cs.empty:
                 figure["plot"] = event_study_plot(cs, twfe, treatment, outcome, intervals)
             figures.append(figure)
@@ -254,11 +309,27 @@ def _pretest_rows(pretests: pd.DataFrame | None, alpha: float) -> list[dict]:
             verdict = "rejects parallel pre-trends"
         else:
             verdict = "no evidence against parallel pre-trends"
-        rows.append({"service": service_title(record["treatment"]), "outcome": outcome_spec(record["outcome"]).label,
+        power, slope = record.get("power", np.nan), record.get("trend_slope", np.nan)
+        spec = outcome_spec(record["outcome"])
+        rows.append({"service": service_title(record["treatment"]), "outcome": spec.label,
                      "W": "n/a" if pd.isna(record["W"]) else f"{record['W']:.2f}",
                      "df": "n/a" if pd.isna(record["df"]) else f"{int(record['df'])}",
-                     "p": _p_text(p_value), "verdict": verdict})
+                     "p": _p_text(p_value), "verdict": verdict,
+                     "slope": "n/a" if pd.isna(slope) else f"{format_number(spec.display(slope), spec.decimals + 1)} "
+                                                           f"{spec.unit_short}",
+                     "power": "n/a" if pd.isna(power) else f"{100 * power:.0f} %"})
     return rows
+
+
+def _pretest_summary(pretests: pd.DataFrame | None, alpha: float) -> str:
+    """How many pre-tests reject, against how many would by chance alone."""
+    if pretests is None or pretests["p_value"].notna().sum() == 0:
+        return ""
+    tested = int(pretests["p_value"].notna().sum())
+    rejecting = int((pretests["p_value"] < alpha).sum())
+    verb = "rejects" if rejecting == 1 else "reject"
+    return (f"{rejecting} of {tested} pre-trend tests {verb} at &alpha; = {alpha:g}; about {tested * alpha:.1f} "
+            "would by chance alone, even if every trend were parallel.")
 
 
 def _balance_sections(balance: pd.DataFrame | None, overlap: pd.DataFrame | None,
@@ -297,7 +368,7 @@ def _balance_sections(balance: pd.DataFrame | None, overlap: pd.DataFrame | None
 def _mde_rows(mde: pd.DataFrame | None) -> list[dict]:
     if mde is None:
         return []
-    rows = mde[mde["aggregation"] == "simple"]
+    rows = mde[mde["aggregation"] == HEADLINE]
     return [{"service": service_title(r["treatment"]), "outcome": outcome_spec(r["outcome"]).label,
              "mde": format_number(abs(outcome_spec(r["outcome"]).display(r["mde"])), outcome_spec(r["outcome"]).decimals),
              "unit": outcome_spec(r["outcome"]).unit} for r in rows.to_dict("records")]
@@ -445,16 +516,48 @@ def _coverage_notes(coverage: pd.DataFrame | None, account: pd.DataFrame | None,
 
 
 def _not_estimable_rows(not_estimable: pd.DataFrame | None, firm_ids) -> list[dict] | None:
-    """Service/outcome pairs the evaluation could not estimate (None: not reported by the evaluation).
+    """Services, outcomes or aggregations the evaluation could not estimate (None: not reported by the evaluation).
 
     Reasons are redacted like any upstream text.
     """
     if not_estimable is None:
         return None
-    return [{"service": service_title(r["treatment"]),
-             "outcome": OUTCOMES[r["outcome"]].label if r["outcome"] in OUTCOMES else str(r["outcome"]),
-             "reason": redact_identifiers(str(r["reason"]), firm_ids)}
-            for r in not_estimable.to_dict("records")]
+    rows = []
+    for r in not_estimable.to_dict("records"):
+        part = ""
+        if r.get("estimator") or r.get("aggregation"):
+            part = " (" + ", ".join(filter(None, [ESTIMATOR_LABELS.get(r.get("estimator"), r.get("estimator")),
+                                                  r.get("aggregation")])) + ")"
+        outcome = OUTCOMES[r["outcome"]].label if r["outcome"] in OUTCOMES else str(r["outcome"] or "all outcomes")
+        rows.append({"service": service_title(r["treatment"]), "outcome": outcome + part,
+                     "reason": redact_identifiers(str(r["reason"]), firm_ids)})
+    return rows
+
+
+def _dropped_rows(cells: pd.DataFrame | None, cohorts: pd.DataFrame | None, firm_ids) -> list[dict]:
+    """ATT(g,t) cells left out of the averages, one row per service, outcome, estimator, cohort and reason."""
+    if cells is None or cells.empty:
+        return []
+    rows = []
+    keys = ["treatment", "outcome", "estimator", "cohort", "reason"]
+    for (treatment, outcome, estimator, cohort, reason), group in cells.groupby(keys, sort=False):
+        whole = [] if cohorts is None or cohorts.empty else sorted(set(cohorts.loc[
+            (cohorts["treatment"] == treatment) & (cohorts["outcome"] == outcome)
+            & (cohorts["estimator"] == estimator) & (cohorts["cohort"] == cohort), "aggregation"]))
+        rows.append({"service": service_title(treatment), "outcome": outcome_spec(outcome).label,
+                     "estimator": ESTIMATOR_LABELS.get(estimator, estimator), "cohort": int(cohort),
+                     "years": ", ".join(str(int(t)) for t in sorted(set(group["time"]))),
+                     "aggregations": ", ".join(dict.fromkeys(group["aggregation"])),
+                     "whole": (f"cohort {int(cohort)} left out entirely ({', '.join(whole)})" if whole else ""),
+                     "reason": redact_identifiers(str(reason), firm_ids)})
+    return rows
+
+
+def _ratings(headline: pd.DataFrame) -> list[dict]:
+    """One evidence rating per service (the design's), as the headline table carries it."""
+    services = headline.drop_duplicates("treatment")
+    return [{"service": r["service"], "level": r["sms_level"], "reason": r["rating_reason"]}
+            for r in services.to_dict("records")]
 
 
 def _plan_items(plan: Mapping, comparison: str) -> dict:
@@ -478,6 +581,8 @@ def _plan_items(plan: Mapping, comparison: str) -> dict:
         "alpha": plan.get("alpha", 0.05),
         "anticipation": plan.get("anticipation", 0),
         "years": (f"{min(years)}\u2013{max(years)}" if isinstance(years, (list, tuple)) and years else years or "n/a"),
+        "horizon": int(plan.get("headline_horizon", 3)),
+        "window": window_words(int(plan.get("headline_horizon", 3)), "the year support started"),
     }
 
 
@@ -529,11 +634,14 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
     cohorts = diagnostics.get("cohorts")
     if cohorts is not None:
         # only cohorts used in estimation are published; the others are counted in the notes
-        cells = pd.concat([cells, cohort_cells(cohorts[cohorts["used"].astype(bool)])], ignore_index=True)
+        used = cohorts[cohorts["used"].astype(bool)]
+        if not used.empty:
+            cells = pd.concat([cells, cohort_cells(used)], ignore_index=True)
     disclosure = check_disclosure(estimates, cells, settings)
     suppressed = disclosure.suppressed_keys()
     published = drop_suppressed(estimates, disclosure)
-    suppressed_pairs = {(key[0], key[1]) for key in suppressed if key[2] == "cs_did" and key[3] == "simple"}
+    suppressed_pairs = {(key[0], key[1]) for key in suppressed
+                        if key[2] == "cs_did" and key[3] == HEADLINE and key[4] is None}
 
     paragraphs = summary_paragraphs(published, diagnostics, suppressed_pairs, settings.min_firms)
     headline = headline_table(estimates, disclosure, diagnostics, alpha)
@@ -548,8 +656,13 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         "paragraphs": [{"title": service_title(t), "text": text} for t, text in paragraphs.items()],
         "headline": [{"title": title, "rows": [{**row, **_headline_cells(row)} for row in rows.to_dict("records")]}
                      for title, rows in headline.groupby("service", sort=False)],
-        "event_studies": _event_studies(published, estimates, suppressed, intervals),
+        "event_studies": _event_studies(published, estimates, suppressed, intervals, diagnostics.get("cohorts_behind"),
+                                        int(plan.get("headline_horizon", 3))),
         "pretests": _pretest_rows(diagnostics.get("pretests"), alpha),
+        "pretest_summary": _pretest_summary(diagnostics.get("pretests"), alpha),
+        "comparisons": [row for row in headline.to_dict("records") if row["comparison"]],
+        "dropped": _dropped_rows(diagnostics.get("dropped_cells"), diagnostics.get("dropped_cohorts"), firm_ids),
+        "nothing_estimated": estimates.empty,
         "balance_sections": balance_sections,
         "mde": _mde_rows(diagnostics.get("mde")),
         "quality": _quality_rows(data_quality, firm_ids),
@@ -562,8 +675,7 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
                                           settings.min_firms),
         "not_estimable": _not_estimable_rows(diagnostics.get("not_estimable"), firm_ids),
         "plan": _plan_items(plan, comparison_phrase(plan.get("control_group"))),
-        "ratings": [{"service": r["service"], "outcome": r["outcome_label"], "level": r["sms_level"],
-                     "reason": r["rating_reason"]} for r in headline.to_dict("records")],
+        "ratings": _ratings(headline),
         "disclosure": disclosure.metadata(),
         "mark": SUPPRESSED_MARK,
         "lineage": lineage,

@@ -7,6 +7,15 @@ from dataclasses import dataclass
 #: evaluation plan's ``min_cohort_size`` (see `cohort_floor`), so no plan can lower it.
 MIN_FIRMS = 10
 
+#: The ``estimates.csv`` vocabulary (README, "Outputs"), shared by the evaluation and the report.
+#: ``cs_did_no_covariates`` is Callaway–Sant'Anna with ``xformla=None``, estimated for the headline comparison.
+ESTIMATORS = ("cs_did", "cs_did_no_covariates", "twfe")
+#: The headline: R ``aggte(type="dynamic", balance_e=H, min_e=0, max_e=H)``, H the plan's ``headline_horizon``.
+HEADLINE = "dynamic_balanced"
+#: The event study with a universal base period (R ``att_gt(base_period="universal")``), as plotted.
+UNIVERSAL_EVENT_STUDY = "dynamic_universal"
+AGGREGATIONS = ("simple", "dynamic", "group", "calendar", HEADLINE, UNIVERSAL_EVENT_STUDY)
+
 
 def cohort_floor(min_cohort_size: int) -> int:
     """Smallest cohort the evaluation estimates: the plan's minimum, never below `MIN_FIRMS`."""

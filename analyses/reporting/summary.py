@@ -18,6 +18,8 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
+from analyses.reporting.settings import HEADLINE
+
 MINUS = "\u2212"
 # Event times from which an effect counts as persistent rather than short-run.
 PERSISTENCE_FROM = 3
@@ -176,6 +178,19 @@ def years_after(horizon: int) -> str:
     return f"{count} year{'s' if horizon != 1 else ''} after starting"
 
 
+def window_words(horizon: int, start: str = "the year they started") -> str:
+    """Event times 0..horizon in words: "the year they started and the three years after"."""
+    if horizon == 0:
+        return start
+    after = "the year after" if horizon == 1 else f"the {NUMBER_WORDS.get(horizon, str(horizon))} years after"
+    return f"{start} and {after}"
+
+
+def years_window(horizon: int) -> str:
+    """The headline's average in a sentence: "on average over the year they started and the three years after"."""
+    return years_after(0) if horizon == 0 else f"on average over {window_words(horizon)}"
+
+
 def outcome_spec(outcome: str) -> OutcomeSpec:
     try:
         return OUTCOMES[outcome]
@@ -234,18 +249,23 @@ def effect_sentence(
     band_label: str = "95 % CI",
     subject: str | None = None,
     std_error: float | None = None,
+    window: int | None = None,
 ) -> str:
     """One sentence for one estimate.
 
-    `horizon` is the event time e for a dynamic estimate (None for the
-    average over post-treatment years); `subject` replaces the default
+    `horizon` is the event time e for a dynamic estimate; `window` the H of
+    an average over event times 0..H (the headline); with neither, the
+    average over all post-treatment years; `subject` replaces the default
     "Firms that started with <service>" when sentences are chained. An
     estimate without an interval (NaN standard error) could not be
     estimated, and the sentence says so instead of quoting "n/a".
     """
     spec = outcome_spec(outcome)
     value, lower, upper = display_interval(outcome, estimate, ci_lower, ci_upper)
-    when = years_after(int(horizon)) if horizon is not None else "on average in the years after starting"
+    if horizon is not None:
+        when = years_after(int(horizon))
+    else:
+        when = years_window(int(window)) if window is not None else "on average in the years after starting"
     service = SERVICES.get(treatment, ("", treatment))[1]
     given = [estimate, ci_lower, ci_upper] + ([] if std_error is None else [std_error])
     if not is_estimable(*map(float, given)):
@@ -296,41 +316,50 @@ def service_paragraph(
     intervals: Intervals = Intervals(),
     min_firms: int = 10,
     not_estimable: pd.DataFrame | None = None,
+    horizon: int = 3,
+    support: pd.DataFrame | None = None,
 ) -> str:
-    """Paragraph for one service built from the CS-DiD overall (`simple`) estimates.
+    """Paragraph for one service built from the CS-DiD headline (`HEADLINE` rows without event time).
 
     `estimates` must already exclude rows that failed disclosure; the
     `suppressed` keys (treatment, outcome) are named so that readers know a
     result exists but cannot be published, and the `not_estimable` pairs so
-    that a missing outcome is never silently skipped.
+    that a missing outcome is never silently skipped; a service-wide entry
+    (empty outcome) says why nothing could be estimated. `horizon` is the
+    headline's H; `support` (the evaluation's `cohorts_behind`) gives the
+    cohorts behind long-run event times.
     """
+    whole = _lookup(not_estimable, treatment=treatment, outcome="")
+    if whole is not None:
+        return f"Nothing could be estimated for {service_title(treatment).lower()}: {whole['reason']}."
     rows = estimates[(estimates["treatment"] == treatment) & (estimates["estimator"] == "cs_did")]
-    simple = rows[rows["aggregation"] == "simple"]
+    headline = rows[(rows["aggregation"] == HEADLINE) & rows["event_time"].isna()]
     sentences: list[str] = []
     withheld: list[str] = []
     failed: list[str] = []
     first = True
     for outcome in OUTCOMES:
-        row = _lookup(simple, outcome=outcome)
+        row = _lookup(headline, outcome=outcome)
         if row is None:
             if suppressed and (treatment, outcome) in suppressed:
                 withheld.append(OUTCOMES[outcome].noun)
             elif _lookup(not_estimable, treatment=treatment, outcome=outcome) is not None:
                 failed.append(OUTCOMES[outcome].noun)
             continue
-        mde_row = _lookup(mde, treatment=treatment, outcome=outcome, aggregation="simple")
+        mde_row = _lookup(mde, treatment=treatment, outcome=outcome, aggregation=HEADLINE)
         subject = None if first else "They"
         sentence = effect_sentence(
             treatment, outcome, row["estimate"], row["ci_lower"], row["ci_upper"],
             mde=None if mde_row is None else float(mde_row["mde"]),
             control_group=control_group, band_label=intervals.ci, subject=subject, std_error=row["std_error"],
+            window=horizon,
         )
         if _readable(row) and direction(row["ci_lower"], row["ci_upper"]) != 0:
             first = False
         sentences.append(sentence)
         if outcome == "exporter":
             sentences.extend(_horizon_sentence(treatment, rows, control_group, intervals))
-            sentences.extend(_persistence_sentence(treatment, rows, outcome, intervals, min_firms))
+            sentences.extend(_persistence_sentence(treatment, rows, outcome, intervals, min_firms, support))
     if not sentences and not withheld and not failed:
         return f"No estimates are available for {service_title(treatment).lower()}."
     if failed:
@@ -384,14 +413,25 @@ def _span(first: int, last: int) -> str:
     return f"from {NUMBER_WORDS.get(first, first)} to {years_after(last)}"
 
 
+def resting_on(row: pd.Series, support: pd.DataFrame | None) -> str:
+    """"resting on 40 firms in 1 cohort" for an estimate row; long-run event times rest on few cohorts."""
+    firms = f"{int(row['n_treated']):,} firms"
+    hit = _lookup(support, treatment=row["treatment"], outcome=row["outcome"], estimator=row["estimator"],
+                  aggregation=row["aggregation"], event_time=row["event_time"])
+    if hit is None:
+        return f"resting on {firms}"
+    cohorts = int(hit["n_cohorts"])
+    return f"resting on {firms} in {cohorts} cohort{'s' if cohorts != 1 else ''}"
+
+
 def _persistence_sentence(treatment: str, rows: pd.DataFrame, outcome: str, intervals: Intervals,
-                          min_firms: int) -> list[str]:
+                          min_firms: int, support: pd.DataFrame | None = None) -> list[str]:
     """Whether the effect lasts: every event time from PERSISTENCE_FROM on with enough firms, latest quoted.
 
     An average over those event times would need their covariance, which
     the published rows do not carry, so each event time is read on its own
-    interval and the latest one is quoted; the direction is only claimed
-    where an interval excludes zero.
+    interval and the latest one is quoted, with the firms and cohorts it
+    rests on; the direction is only claimed where an interval excludes zero.
     """
     dynamic = rows[(rows["aggregation"] == "dynamic") & (rows["outcome"] == outcome)].sort_values("event_time")
     late = dynamic[(dynamic["event_time"] >= PERSISTENCE_FROM) & (dynamic["n_treated"] >= min_firms)]
@@ -402,20 +442,21 @@ def _persistence_sentence(treatment: str, rows: pd.DataFrame, outcome: str, inte
     latest = late.iloc[-1]
     first_e, last_e = int(late["event_time"].iloc[0]), int(latest["event_time"])
     noun = outcome_spec(outcome).noun
+    resting = resting_on(latest, support)
     latest_effect = effect_sentence(treatment, outcome, latest["estimate"], latest["ci_lower"], latest["ci_upper"],
-                                    horizon=last_e, band_label=intervals.band, subject="firms")
+                                    horizon=last_e, band_label=intervals.band, subject="firms")[:-1] + f" ({resting})."
     if all(sign == 0 for sign in signs):
         early = dynamic[(dynamic["event_time"] >= 0) & (dynamic["event_time"] < PERSISTENCE_FROM)]
         was_detectable = any(direction(lo, hi) != 0 for lo, hi in zip(early["ci_lower"], early["ci_upper"]))
         return [f"From {years_after(first_e)} on, the difference in {noun} was "
                 f"{'no longer' if was_detectable else 'not'} statistically detectable in any year up to "
-                f"{years_after(last_e)} (latest: {_undetectable(outcome, latest, intervals.band)})."]
+                f"{years_after(last_e)} (latest: {_undetectable(outcome, latest, intervals.band)}; {resting})."]
     if len(set(signs)) == 1:
         return [f"The difference stayed statistically detectable in every year {_span(first_e, last_e)}; "
                 + latest_effect]
     if signs[-1] == 0:
         latest_text = (f"{years_after(last_e)}, it was not distinguishable from zero "
-                       f"({_undetectable(outcome, latest, intervals.band)}).")
+                       f"({_undetectable(outcome, latest, intervals.band)}; {resting}).")
     else:
         latest_text = latest_effect
     detectable = sum(sign != 0 for sign in signs)
@@ -424,14 +465,45 @@ def _persistence_sentence(treatment: str, rows: pd.DataFrame, outcome: str, inte
 
 
 def _pretrend_caveat(treatment: str, pretests: pd.DataFrame | None, alpha: float) -> str | None:
+    """Pre-tests that reject, as information (no rating follows from one test; see `rating`)."""
     if pretests is None or pretests.empty:
         return None
     failing = pretests[(pretests["treatment"] == treatment) & (pretests["p_value"] < alpha)]
     if failing.empty:
         return None
     parts = [f"{outcome_spec(o).noun} (p = {p:.3f})" for o, p in zip(failing["outcome"], failing["p_value"])]
-    return ("Caution: before support started, supported and comparison firms already followed "
-            "different trends for " + _join(parts) + ", so those estimates carry a lower evidence rating.")
+    tested = int(pretests["p_value"].notna().sum())
+    return ("Before support started, supported and comparison firms already followed different trends for "
+            + _join(parts) + f", so those estimates may partly reflect that trend; of the {tested} pre-trend tests "
+            f"in this report about {tested * alpha:.1f} would reject by chance alone (see the diagnostics).")
+
+
+def comparison_sentence(outcome: str, cs: float, no_covariates: float, twfe: float) -> str:
+    """Why two-way fixed effects differs from Callaway–Sant'Anna, read from the three headline numbers.
+
+    The gap TWFE − CS splits into (CS without covariates − CS), the covariate adjustment, and
+    (TWFE − CS without covariates), which is how TWFE weights cohorts and years (already-treated
+    firms as comparisons, so cohort heterogeneity and effects that change over time). A part counts
+    as "mostly" the reason when it is at least two thirds of the two parts' absolute sum; the gap
+    counts as nil when it rounds to zero in reporting units.
+    """
+    spec = outcome_spec(outcome)
+    show = lambda value: f"{format_number(spec.display(value), spec.decimals)} {spec.unit_short}"  # noqa: E731
+    size = lambda value: f"{format_number(abs(spec.display(value)), spec.decimals)} {spec.unit_short}"  # noqa: E731
+    stated = f"TWFE {show(twfe)} against CS-DiD {show(cs)} (without covariates {show(no_covariates)})"
+    gap = twfe - cs
+    if format_number(abs(spec.display(gap)), spec.decimals) == format_number(0.0, spec.decimals):
+        return f"{stated}: the two estimators agree."
+    covariates, weighting = no_covariates - cs, twfe - no_covariates
+    share = abs(covariates) / (abs(covariates) + abs(weighting))
+    if share >= 2 / 3:
+        return f"{stated}: the gap of {size(gap)} is mostly covariate adjustment, which TWFE does not make."
+    if share <= 1 / 3:
+        return (f"{stated}: the gap of {size(gap)} is not covariate adjustment but how TWFE weights cohorts and "
+                "years (it uses firms already supported as comparisons), which matters under cohort heterogeneity "
+                "or effects that change over time.")
+    return (f"{stated}: both covariate adjustment ({size(covariates)}) and how TWFE weights cohorts and years "
+            f"({size(weighting)}) contribute to the gap of {size(gap)}.")
 
 
 def _join(items: list[str]) -> str:
@@ -450,6 +522,7 @@ def summary_paragraphs(
     plan = diagnostics.get("plan") or {}
     control_group = plan.get("control_group", "nevertreated") if isinstance(plan, Mapping) else "nevertreated"
     intervals = Intervals.from_plan(plan)
+    horizon = int(plan.get("headline_horizon", 3)) if isinstance(plan, Mapping) else 3
     not_estimable = diagnostics.get("not_estimable")
     mentioned = set(estimates["treatment"]) | {key[0] for key in suppressed or ()}
     if isinstance(not_estimable, pd.DataFrame):
@@ -459,6 +532,7 @@ def summary_paragraphs(
             treatment, estimates, mde=diagnostics.get("mde"), pretests=diagnostics.get("pretests"),
             control_group=control_group, suppressed=suppressed, intervals=intervals, min_firms=min_firms,
             not_estimable=not_estimable if isinstance(not_estimable, pd.DataFrame) else None,
+            horizon=horizon, support=diagnostics.get("cohorts_behind"),
         )
         for treatment in SERVICES if treatment in mentioned
     }
