@@ -222,14 +222,28 @@ def service_sample(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> t
     A treated firm needs a year before its programme started with accounts, customs data and the
     plan's covariates: its base period. Firms already treated when the data start, and firms that
     enter the register (or the customs data, or get covariates) only once treated, are left out
-    and counted. Firm-years whose covariates are missing stay in the sample (``run_evaluation``
-    drops and counts them). Returns the sample and a table of every cohort with
-    its size, whether it was used and why not.
+    and counted; so are firm-years whose covariates are missing. Returns the sample (exactly the
+    rows :func:`run_evaluation` estimates on) and a table of every cohort with its size, whether it
+    was used and why not.
     """
-    classified, sizes = _classify(panel, service, plan)
-    sample = classified.loc[classified["left_out"].eq("")].drop(columns="left_out")
-    sample["unit"] = pd.factorize(sample["firm_id"])[0] + 1
+    sample, sizes, _ = _estimation_sample(panel, service, plan)
     return sample, sizes
+
+
+def _estimation_sample(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """:func:`service_sample`'s sample and cohort table, plus the ``LEFT_OUT_COLUMNS`` rows of what it left out."""
+    classified, sizes = _classify(panel, service, plan)
+    excluded = classified["left_out"].ne("")
+    left_out = _left_out_rows(classified.loc[excluded], service, "", classified.loc[excluded, "left_out"])
+    sample = classified.loc[~excluded].drop(columns="left_out")
+    no_covariates = ~covariates_known(sample, plan.covariate_columns)
+    if no_covariates.any():
+        rows_without = sample.loc[no_covariates]
+        reasons = _missing_covariates_reason(rows_without, plan.covariate_columns)
+        left_out += _left_out_rows(rows_without, service, "", reasons)
+        sample = sample.loc[~no_covariates]
+    sample["unit"] = pd.factorize(sample["firm_id"])[0] + 1
+    return sample, sizes, left_out
 
 
 def _classify(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -353,17 +367,9 @@ def run_evaluation(
     pretests, balances, overlaps, mdes, cohorts, not_estimable, left_out = [], [], [], [], [], [], []
     dropped_cells, dropped_cohorts, support = [], [], []
     for service in plan.services:
-        classified, cohort_table = _classify(panel, service, plan)
+        sample, cohort_table, service_left_out = _estimation_sample(panel, service, plan)
         cohorts.append(cohort_table)
-        excluded = classified["left_out"].ne("")
-        left_out += _left_out_rows(classified.loc[excluded], service, "", classified.loc[excluded, "left_out"])
-        sample = classified.loc[~excluded].drop(columns="left_out")
-        no_covariates = ~covariates_known(sample, plan.covariate_columns)
-        if no_covariates.any():
-            rows_without = sample.loc[no_covariates]
-            left_out += _left_out_rows(rows_without, service, "", _missing_covariates_reason(rows_without, plan.covariate_columns))
-            sample = sample.loc[~no_covariates]
-        sample["unit"] = pd.factorize(sample["firm_id"])[0] + 1
+        left_out += service_left_out
         n_treated_firms = int(cohort_table.loc[cohort_table["used"], "n_firms"].sum())
         if n_treated_firms == 0:
             reason = _no_cohort_reason(cohort_table)

@@ -10,6 +10,7 @@ from analyses.demo_data import generate_demo_data
 import yaml
 
 from analyses.evaluation import (
+    _classify,
     DEFAULT_OUTCOMES,
     REASON_ALREADY_TREATED_FIRMS,
     REASON_NO_BASELINE,
@@ -252,7 +253,9 @@ def test_years_without_covariates_are_dropped_and_counted_and_baseless_firms_lef
     missing = left_out[left_out["reason"].str.startswith("covariate(s) missing")]
     first_year = int(panel["year"].min())
     sample, cohorts = service_sample(panel, "advisory", plan)
-    early = sample["year"] < first_year + PRIOR_EXPORT_YEARS
+    assert (sample["year"] >= first_year + PRIOR_EXPORT_YEARS).all()  # the estimation sample has covariates
+    classified, _ = _classify(panel, "advisory", plan)
+    early = classified["left_out"].eq("") & (classified["year"] < first_year + PRIOR_EXPORT_YEARS)
     assert missing["firm_years"].sum() == early.sum() and "years_exported_last3" in missing["reason"].iloc[0]
     # cohorts whose base year (g - 1) comes before three years of customs history have no baseline covariates
     without = cohorts.set_index("cohort")["n_without_baseline"]
