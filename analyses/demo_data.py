@@ -7,8 +7,8 @@ data.  It reproduces what makes real evaluations hard:
 
 * An unbalanced register.  About 15 % of the firms are founded during the panel (their
   accounts start in the founding year, they start as non-exporters and are small); firms
-  close (about 3 % a year, more among small, unproductive and young firms; closure does
-  not depend on exporting or support given those).  Some firms' accounts start late: a
+  close (about 3 % a year, more among small and young firms; closure does not depend on
+  exporting or support).  Some firms' accounts start late: a
   few non-participants, and about 10 % of the participants, whose accounts begin one or
   two years before their programme (3 % only in the programme year, so they have no
   base period).  About 4 % of the participants were first supported before the panel's
@@ -101,7 +101,7 @@ DESTINATION_WEIGHTS = {
     "IL": 0.4, "UA": 0.5, "RS": 0.5,
 }
 ENTRANT_SHARE = 0.15  # founded during the panel
-EXIT_INTERCEPT = -3.6  # logit of the yearly closure hazard of a typical firm
+EXIT_INTERCEPT, EXIT_SIZE_SLOPE = -3.6, -0.4  # logit of the yearly closure hazard: typical firm, per log size
 LATE_ACCOUNTS_SHARE = 0.04  # non-participants whose accounts start after the panel's first year
 #: participants whose accounts start 1-2 years before their programme, and only in its first year
 PARTICIPANT_LATE_ACCOUNTS = (0.10, 0.03)
@@ -275,7 +275,7 @@ def _draw_firms(rng: np.random.Generator, n: int, years: np.ndarray) -> _Firms:
     age = np.where(entrant, 0, np.minimum(np.round(rng.lognormal(np.log(14.0), 0.7, n)), 80) + 1).astype("int64")
     founded = (years[entry] - age).astype("int64")
 
-    hazard = expit(EXIT_INTERCEPT - 0.4 * centred_size - 0.5 * (productivity - np.log(110_000.0)))
+    hazard = expit(EXIT_INTERCEPT + EXIT_SIZE_SLOPE * centred_size)
     since_entry = np.arange(n_years) - entry[:, None]
     yearly = hazard[:, None] + 0.04 * (entrant[:, None] & (since_entry < 3))
     closes = (rng.random((n, n_years)) < yearly) & (since_entry >= 0)

@@ -252,8 +252,8 @@ def _closest_counts(published: pd.DataFrame) -> dict:
 def evaluation_with_plan_cohort_size_one():
     """The grant evaluation of a small demo delivery whose plan says `min_cohort_size: 1`.
 
-    The 2014 grant cohort holds 3 firms; without a floor it enters the event study at e = -1 but not
-    at e = -2 (no base period), so those rows' n_treated differ by 3.
+    The 2014 grant cohort holds 4 firms; without a floor it enters the event study at e = -1 but not
+    at e = -2 (no base period), so those rows' n_treated differ by 4.
     """
     from analyses.demo_data import generate_demo_data
     from analyses.evaluation import EvaluationPlan, run_evaluation
@@ -269,7 +269,7 @@ def evaluation_with_plan_cohort_size_one():
 
 def test_plan_cannot_lower_the_disclosure_minimum_for_estimated_cohorts(evaluation_with_plan_cohort_size_one):
     cohorts = evaluation_with_plan_cohort_size_one.diagnostics["cohorts"].set_index("cohort")
-    assert cohorts.loc[2014, "n_firms"] == 3
+    assert cohorts.loc[2014, "n_firms"] == 4
     assert not cohorts.loc[2014, "used"] and cohorts.loc[2014, "reason"] == "fewer than 10 firms"
     assert cohorts.loc[cohorts["used"], "n_firms"].min() >= SETTINGS.min_firms
 
