@@ -1,43 +1,53 @@
-"""Seeded synthetic programme data with a planted, known truth.
+"""Seeded synthetic programme data with planted, known truths for every published estimand.
 
 The generator writes the four landing files of the inputs contract v1 (``firms``,
 ``financials``, ``participation``, ``exports``) plus ``true_effects.csv``, so the
 whole pipeline can be run, and its estimates checked, without confidential agency
 data.  It reproduces what makes real evaluations hard:
 
-* Selection on observables only.  A firm's first service and cohort year are drawn
-  jointly from a multinomial logit whose utilities are linear in the baseline
-  covariates the estimator uses (``BASELINE_COVARIATES``: log employees, log
-  turnover, exporter status in the first panel year, cluster membership, age), with
-  "never" as the zero-utility alternative.  For any (service, cohort) against the
-  never-treated the propensity is therefore exactly logistic in those covariates.
-  Larger firms, cluster members and exporters join more often.
+* An unbalanced register.  About 15 % of the firms are founded during the panel (their
+  accounts start in the founding year, they start as non-exporters and are small); firms
+  close (about 3 % a year, more among small and young firms; closure does not depend on
+  exporting or support).  Some firms' accounts start late: a
+  few non-participants, and about 10 % of the participants, whose accounts begin one or
+  two years before their programme (3 % only in the programme year, so they have no
+  base period).  About 4 % of the participants were first supported before the panel's
+  first year (already treated).
+* Selection on observables that no logit in the estimator's covariates reproduces.  A
+  firm's first service and cohort year are drawn jointly from a multinomial logit whose
+  utilities are step functions and interactions of the firm's first-register-year
+  characteristics: size thresholds at 10 and 50 employees, exporter status interacted
+  with cluster membership and with size, a young-firm (< 5 years) term, and a start-up
+  boost for entrants one or two years after founding.  Larger firms, cluster members and
+  exporters join more often.
 * Exporting is a persistent Markov process (not exporting / first year / established)
-  with a latent firm propensity that is correlated with the covariates but, given
-  them, independent of treatment.  Its trend rises with cluster membership and size,
-  so parallel trends hold conditionally on the covariates but not unconditionally: a
-  naive comparison or an unconditional DiD is biased upwards.  About half of new
-  exporters stop within a year; values are log-normal with heavy tails; the number
-  of destinations grows with value; destinations are sticky, EU-heavy firm
+  with a latent firm propensity that is correlated with the covariates but, given them,
+  independent of treatment.  Its trend rises with cluster membership and size, so
+  parallel trends hold conditionally on the covariates but not unconditionally.  About
+  half of new exporters stop within a year; values are log-normal with heavy tails; the
+  number of destinations grows with value; destinations are sticky, EU-heavy firm
   preferences over a realistic list.
-* Effects are tied to the firm's first service and its event time, scaled up for
-  early cohorts, small firms and larger doses (``EFFECT_PROFILES``).  Advisory and
-  network add 2.5-5 points a year to the probability of (still) exporting; through
-  persistence the export share of participants ends up 7-10 points higher after
-  3-5 years.  They raise export value by 5-15 % and (network most) the number of
-  markets.  Grants add 7-14 points while the grant runs, and from event year 3 the
-  firm is back on its own untreated path (effect 0).  Later episodes (repeat
-  advisory, a grant after advisory, ...) appear in the data as part of the package
-  but carry no separate effect.
+* Effects tied to every support episode (``EFFECT_PROFILES``, by years since the
+  episode started).  Advisory and network add 2.5-5 points a year to the probability of
+  (still) exporting, raise export value and (network most) the number of markets; grants
+  add 7-14 points for three years and nothing afterwards, so their effect fades through
+  the persistence of exporting.  The first episode's effect scales with its dose (first
+  episode's advisory hours, network events or grant euros relative to a typical dose, to
+  the power 0.7), the cohort (earlier is larger), the firm's size (smaller is larger) and
+  cluster membership (network support does 1.5 times as much outside clusters, 0.6 times
+  inside).  About 30 % of the supported firms later receive a second, different service
+  (1-3 years on; 0.6 times its own profile), some repeat their service (0.3 times), and
+  about 6 % start with a same-date bundle of two services.
 
-Truth: both worlds are simulated with common random numbers (observed = treated
-potential outcomes from the first start; counterfactual = nobody treated), each
-world's tables go through ``build_firm_year_panel``, and the sample ATT(g,t) of every
-outcome is the cohort mean of the difference.  It is aggregated as R ``did::aggte``
-does (``simple``: post-period ATT(g,t) weighted by cohort size; ``dynamic``: by
-event time, cohort-size weighted over the cohorts observed at that event time,
-pre-periods included and zero by construction; ``group``: each cohort's mean
-post-period ATT).
+Truth: the same firms and shocks are simulated twice with common random numbers
+(observed = every episode's effects; untreated = nobody supported), both worlds' tables
+go through ``build_firm_year_panel`` and every export outcome column of the panel is
+differenced.  The estimand is the one the pipeline targets: treatment = the firm's first
+service (its later services are part of the effect of starting with it), comparison =
+never-served firms, and only firms ``analyses.evaluation.service_sample`` keeps (a base
+period before support, not already treated, cohorts of at least 10 firms) count, per
+outcome only firm-years where it is observed.  See :func:`true_effects` for the
+aggregations.
 
 ``DemoData`` frames hold exactly what the CSV files hold, typed as the contract
 layer hands clean tables on (dates as datetime64, NaN = not applicable).
@@ -55,11 +65,16 @@ import pandas as pd
 from scipy.special import expit
 from scipy.stats import poisson
 
-from analyses.panel import PANEL_OUTCOMES, SERVICE_DOSE_COLUMN, SERVICES, build_firm_year_panel
+from analyses.evaluation import HEADLINE, EvaluationPlan, service_sample
+from analyses.panel import EXPORT_OUTCOMES, PANEL_OUTCOMES, SERVICE_DOSE_COLUMN, SERVICES, build_firm_year_panel
 
 DEFAULT_SEED = 20240601
 COHORT_YEARS = tuple(range(2014, 2023))
+PRE_PANEL_YEARS = 4  # already-treated firms started in one of the 4 years before the panel
 NEVER_TREATED_SHARE = 0.62
+#: the headline's horizon H: the event-study average over e = 0..H of the cohorts observed at every e
+HEADLINE_HORIZON = EvaluationPlan.headline_horizon
+HEADLINE_AGGREGATION = HEADLINE  # named as in estimates.csv
 
 # Register -------------------------------------------------------------------
 NACE2_WEIGHTS = {
@@ -85,16 +100,24 @@ DESTINATION_WEIGHTS = {
     "CA": 1, "AU": 0.8, "MX": 0.6, "BR": 0.6, "AE": 0.8, "SG": 0.6, "ZA": 0.4,
     "IL": 0.4, "UA": 0.5, "RS": 0.5,
 }
+ENTRANT_SHARE = 0.15  # founded during the panel
+EXIT_INTERCEPT, EXIT_SIZE_SLOPE = -3.6, -0.4  # logit of the yearly closure hazard: typical firm, per log size
+LATE_ACCOUNTS_SHARE = 0.04  # non-participants whose accounts start after the panel's first year
+#: participants whose accounts start 1-2 years before their programme, and only in its first year
+PARTICIPANT_LATE_ACCOUNTS = (0.10, 0.03)
 
-# Selection: utility slopes per service on (log employees, log turnover, exporter,
-# cluster, age), all measured in the first panel year; service shares and cohort profile.
+# Selection: utility slopes per service on the features of ``_selection_features``
+# (employees >= 10, >= 50, exporter, exporter x cluster, exporter x 50+, cluster, age < 5,
+# log turnover), all in the firm's first register year; service shares, cohort profile.
 SELECTION_SLOPES = {
-    "advisory": (0.30, 0.10, 0.40, 0.60, -0.010),
-    "network": (0.35, 0.10, 0.80, 1.10, 0.000),
-    "grant": (0.45, 0.20, 0.50, 0.80, -0.015),
+    "advisory": (0.5, 0.3, 0.5, 0.0, -0.5, 0.7, 0.3, 0.10),
+    "network": (0.4, 0.6, 0.9, 0.5, 0.0, 1.0, -0.2, 0.05),
+    "grant": (0.3, 0.7, 0.4, 0.0, 0.4, 0.6, 0.7, 0.15),
 }
 SERVICE_SHARES = {"advisory": 0.45, "network": 0.30, "grant": 0.25}
 COHORT_PROFILE = (0.6, 0.8, 1.0, 1.1, 1.2, 1.2, 0.8, 1.0, 1.1)
+PRE_PANEL_SHARE = 0.1  # weight of each pre-panel start year, relative to an average in-panel cohort year
+STARTUP_BOOST = 0.7  # utility of support one or two years after founding
 
 # Untreated export process (logit scale).
 ENTRY_INTERCEPT = -2.6  # not exporting -> exporting
@@ -104,8 +127,8 @@ BURN_IN_YEARS = 15  # the chain runs this long at first-year conditions before t
 ENTRANT_VALUE_DISCOUNT = -0.7  # log value in a firm's first export year
 DESTINATION_RATE_INTERCEPT, DESTINATION_RATE_SLOPE = 0.3, 0.45  # log Poisson mean vs log value
 
-# Effects by event time 0, 1, 2, 3+ (last entry repeats): export probability (points),
-# log export value, log Poisson mean of the destination count.
+# Effects by years since an episode started, 0, 1, 2, ... (last entry repeats): export
+# probability (points), log export value, log Poisson mean of the destination count.
 EFFECT_PROFILES = {
     "advisory": {"probability": (0.025, 0.04, 0.05), "value": (0.05, 0.10, 0.15),
                  "markets": (0.03, 0.05, 0.05)},
@@ -114,7 +137,13 @@ EFFECT_PROFILES = {
     "grant": {"probability": (0.14, 0.12, 0.07, 0.0), "value": (0.18, 0.15, 0.08, 0.0),
               "markets": (0.08, 0.08, 0.04, 0.0)},
 }
-GRANT_FALLBACK_EVENT_TIME = 3  # from here a grant firm is back on its untreated path
+EFFECT_KINDS = ("probability", "value", "markets")
+#: effect multiplier of each service inside and outside clusters (network matters more outside)
+CLUSTER_EFFECT = {"advisory": (1.1, 0.9), "network": (1.5, 0.6), "grant": (1.0, 1.0)}  # (outside, inside)
+DOSE_ELASTICITY, DOSE_FACTOR_RANGE = 0.7, (0.3, 3.0)
+SECOND_SERVICE_SHARE, SECOND_SERVICE_SCALE = 0.30, 0.6
+REPEAT_SHARE, REPEAT_SCALE = 0.20, 0.3
+BUNDLE_SHARE = 0.06  # first episode together with a second service on the same date
 DOSE_REFERENCE = {"advisory": 35.0, "network": 2.8, "grant": 20_000.0}  # typical episode dose
 SERVICE_DOSE = {  # (median, log sd, min, max, rounding step) of the dose per episode
     "advisory": (35.0, 0.6, 10.0, 120.0, 0.5),
@@ -125,6 +154,10 @@ PROGRAMME_NAMES = {"advisory": "Go International", "network": "Export Network",
 EPISODE_DAYS = {"advisory": (60, 300), "network": (365, 1095), "grant": (180, 720)}
 
 LANDING_FILES = ("firms", "financials", "participation", "exports")
+TRUTH_COLUMNS = ("treatment", "outcome", "aggregation", "event_time", "group", "year", "subgroup",
+                 "true_effect", "n_treated")
+#: employees in the year before support: micro, small, medium (EU SME classes)
+SIZE_CLASSES = ((0, 10, "micro"), (10, 50, "small"), (50, np.inf, "medium"))
 
 
 @dataclass(frozen=True)
@@ -140,22 +173,36 @@ class DemoData:
 
 @dataclass(frozen=True)
 class _Firms:
-    """Firm-level draws shared by both worlds."""
+    """Firm-level draws shared by both worlds; years are indices into the panel years."""
 
     table: pd.DataFrame
-    log_size: np.ndarray  # continuous log employees in the first year
+    log_size: np.ndarray  # continuous log employees in the first register year
     productivity: np.ndarray  # log domestic turnover per employee
     in_cluster: np.ndarray
     export_oriented: np.ndarray
-    age: np.ndarray
+    age: np.ndarray  # in the first register year
+    entry: np.ndarray  # first register year (founding year of entrants, else 0)
+    exit: np.ndarray  # last accounts year (closure, else the last panel year)
 
 
 @dataclass(frozen=True)
 class _Treatment:
-    service: np.ndarray  # index into SERVICES, -1 = never
-    cohort: np.ndarray  # calendar year, 0 = never
-    scale: np.ndarray  # effect multiplier (cohort x size x dose), 0 for never
+    """Every support episode: the participation table and, aligned with it, what it does."""
+
     episodes: pd.DataFrame
+    firm: np.ndarray  # firm index of each episode
+    service: np.ndarray  # index into SERVICES
+    start: np.ndarray  # panel year index of the start (negative: before the panel)
+    scale: np.ndarray  # effect multiplier of the episode
+    accounts_from: np.ndarray  # per firm: first accounts year (late accounts moved it)
+
+    def effect(self, kind: str, t: int, n: int) -> np.ndarray:
+        """Summed effect of ``kind`` of every episode started by year ``t``, per firm."""
+        since = t - self.start
+        active = since >= 0
+        table = _EFFECT_TABLES[kind]
+        size = table[self.service[active], np.minimum(since[active], table.shape[1] - 1)]
+        return np.bincount(self.firm[active], weights=size * self.scale[active], minlength=n)
 
 
 def generate_demo_data(
@@ -165,86 +212,100 @@ def generate_demo_data(
     seed: int = DEFAULT_SEED,
     messy: bool = False,
 ) -> DemoData:
-    """Draw a balanced firm-year data set and its true effects; same seed, same data.
+    """Draw an unbalanced firm-year data set and its true effects; same seed, same data.
 
     ``messy`` splits about 1 % of export rows into two shipments of the same
     firm-year-destination (legitimate duplicates the panel builder sums).
     """
     if n_firms < 50:
         raise ValueError(f"n_firms must be at least 50 to populate the cohorts, got {n_firms}")
-    if not first_year < COHORT_YEARS[0] <= COHORT_YEARS[-1] <= last_year:
+    if not first_year < COHORT_YEARS[0] <= COHORT_YEARS[-1] < last_year:
         raise ValueError(
             f"years {first_year}-{last_year} must start before {COHORT_YEARS[0]} "
-            f"and reach {COHORT_YEARS[-1]} (the programme cohorts)"
+            f"and end after {COHORT_YEARS[-1]} (the programme cohorts)"
         )
     rng = np.random.default_rng(seed)
     years = np.arange(first_year, last_year + 1)
-    firms = _draw_firms(rng, n_firms, first_year)
+    firms = _draw_firms(rng, n_firms, years)
     employees, domestic = _draw_accounts(rng, firms, years.size)
     exporting = _ExportProcess(rng, firms, domestic)
+    untreated = exporting.path(lambda t: 0.0)
+    treatment = _assign_treatment(rng, firms, employees, domestic, exporting, untreated, years)
+    observed = exporting.path(lambda t: treatment.effect("probability", t, n_firms))
 
-    start = exporting.start()
-    (first_rows,) = exporting.destination_rows(0, [start])
-    exports_first = np.bincount(first_rows[0], weights=first_rows[3], minlength=n_firms)
-    turnover_first = np.round(domestic[:, 0] + exports_first)
-    treatment = _assign_treatment(
-        rng, firms, employees[:, 0], turnover_first, start.exporting, years
-    )
-
-    rows = {"observed": [first_rows], "untreated": [first_rows]}
-    for t in range(1, years.size):
-        event_time = np.where(treatment.cohort > 0, years[t] - treatment.cohort, -1)
-        untreated_rows, observed_rows = exporting.destination_rows(
-            t, exporting.step(t, treatment, event_time)
-        )
-        rows["untreated"].append(untreated_rows)
-        rows["observed"].append(observed_rows)
+    rows = {"untreated": [], "observed": []}
+    for t in range(years.size):
+        outcomes = [
+            exporting.outcome(t, untreated[:, t], 0.0, 0.0),
+            exporting.outcome(t, observed[:, t], treatment.effect("value", t, n_firms),
+                              treatment.effect("markets", t, n_firms)),
+        ]
+        for world, world_rows in zip(rows, exporting.destination_rows(t, outcomes)):
+            rows[world].append(world_rows)
 
     tables = {
         world: _world_tables(firms, employees, domestic, world_rows, years, treatment)
         for world, world_rows in rows.items()
     }
-    true_effects = _true_effects(tables["observed"], tables["untreated"])
-    observed = tables["observed"]
-    exports = _split_shipments(rng, observed["exports"]) if messy else observed["exports"]
+    truth = true_effects(tables["observed"], tables["untreated"])
+    observed_tables = tables["observed"]
+    exports = _split_shipments(rng, observed_tables["exports"]) if messy else observed_tables["exports"]
     return DemoData(
-        firms=observed["firms"],
-        financials=observed["financials"],
-        participation=observed["participation"],
+        firms=observed_tables["firms"],
+        financials=observed_tables["financials"],
+        participation=observed_tables["participation"],
         exports=exports,
-        true_effects=true_effects,
+        true_effects=truth,
     )
 
 
-def _draw_firms(rng: np.random.Generator, n: int, first_year: int) -> _Firms:
+def _draw_firms(rng: np.random.Generator, n: int, years: np.ndarray) -> _Firms:
+    n_years = years.size
     nace2 = rng.choice(list(NACE2_WEIGHTS), size=n, p=_normalised(NACE2_WEIGHTS))
     region = rng.choice(list(NUTS2_WEIGHTS), size=n, p=_normalised(NUTS2_WEIGHTS))
     export_oriented = np.isin(nace2, list(EXPORT_ORIENTED_NACE2))
-    log_size = rng.normal(np.log(12.0), 1.0, n).clip(np.log(0.6), np.log(249.0))
+    entrant = rng.random(n) < ENTRANT_SHARE
+    entry = np.where(entrant, rng.integers(1, n_years - 1, n), 0)
+    log_size = np.where(
+        entrant, rng.normal(np.log(5.0), 0.8, n), rng.normal(np.log(12.0), 1.0, n)
+    ).clip(np.log(0.6), np.log(249.0))
     centred_size = log_size - np.log(12.0)
     in_cluster = rng.random(n) < expit(-1.3 + 0.35 * centred_size + 0.6 * export_oriented)
     productivity = np.log(110_000.0) + 0.25 * export_oriented + rng.normal(0.0, 0.45, n)
-    age = np.minimum(np.round(rng.lognormal(np.log(14.0), 0.7, n)), 80).astype("int64")
+    age = np.where(entrant, 0, np.minimum(np.round(rng.lognormal(np.log(14.0), 0.7, n)), 80) + 1).astype("int64")
+    founded = (years[entry] - age).astype("int64")
+
+    hazard = expit(EXIT_INTERCEPT + EXIT_SIZE_SLOPE * centred_size)
+    since_entry = np.arange(n_years) - entry[:, None]
+    yearly = hazard[:, None] + 0.04 * (entrant[:, None] & (since_entry < 3))
+    closes = (rng.random((n, n_years)) < yearly) & (since_entry >= 0)
+    exit_ = np.where(closes.any(axis=1), closes.argmax(axis=1), n_years - 1)
+
     table = pd.DataFrame(
         {
             "firm_id": np.array([f"F{i:06d}" for i in range(1, n + 1)], dtype=object),
             "nace2": nace2.astype(object),
             "region": region.astype(object),
-            "founded_year": (first_year - age).astype("int64"),
+            "founded_year": founded,
             "in_cluster": in_cluster,
         }
     )
-    return _Firms(table, log_size, productivity, in_cluster, export_oriented, age)
+    return _Firms(table, log_size, productivity, in_cluster, export_oriented, age, entry, exit_)
 
 
 def _draw_accounts(
     rng: np.random.Generator, firms: _Firms, n_years: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Employees (int) and domestic turnover paths: firm growth rate plus AR(1) noise."""
+    """Employees (int) and domestic turnover paths from the first register year on.
+
+    Firm growth rate plus AR(1) noise; young entrants grow faster in their first years.
+    """
     n = firms.log_size.size
     growth = rng.normal(0.01, 0.02, n)
     shocks = _ar1(rng, n, n_years, rho=0.6, sd=0.08)
-    log_size = firms.log_size[:, None] + growth[:, None] * np.arange(n_years) + shocks
+    since_entry = np.maximum(np.arange(n_years) - firms.entry[:, None], 0)
+    youth = 0.4 * (1 - np.exp(-since_entry / 3.0)) * (firms.age == 0)[:, None]
+    log_size = firms.log_size[:, None] + growth[:, None] * since_entry + youth + shocks
     employees = np.round(np.exp(log_size)).astype("int64")
     noise = rng.normal(0.0, 0.1, (n, n_years))
     domestic = np.exp(np.maximum(log_size, np.log(0.5)) + firms.productivity[:, None] + noise)
@@ -270,7 +331,9 @@ class _YearOutcome:
 class _ExportProcess:
     """Both worlds' export paths driven by the same random numbers (common random numbers).
 
-    States: 0 not exporting, 1 first export year, 2 established exporter.
+    States: 0 not exporting, 1 first export year, 2 established exporter.  Incumbents enter
+    the panel from a burn-in at first-year conditions; entrants start as non-exporters in
+    their founding year.
     """
 
     def __init__(self, rng: np.random.Generator, firms: _Firms, domestic: np.ndarray):
@@ -282,9 +345,10 @@ class _ExportProcess:
             + 0.5 * (firms.productivity - np.log(110_000.0)) + 0.4 * firms.export_oriented
             + latent
         )
-        self.trend = -0.03 + 0.20 * firms.in_cluster + 0.12 * centred_size
+        self.trend = -0.02 + 0.10 * firms.in_cluster + 0.06 * centred_size
+        self.entry = np.where(firms.age == 0, firms.entry, -1)  # founding year index of entrants
         self.transition_draws = rng.random((n, n_years))
-        self.burn_in_draws = rng.random((BURN_IN_YEARS, n))
+        burn_in_draws = rng.random((BURN_IN_YEARS, n))
         export_ratio = rng.normal(-1.6, 1.0, n) + 0.3 * latent
         self.log_value_base = (
             np.log(domestic) + export_ratio[:, None]
@@ -295,39 +359,19 @@ class _ExportProcess:
         log_weights = np.log(_normalised(DESTINATION_WEIGHTS))
         self.firm_market_taste = log_weights + rng.gumbel(size=(n, log_weights.size))
         self.rng = rng
-        self.state = {"untreated": np.zeros(n, dtype=np.int8), "observed": np.zeros(n, dtype=np.int8)}
-
-    def start(self) -> _YearOutcome:
-        """First panel year, common to both worlds (no cohort starts then).
-
-        The chain first runs ``BURN_IN_YEARS`` at first-year conditions, so first-year
-        exporters are a realistic mix of new and established ones.
-        """
-        state = np.zeros(self.propensity.size, dtype=np.int8)
-        for draws in self.burn_in_draws:
+        state = np.zeros(n, dtype=np.int8)
+        for draws in burn_in_draws:
             state = self._transition(0, state, 0.0, draws)
-        state = self._transition(0, state, 0.0)
-        self.state = {"untreated": state, "observed": state}
-        return self._outcome(0, state, 0.0, 0.0)
+        self.before_panel = state
 
-    def step(self, t: int, treatment: _Treatment, event_time: np.ndarray) -> list[_YearOutcome]:
-        """Advance both worlds to year index ``t`` >= 1; returns ``[untreated, observed]``."""
-        untreated_state = self._transition(t, self.state["untreated"], 0.0)
-        treated = (treatment.cohort > 0) & (event_time >= 0)
-        effects = {
-            kind: np.where(treated, _effect(kind, treatment.service, event_time) * treatment.scale, 0.0)
-            for kind in ("probability", "value", "markets")
-        }
-        observed_state = self._transition(t, self.state["observed"], effects["probability"])
-        fallen_back = (treatment.service == SERVICES.index("grant")) & (
-            event_time >= GRANT_FALLBACK_EVENT_TIME
-        )
-        observed_state = np.where(fallen_back, untreated_state, observed_state)
-        self.state = {"untreated": untreated_state, "observed": observed_state}
-        return [
-            self._outcome(t, untreated_state, 0.0, 0.0),
-            self._outcome(t, observed_state, effects["value"], effects["markets"]),
-        ]
+    def path(self, uplift) -> np.ndarray:
+        """States (firms x years) when ``uplift(t)`` is added to the probability of exporting."""
+        state = self.before_panel
+        states = np.empty(self.transition_draws.shape, dtype=np.int8)
+        for t in range(states.shape[1]):
+            state = self._transition(t, np.where(self.entry == t, 0, state).astype(np.int8), uplift(t))
+            states[:, t] = state
+        return states
 
     def _transition(
         self, t: int, state: np.ndarray, uplift: np.ndarray | float, draws: np.ndarray | None = None
@@ -340,7 +384,7 @@ class _ExportProcess:
         exporting = draws < probability
         return np.where(exporting, np.where(state == 0, 1, 2), 0).astype(np.int8)
 
-    def _outcome(self, t: int, state: np.ndarray, value_effect, market_effect) -> _YearOutcome:
+    def outcome(self, t: int, state: np.ndarray, value_effect, market_effect) -> _YearOutcome:
         exporting = state > 0
         log_value = self.log_value_base[:, t] + ENTRANT_VALUE_DISCOUNT * (state == 1) + value_effect
         rate = np.exp(
@@ -373,131 +417,185 @@ class _ExportProcess:
 
 
 def _effect_table(kind: str) -> np.ndarray:
-    """Services x event times 0..horizon-1; each profile's last entry holds afterwards."""
+    """Services x years since the start 0..horizon-1; each profile's last entry holds afterwards."""
     profiles = [EFFECT_PROFILES[s][kind] for s in SERVICES]
     horizon = max(len(p) for p in profiles)
     return np.array([list(p) + [p[-1]] * (horizon - len(p)) for p in profiles])
 
 
-_EFFECT_TABLES = {kind: _effect_table(kind) for kind in ("probability", "value", "markets")}
+_EFFECT_TABLES = {kind: _effect_table(kind) for kind in EFFECT_KINDS}
 
 
-def _effect(kind: str, service: np.ndarray, event_time: np.ndarray) -> np.ndarray:
-    """Planted effect of ``kind`` at each firm's event time (0 before treatment)."""
-    table = _EFFECT_TABLES[kind]
-    looked_up = table[np.maximum(service, 0), np.clip(event_time, 0, table.shape[1] - 1)]
-    return np.where((service >= 0) & (event_time >= 0), looked_up, 0.0)
+def _selection_features(employees: np.ndarray, log_turnover: np.ndarray, exporter: np.ndarray,
+                        in_cluster: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """Firms x features of ``SELECTION_SLOPES``: thresholds and interactions, not a linear index."""
+    medium = employees >= 50
+    return np.column_stack(
+        [employees >= 10, medium, exporter, exporter & in_cluster, exporter & medium, in_cluster,
+         age < 5, log_turnover - log_turnover.mean()]
+    ).astype("float64")
 
 
 def _assign_treatment(
     rng: np.random.Generator,
     firms: _Firms,
-    employees_first: np.ndarray,
-    turnover_first: np.ndarray,
-    exporter_first: np.ndarray,
+    employees: np.ndarray,
+    domestic: np.ndarray,
+    exporting: _ExportProcess,
+    untreated: np.ndarray,
     years: np.ndarray,
 ) -> _Treatment:
-    """Joint (first service, cohort) draw: multinomial logit in first-year covariates."""
-    covariates = np.column_stack(
-        [np.log1p(employees_first), np.log1p(turnover_first), exporter_first,
-         firms.in_cluster, firms.age]
-    ).astype("float64")
-    covariates -= covariates.mean(axis=0)
-    alternatives = [(s, g) for s in range(len(SERVICES)) for g in COHORT_YEARS]
-    slopes = np.array([SELECTION_SLOPES[SERVICES[s]] for s, _ in alternatives])
-    profile = dict(zip(COHORT_YEARS, np.array(COHORT_PROFILE) / sum(COHORT_PROFILE)))
-    intercepts = np.log([SERVICE_SHARES[SERVICES[s]] * profile[g] for s, g in alternatives])
-    utilities = covariates @ slopes.T + intercepts
+    """Joint (first service, cohort) draw, then the firm's episodes and their effect sizes."""
+    n = employees.shape[0]
+    rows = np.arange(n)
+    first = firms.entry
+    state_first = untreated[rows, first]
+    export_value = np.where(state_first > 0, np.exp(exporting.log_value_base[rows, first]), 0.0)
+    turnover_first = domestic[rows, first] + export_value
+    features = _selection_features(employees[rows, first], np.log1p(turnover_first), state_first > 0,
+                                   firms.in_cluster, firms.age)
+
+    cohort_years = np.array([*range(years[0] - PRE_PANEL_YEARS, years[0]), *COHORT_YEARS])
+    cohort_index = cohort_years - years[0]
+    pre_panel = cohort_index < 0
+    profile = np.r_[np.full(pre_panel.sum(), PRE_PANEL_SHARE), np.array(COHORT_PROFILE) / np.mean(COHORT_PROFILE)]
+    alternatives = [(s, c) for s in range(len(SERVICES)) for c in range(cohort_years.size)]
+    service_of, cohort_of = (np.array(column) for column in zip(*alternatives))
+    slopes = np.array([SELECTION_SLOPES[SERVICES[s]] for s in service_of])
+    intercepts = np.log(np.array([SERVICE_SHARES[s] for s in SERVICES])[service_of] * profile[cohort_of])
+    start = cohort_index[cohort_of]
+    since_entry = start[None, :] - first[:, None]
+    entrant = (firms.age == 0)[:, None]
+    feasible = np.where(entrant, since_entry >= 1, True) & (start[None, :] <= firms.exit[:, None])
+    utilities = features @ slopes.T + intercepts + STARTUP_BOOST * (entrant & (since_entry <= 2))
+    weights_base = np.where(feasible, np.exp(utilities), 0.0)
 
     def never_share(shift: float) -> float:
-        return float(np.mean(1.0 / (1.0 + np.exp(utilities + shift).sum(axis=1))))
+        return float(np.mean(1.0 / (1.0 + np.exp(shift) * weights_base.sum(axis=1))))
 
     low, high = -20.0, 20.0
     for _ in range(60):  # never_share falls as the shift rises
         middle = (low + high) / 2
         low, high = (middle, high) if never_share(middle) > NEVER_TREATED_SHARE else (low, middle)
-    weights = np.exp(utilities + (low + high) / 2)
-    probabilities = np.column_stack([np.ones(len(weights)), weights])
+    probabilities = np.column_stack([np.ones(n), weights_base * np.exp((low + high) / 2)])
     probabilities /= probabilities.sum(axis=1, keepdims=True)
-    choice = (rng.random(len(weights))[:, None] > probabilities.cumsum(axis=1)).sum(axis=1)
+    choice = (rng.random(n)[:, None] > probabilities.cumsum(axis=1)).sum(axis=1)
     choice = np.minimum(choice, len(alternatives))  # guard the float round-off at the top end
-    chosen = np.array([(-1, 0)] + alternatives)[choice]
-    service, cohort = chosen[:, 0], chosen[:, 1]
+    treated = choice > 0
+    service = np.where(treated, service_of[np.maximum(choice - 1, 0)], -1)
+    cohort = np.where(treated, start[np.maximum(choice - 1, 0)], 0)
 
-    episodes = _draw_episodes(rng, firms.table["firm_id"].to_numpy(), service, cohort, years[-1])
-    first_dose = _first_episode_dose(episodes, firms.table["firm_id"])
-    size_gap = np.log1p(employees_first) - np.log1p(employees_first).mean()
-    scale = (
-        (1.25 - 0.06 * (cohort - COHORT_YEARS[0]))
+    accounts_from = _late_accounts(rng, firms, treated, cohort, years.size)
+    size_gap = np.log1p(employees[rows, first]) - np.log1p(employees[rows, first]).mean()
+    firm_scale = (
+        np.clip(1.25 - 0.06 * (years[0] + cohort - COHORT_YEARS[0]), 0.7, 1.4)
         * np.clip(1.2 - 0.3 * size_gap, 0.6, 1.8)
-        * np.clip(first_dose, 0.7, 1.4)
     )
-    return _Treatment(service, cohort, np.where(service >= 0, scale, 0.0), episodes)
+    return _draw_episodes(rng, firms, service, cohort, firm_scale, accounts_from, years)
+
+
+def _late_accounts(rng: np.random.Generator, firms: _Firms, treated: np.ndarray, cohort: np.ndarray,
+                   n_years: int) -> np.ndarray:
+    """First accounts year: participants' accounts start 1-2 years before (or in) the programme year.
+
+    A few non-participants' accounts also start late, so that late starters are not all participants.
+    """
+    n = treated.size
+    incumbent = firms.age > 0
+    draw = rng.random(n)
+    before, at_start = PARTICIPANT_LATE_ACCOUNTS
+    eligible = treated & incumbent & (cohort >= 3)
+    late = np.where(draw < before, cohort - rng.integers(1, 3, n), np.where(draw < before + at_start, cohort, -1))
+    late_start = rng.integers(2, n_years - 2, n)
+    accounts_from = np.where(eligible & (late >= 0), late, firms.entry)
+    stranger = ~treated & incumbent & (draw < LATE_ACCOUNTS_SHARE)
+    return np.where(stranger, np.minimum(late_start, firms.exit), accounts_from)
 
 
 def _draw_episodes(
-    rng: np.random.Generator, firm_ids: np.ndarray, service: np.ndarray, cohort: np.ndarray, last_year: int
-) -> pd.DataFrame:
-    """First episode in the cohort year, plus 0-2 follow-ups in later years."""
-    treated = np.flatnonzero(service >= 0)
-    follow_ups = rng.choice(3, size=treated.size, p=[0.55, 0.35, 0.10])
-    firm = np.concatenate([treated, np.repeat(treated, follow_ups)])
-    order = np.concatenate([np.zeros(treated.size, int), _within_group_counter(np.repeat(treated, follow_ups)) + 1])
-    repeat_same = rng.random(firm.size) < 0.4
-    other = (service[firm] + rng.integers(1, len(SERVICES), firm.size)) % len(SERVICES)
-    episode_service = np.where((order == 0) | repeat_same, service[firm], other)
-    start_year = cohort[firm] + order * rng.integers(1, 3, firm.size)
-    keep = start_year <= last_year
-    firm, episode_service, start_year = firm[keep], episode_service[keep], start_year[keep]
+    rng: np.random.Generator,
+    firms: _Firms,
+    service: np.ndarray,
+    cohort: np.ndarray,
+    firm_scale: np.ndarray,
+    accounts_from: np.ndarray,
+    years: np.ndarray,
+) -> _Treatment:
+    """First episode in the cohort year; same-date bundles, later second services and repeats.
 
+    Later episodes start before the firm closes and by the last panel year.
+    """
+    treated = np.flatnonzero(service >= 0)
+    k = treated.size
+    draw = rng.random(k)
+    other = (service[treated] + rng.integers(1, len(SERVICES), k)) % len(SERVICES)
+    kinds = (  # (firms, service, start year index, effect relative to the first episode's)
+        (treated, service[treated], cohort[treated], np.ones(k)),
+        (treated, other, cohort[treated], np.full(k, SECOND_SERVICE_SCALE)),
+        (treated, other, cohort[treated] + rng.integers(1, 4, k), np.full(k, SECOND_SERVICE_SCALE)),
+        (treated, service[treated], cohort[treated] + rng.integers(1, 3, k), np.full(k, REPEAT_SCALE)),
+    )
+    bundle = draw < BUNDLE_SHARE
+    second = (draw >= BUNDLE_SHARE) & (draw < BUNDLE_SHARE + SECOND_SERVICE_SHARE)
+    repeat = rng.random(k) < REPEAT_SHARE
+    keep = (np.ones(k, bool), bundle, second, repeat)
+    firm, episode_service, start_index, relative = (
+        np.concatenate([part[i][mask] for part, mask in zip(kinds, keep)]) for i in range(4)
+    )
+    is_first = np.concatenate([np.ones(k, bool), *[np.zeros(mask.sum(), bool) for mask in keep[1:]]])
+    feasible = is_first | ((start_index <= firms.exit[firm]) & (start_index < years.size))
+    firm, episode_service, start_index, relative, is_first = (
+        column[feasible] for column in (firm, episode_service, start_index, relative, is_first)
+    )
+
+    start_year = years[0] + start_index
     start = pd.to_datetime(pd.DataFrame({"year": start_year, "month": 1, "day": 1}))
-    start = start + pd.to_timedelta(rng.integers(0, 365, firm.size), unit="D")
+    offset = rng.integers(0, 365, firm.size)
+    start = start + pd.to_timedelta(offset, unit="D")
+    same_date = ~is_first & (start_index == cohort[firm])  # a bundle starts with the first episode
+    first_start = pd.Series(start[is_first].to_numpy(), index=firm[is_first])
+    start = start.where(~same_date, first_start.reindex(firm).to_numpy())
     low_high = np.array([EPISODE_DAYS[s] for s in SERVICES])[episode_service]
     end = start + pd.to_timedelta(rng.integers(low_high[:, 0], low_high[:, 1] + 1), unit="D")
-    end = end.where(end <= pd.Timestamp(year=last_year, month=12, day=31))
+    end = end.where(end <= pd.Timestamp(year=int(years[-1]), month=12, day=31))
 
     names = np.array(SERVICES, dtype=object)[episode_service]
+    doses = {
+        "advisory_hours": np.where(names == "advisory", _dose(rng, "advisory", firm.size), np.nan),
+        "grant_eur": np.where(names == "grant", _dose(rng, "grant", firm.size), np.nan),
+        "network_events": np.where(
+            names == "network", np.minimum(1 + rng.poisson(1.8, firm.size), 8), np.nan
+        ).astype("float64"),
+    }
+    dose = np.select([names == s for s in SERVICES], [doses[SERVICE_DOSE_COLUMN[s]] / DOSE_REFERENCE[s] for s in SERVICES])
+    cluster = np.array([CLUSTER_EFFECT[s] for s in SERVICES])[episode_service, firms.in_cluster[firm].astype(int)]
+    scale = firm_scale[firm] * relative * cluster * np.clip(dose ** DOSE_ELASTICITY, *DOSE_FACTOR_RANGE)
+
     episodes = pd.DataFrame(
         {
-            "firm_id": firm_ids[firm],
+            "firm_id": firms.table["firm_id"].to_numpy()[firm],
             "programme": [f"{PROGRAMME_NAMES[s]} {y}" for s, y in zip(names, start_year)],
             "service": names,
             "start_date": start.to_numpy(dtype="datetime64[ns]"),
             "end_date": end.to_numpy(dtype="datetime64[ns]"),
-            "advisory_hours": np.where(names == "advisory", _dose(rng, "advisory", firm.size), np.nan),
-            "grant_eur": np.where(names == "grant", _dose(rng, "grant", firm.size), np.nan),
-            "network_events": np.where(
-                names == "network", np.minimum(1 + rng.poisson(1.8, firm.size), 8), np.nan
-            ).astype("float64"),
+            **doses,
         }
     )
-    return episodes.sort_values(["firm_id", "start_date"], kind="stable").reset_index(drop=True)
-
-
-def _within_group_counter(group: np.ndarray) -> np.ndarray:
-    """0, 1, 2, ... within runs of equal values of a sorted array."""
-    if group.size == 0:
-        return group.astype(int)
-    starts = np.r_[True, group[1:] != group[:-1]]
-    position = np.arange(group.size)
-    return position - np.maximum.accumulate(np.where(starts, position, 0))
+    order = np.lexsort((episode_service, episodes["start_date"].to_numpy(), firm))
+    return _Treatment(
+        episodes=episodes.iloc[order].reset_index(drop=True),
+        firm=firm[order],
+        service=episode_service[order],
+        start=start_index[order],
+        scale=scale[order],
+        accounts_from=accounts_from,
+    )
 
 
 def _dose(rng: np.random.Generator, service: str, size: int) -> np.ndarray:
     median, log_sd, low, high, step = SERVICE_DOSE[service]
     draw = rng.lognormal(np.log(median), log_sd, size).clip(low, high)
     return np.round(draw / step) * step
-
-
-def _first_episode_dose(episodes: pd.DataFrame, firm_ids: pd.Series) -> np.ndarray:
-    """First episode's dose relative to the service median, for the effect scale (1 = median)."""
-    first = episodes.drop_duplicates("firm_id").set_index("firm_id")
-    dose = np.select(
-        [first["service"] == s for s in SERVICES],
-        [first[SERVICE_DOSE_COLUMN[s]] / DOSE_REFERENCE[s] for s in SERVICES],
-    )
-    relative = pd.Series(dose ** 0.25, index=first.index)
-    return relative.reindex(firm_ids).fillna(1.0).to_numpy()
 
 
 def _world_tables(
@@ -508,10 +606,15 @@ def _world_tables(
     years: np.ndarray,
     treatment: _Treatment,
 ) -> dict[str, pd.DataFrame]:
-    """Typed clean tables of one world (observed or untreated); turnover includes exports."""
+    """Typed clean tables of one world (observed or untreated); turnover includes exports.
+
+    Only the firm's accounts years (first accounts year to closure) have accounts and exports.
+    """
     n, n_years = employees.shape
     firm, year_index, destination, amount = (np.concatenate(parts) for parts in zip(*rows))
+    in_accounts = (year_index >= treatment.accounts_from[firm]) & (year_index <= firms.exit[firm])
     order = np.lexsort((destination, year_index, firm))
+    order = order[in_accounts[order]]
     firm, year_index, destination, amount = firm[order], year_index[order], destination[order], amount[order]
     firm_ids = firms.table["firm_id"].to_numpy()
     exports = pd.DataFrame(
@@ -523,70 +626,256 @@ def _world_tables(
         }
     )
     exported = np.bincount(firm * n_years + year_index, weights=amount, minlength=n * n_years)
+    accounts = (
+        (np.arange(n_years) >= treatment.accounts_from[:, None]) & (np.arange(n_years) <= firms.exit[:, None])
+    ).ravel()
     financials = pd.DataFrame(
         {
-            "firm_id": np.repeat(firm_ids, n_years),
-            "year": np.tile(years, n).astype("int64"),
-            "employees": employees.ravel(),
-            "turnover_eur": np.round(domestic.ravel() + exported),
+            "firm_id": np.repeat(firm_ids, n_years)[accounts],
+            "year": np.tile(years, n).astype("int64")[accounts],
+            "employees": employees.ravel()[accounts],
+            "turnover_eur": np.round(domestic.ravel() + exported)[accounts],
         }
     )
     return {
         "firms": firms.table,
-        "financials": financials,
+        "financials": financials.reset_index(drop=True),
         "participation": treatment.episodes,
         "exports": exports,
     }
 
 
-def _true_effects(observed: dict[str, pd.DataFrame], untreated: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Sample ATT(g,t) from the two worlds, aggregated like R did::aggte."""
+def true_effects(
+    observed: dict[str, pd.DataFrame],
+    untreated: dict[str, pd.DataFrame],
+    horizon: int = HEADLINE_HORIZON,
+    plan: EvaluationPlan | None = None,
+) -> pd.DataFrame:
+    """Planted effects of starting with each service, for every estimand the pipeline publishes.
+
+    ``observed`` and ``untreated`` are the four clean tables of the two worlds (the same
+    firms, accounts and episodes; exports without any support in ``untreated``).  Both go
+    through ``build_firm_year_panel`` and every export outcome column of the panel
+    (``PANEL_OUTCOMES`` and ``EXPORT_OUTCOMES`` found in it) is differenced.  For service
+    ``s`` the firms and cohorts are those ``analyses.evaluation.service_sample`` keeps
+    under ``plan`` (default plan: never-served comparisons, cohort floor 10); per outcome
+    only firm-years where the observed outcome is known count (and where the untreated
+    one is too), and cohorts treated in the outcome's first observed year are dropped, as
+    ``att_gt`` does.  Cohort weights are the cohort's firms with the outcome observed, as
+    ``aggte`` weights them.
+
+    Rows (``TRUTH_COLUMNS``; ``subgroup`` empty unless stated):
+
+    * ``attgt``: ATT(g,t), the mean effect on cohort ``group``'s firms observed in ``year``
+      (``event_time`` = year - group; zero before the programme by construction), for
+      years after the outcome's first observed year (a base period exists);
+    * ``simple``: post-programme cells weighted by cohort size (R ``aggte(type="simple")``);
+    * ``dynamic``: per event time, the cohort-size weighted mean over the cohorts observed
+      then (``aggte(type="dynamic")``; pre-programme event times are zero);
+    * ``group``: per cohort, the mean of its post-programme cells; ``calendar``: per year,
+      the cohort-size weighted mean of that year's post-programme cells;
+    * ``headline``: ``aggte(type="dynamic", balance_e=H, min_e=0, max_e=H)`` with H =
+      ``horizon``: only cohorts observed at every e in 0..H; one row per e and the overall
+      mean over e (``event_time`` empty).  Also per ``subgroup`` of the treated firms:
+      ``in_cluster=0/1``, ``size_class=micro/small/medium`` (employees in the year before
+      support: < 10, 10-49, 50+) and ``exported_before=0/1`` (exported in that year);
+    * ``dose_slope``: among the headline's firms, the least-squares slope of the firm's mean
+      effect over e = 0..H on its first episode's dose of ``s`` (advisory hours, network
+      events or grant euros): effect per unit of dose.
+
+    ``n_treated`` counts the treated firms behind the row (for ``attgt``, those observed).
+    Raises ``AssertionError`` if the two worlds' panels do not have the same firm-years.
+    """
     panel = build_firm_year_panel(**observed).panel
     counterfactual = build_firm_year_panel(**untreated).panel
     if not panel[["firm_id", "year"]].equals(counterfactual[["firm_id", "year"]]):
         raise AssertionError("the two worlds must have the same firm-years")
-    difference = (panel[list(PANEL_OUTCOMES)] - counterfactual[list(PANEL_OUTCOMES)]).assign(
-        first_service=panel["first_service"],
-        group=panel["first_service_year"],
-        year=panel["year"],
-        firm_id=panel["firm_id"],
+    known = {*PANEL_OUTCOMES, *EXPORT_OUTCOMES}
+    outcomes = [column for column in panel.columns if column in known]
+    effect = panel[outcomes].astype("float64") - counterfactual[outcomes].astype("float64")
+    plan = plan or EvaluationPlan()
+    doses = _first_episode_doses(observed["participation"])
+    frames = []
+    for service in SERVICES:
+        sample, _ = service_sample(panel, service, plan)
+        seen = sample[outcomes].notna()
+        years = sample["year"].to_numpy()
+        periods = {o: (years[seen[o]].min(), years[seen[o]].max()) for o in outcomes if seen[o].any()}
+        treated = sample["cohort"].to_numpy() > 0
+        rows = sample.loc[treated, ["firm_id", "year", "cohort"]].join(
+            _treated_firm_traits(sample, doses[service]), on="firm_id"
+        )
+        effects = effect.loc[rows.index].where(seen.loc[rows.index])
+        for outcome, (first, last) in periods.items():
+            keep = (rows["cohort"] > first + plan.anticipation).to_numpy()
+            truth = _aggregate(rows.loc[keep], effects.loc[keep, outcome], first, last, horizon)
+            if len(truth):
+                frames.append(truth.assign(treatment=service, outcome=outcome))
+    return _tidy(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(TRUTH_COLUMNS)), outcomes)
+
+
+def _first_episode_doses(participation: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per service: each firm's dose in its first episode of that service, by firm_id."""
+    ordered = participation.sort_values(["firm_id", "start_date"], kind="stable")
+    return {
+        service: ordered.loc[ordered["service"] == service].drop_duplicates("firm_id")
+        .set_index("firm_id")[SERVICE_DOSE_COLUMN[service]]
+        for service in SERVICES
+    }
+
+
+_SUBGROUPS = ("in_cluster", "size_class", "exported_before")
+
+
+def _treated_firm_traits(sample: pd.DataFrame, dose: pd.Series) -> pd.DataFrame:
+    """One row per treated firm: ``_SUBGROUPS`` labels from the year before support, and its first dose."""
+    before = sample.loc[(sample["cohort"] > 0) & (sample["year"] == sample["cohort"] - 1)].set_index("firm_id")
+    employees = before["employees"].to_numpy()
+    size_class = np.select([(low <= employees) & (employees < high) for low, high, _ in SIZE_CLASSES],
+                           [label for _, _, label in SIZE_CLASSES], "")
+    return pd.DataFrame(
+        {
+            "in_cluster": before["in_cluster"].astype(int).astype(str),
+            "size_class": size_class,
+            "exported_before": before["exporter"].map(lambda value: "" if pd.isna(value) else str(int(value))),
+            "dose": dose.reindex(before.index).to_numpy(dtype="float64"),
+        },
+        index=before.index,
     )
-    treated = difference[difference["first_service"] != "none"]
-    att = treated.groupby(["first_service", "group", "year"]).agg(
-        **{o: (o, "mean") for o in PANEL_OUTCOMES}, n_treated=("firm_id", "size")
-    ).reset_index()
-    long = att.melt(
-        id_vars=["first_service", "group", "year", "n_treated"], value_vars=list(PANEL_OUTCOMES),
-        var_name="outcome", value_name="att",
-    ).rename(columns={"first_service": "treatment"})
-    long["event_time"] = long["year"] - long["group"]
-    long["weighted"] = long["att"] * long["n_treated"]
-    post = long[long["event_time"] >= 0]
-    by = ["treatment", "outcome"]
 
-    simple = post.groupby(by).agg(weighted=("weighted", "sum"), weight=("n_treated", "sum"))
-    simple_size = post.drop_duplicates([*by, "group"]).groupby(by)["n_treated"].sum()
-    simple = pd.DataFrame(
-        {"true_effect": simple["weighted"] / simple["weight"], "n_treated": simple_size}
-    ).reset_index().assign(aggregation="simple")
 
-    dynamic = long.groupby([*by, "event_time"]).agg(weighted=("weighted", "sum"), n_treated=("n_treated", "sum"))
-    dynamic = dynamic.assign(true_effect=dynamic["weighted"] / dynamic["n_treated"]).reset_index()
-    dynamic = dynamic.assign(aggregation="dynamic")
+def _aggregate(rows: pd.DataFrame, effect: pd.Series, first: int, last: int, horizon: int) -> pd.DataFrame:
+    """Every truth row of one service and outcome from its treated firm-years (see ``true_effects``)."""
+    observed = effect.notna()
+    rows = rows.loc[observed]
+    effect = effect.loc[observed].to_numpy()
+    if not len(rows):
+        return pd.DataFrame()
+    cells = _Cells.of(rows, effect, first)
+    out = [
+        pd.DataFrame({"group": cells.group, "year": cells.year, "event_time": cells.year - cells.group,
+                      "true_effect": cells.att, "n_treated": cells.n_observed, "aggregation": "attgt"}),
+        cells.weighted(cells.year >= cells.group, None).assign(aggregation="simple"),
+        cells.weighted(None, "event_time").assign(aggregation="dynamic"),
+        cells.cohort_means().assign(aggregation="group"),
+        cells.weighted(cells.year >= cells.group, "year").assign(aggregation="calendar"),
+        cells.headline(last, horizon, per_event_time=True),
+    ]
+    for trait in _SUBGROUPS:
+        labels = rows[trait].to_numpy()
+        for label in sorted(set(labels) - {""}):
+            member = labels == label
+            out.append(_Cells.of(rows.loc[member], effect[member], first).headline(last, horizon)
+                       .assign(subgroup=f"{trait}={label}"))
+    out.append(_dose_slope(rows, effect, last, horizon))
+    return pd.concat([frame for frame in out if len(frame)], ignore_index=True)
 
-    group = post.groupby([*by, "group"]).agg(true_effect=("att", "mean"), n_treated=("n_treated", "first"))
-    group = group.reset_index().assign(aggregation="group")
 
-    truth = pd.concat([simple, dynamic, group], ignore_index=True)
-    truth["event_time"] = truth["event_time"].astype("Int64")
-    truth["group"] = truth["group"].astype("Int64")
+@dataclass(frozen=True)
+class _Cells:
+    """ATT(g,t) cells with a base period, and the cohort sizes that weight them (``aggte``'s ``pg``)."""
+
+    group: np.ndarray
+    year: np.ndarray
+    att: np.ndarray
+    n_observed: np.ndarray
+    size: dict
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, effect: np.ndarray, first: int) -> _Cells:
+        cohort, year = rows["cohort"].to_numpy(), rows["year"].to_numpy()
+        size = rows.groupby("cohort")["firm_id"].nunique().to_dict()
+        in_cell = year > first
+        keys, inverse = np.unique(cohort[in_cell] * 10_000 + year[in_cell], return_inverse=True)
+        count = np.bincount(inverse, minlength=len(keys))
+        att = np.bincount(inverse, weights=effect[in_cell], minlength=len(keys)) / count
+        return cls(keys // 10_000, keys % 10_000, att, count, size)
+
+    def weighted(self, mask: np.ndarray | None, by: str | None) -> pd.DataFrame:
+        """Cohort-size weighted mean of the cells in ``mask``, overall or per ``by`` (event_time, year)."""
+        mask = np.ones(self.group.size, bool) if mask is None else mask
+        group, year, att = self.group[mask], self.year[mask], self.att[mask]
+        if group.size == 0:
+            return pd.DataFrame()
+        key = {"event_time": year - group, "year": year, None: np.zeros(group.size, int)}[by]
+        weight = np.array([self.size[g] for g in group], dtype="float64")
+        keys, inverse = np.unique(key, return_inverse=True)
+        value = np.bincount(inverse, weights=weight * att) / np.bincount(inverse, weights=weight)
+        firms = [sum(self.size[g] for g in set(group[inverse == i])) for i in range(len(keys))]
+        table = pd.DataFrame({"true_effect": value, "n_treated": firms})
+        return table.assign(**{by: keys}) if by else table
+
+    def cohort_means(self) -> pd.DataFrame:
+        """Per cohort, the unweighted mean of its post-programme cells (``aggte(type="group")``)."""
+        post = self.year >= self.group
+        keys, inverse = np.unique(self.group[post], return_inverse=True)
+        value = np.bincount(inverse, weights=self.att[post]) / np.bincount(inverse)
+        return pd.DataFrame({"group": keys, "true_effect": value, "n_treated": [self.size[g] for g in keys]})
+
+    def headline(self, last: int, horizon: int, per_event_time: bool = False) -> pd.DataFrame:
+        """Balanced event study over e = 0..H (cohorts observed at every e); overall = mean over e."""
+        event_time = self.year - self.group
+        by_e = self.weighted((last - self.group >= horizon) & (event_time >= 0) & (event_time <= horizon),
+                             "event_time")
+        if by_e.empty:
+            return by_e
+        overall = pd.DataFrame({"true_effect": [by_e["true_effect"].mean()], "n_treated": [by_e["n_treated"].max()]})
+        rows = pd.concat([overall, by_e] if per_event_time else [overall], ignore_index=True)
+        return rows.assign(aggregation=HEADLINE_AGGREGATION)
+
+
+def _dose_slope(rows: pd.DataFrame, effect: np.ndarray, last: int, horizon: int) -> pd.DataFrame:
+    """Least-squares slope of the headline firms' mean effect over e = 0..H on their first dose."""
+    event_time = (rows["year"] - rows["cohort"]).to_numpy()
+    window = ((last - rows["cohort"]).to_numpy() >= horizon) & (event_time >= 0) & (event_time <= horizon)
+    per_firm = pd.DataFrame({"firm_id": rows["firm_id"].to_numpy()[window], "effect": effect[window],
+                             "dose": rows["dose"].to_numpy()[window]}).groupby("firm_id").mean().dropna()
+    if len(per_firm) < 3 or per_firm["dose"].std() == 0:
+        return pd.DataFrame()
+    slope = np.polyfit(per_firm["dose"].to_numpy(), per_firm["effect"].to_numpy(), 1)[0]
+    return pd.DataFrame({"true_effect": [slope], "n_treated": [len(per_firm)], "aggregation": ["dose_slope"]})
+
+
+_AGGREGATION_ORDER = ("simple", HEADLINE_AGGREGATION, "dynamic", "group", "calendar", "attgt", "dose_slope")
+
+
+def _tidy(truth: pd.DataFrame, outcomes: list[str]) -> pd.DataFrame:
+    """``TRUTH_COLUMNS`` in a fixed order: service, outcome, aggregation, subgroup, keys."""
+    for column in ("event_time", "group", "year"):
+        truth[column] = truth[column].astype("Int64") if column in truth else pd.array([pd.NA] * len(truth), "Int64")
+    truth["subgroup"] = truth["subgroup"].fillna("") if "subgroup" in truth else ""
     truth["n_treated"] = truth["n_treated"].astype("int64")
-    truth["_service"] = truth["treatment"].map({s: i for i, s in enumerate(SERVICES)})
-    truth["_outcome"] = truth["outcome"].map({o: i for i, o in enumerate(PANEL_OUTCOMES)})
-    truth["_aggregation"] = truth["aggregation"].map({"simple": 0, "dynamic": 1, "group": 2})
-    truth = truth.sort_values(["_service", "_outcome", "_aggregation", "event_time", "group"])
-    columns = ["treatment", "outcome", "aggregation", "event_time", "group", "true_effect", "n_treated"]
-    return truth[columns].reset_index(drop=True)
+    order = [
+        truth["treatment"].map({s: i for i, s in enumerate(SERVICES)}),
+        truth["outcome"].map({o: i for i, o in enumerate(outcomes)}),
+        truth["aggregation"].map({a: i for i, a in enumerate(_AGGREGATION_ORDER)}),
+    ]
+    truth = truth.assign(_s=order[0], _o=order[1], _a=order[2])
+    truth = truth.sort_values(["_s", "_o", "_a", "subgroup", "event_time", "group", "year"], na_position="first")
+    return truth[list(TRUTH_COLUMNS)].reset_index(drop=True)
+
+
+def truth_as_estimate_rows(truth: pd.DataFrame) -> pd.DataFrame:
+    """The truths of published estimates, keyed as ``estimates.csv`` rows are.
+
+    Returns ``treatment, outcome, aggregation, event_time, true_effect, n_treated`` for the
+    whole-sample ``simple``, ``headline``, ``dynamic``, ``group`` and ``calendar`` rows, with
+    ``event_time`` as in ``estimates.csv``: the event time for ``dynamic`` (and the headline's
+    per-event-time rows), the cohort for ``group``, the year for ``calendar``, NaN for an
+    overall effect.
+    """
+    published = truth.loc[
+        truth["subgroup"].fillna("").eq("")
+        & truth["aggregation"].isin(["simple", HEADLINE_AGGREGATION, "dynamic", "group", "calendar"])
+    ]
+    key = np.select(
+        [published["aggregation"].eq("group"), published["aggregation"].eq("calendar")],
+        [published["group"].astype("float64"), published["year"].astype("float64")],
+        published["event_time"].astype("float64"),
+    )
+    return published.assign(event_time=key)[
+        ["treatment", "outcome", "aggregation", "event_time", "true_effect", "n_treated"]
+    ].reset_index(drop=True)
 
 
 def _split_shipments(rng: np.random.Generator, exports: pd.DataFrame) -> pd.DataFrame:
@@ -657,11 +946,18 @@ Deterministic: the same seed gives byte-identical files.
 
 - `firms.csv`, `financials.csv`, `participation.csv`, `exports.csv`: landing files of
   inputs contract v1.
-- `true_effects.csv`: the planted effects (sample ATT of the programme per service,
-  outcome and `simple` / `dynamic` / `group` aggregation), computed by simulating every
-  firm with and without the programme. A correct estimator should recover them; a naive
-  comparison of participants with non-participants should not (selection on size,
-  exporting and cluster membership; export trends differ by size and cluster).
+- `true_effects.csv`: the planted effects of starting with each service (against
+  never-served firms) per outcome: ATT(g,t) cells (`attgt`), R's `simple`, `dynamic`,
+  `group` and `calendar` aggregations, the `headline` (event-study average over event
+  times 0-{HEADLINE_HORIZON} of the cohorts observed at all of them) overall, per event time and per
+  subgroup (cluster, size class, exported before support), and the `dose_slope`; computed
+  by simulating every firm with and without support and counting only the firms the
+  estimator can use. A correct estimator should recover them; a naive comparison of
+  participants with non-participants should not (selection on size, exporting, age and
+  cluster membership; export trends differ by size and cluster).
+- The register is unbalanced: firms are founded and close during the panel, and some
+  participants' accounts start only shortly before their programme; some firms were
+  supported before the first year; about 30 % of supported firms get a second service.
 {MESSY_NOTE if messy else ''}See the docstring of `analyses/demo_data.py` for the full design.
 """
 

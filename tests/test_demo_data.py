@@ -1,4 +1,4 @@
-"""Demo-data generator: determinism, contract v1 conformance, planted selection and truth."""
+"""Demo-data generator: determinism, contract v1 conformance, the hard paths it plants, and its truths."""
 
 import filecmp
 
@@ -6,9 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyses.demo_data import LANDING_FILES, generate_demo_data, main, write_demo_data
+import analyses.demo_data as demo_data
 from analyses.contracts.model import is_eu_member
-from analyses.panel import PANEL_OUTCOMES, SERVICES, build_firm_year_panel
+from analyses.demo_data import (
+    HEADLINE_AGGREGATION,
+    HEADLINE_HORIZON,
+    LANDING_FILES,
+    TRUTH_COLUMNS,
+    generate_demo_data,
+    main,
+    truth_as_estimate_rows,
+    write_demo_data,
+)
+from analyses.evaluation import EvaluationPlan, service_sample
+from analyses.panel import EXPORT_OUTCOMES, PANEL_OUTCOMES, SERVICES, build_firm_year_panel
 
 N_FIRMS = 1_500
 YEARS = range(2012, 2025)
@@ -52,7 +63,7 @@ def test_same_seed_gives_byte_identical_files(written, tmp_path):
 
 def test_shapes_and_clean_dtypes(data):
     assert len(data.firms) == N_FIRMS
-    assert len(data.financials) == N_FIRMS * len(YEARS)  # balanced panel
+    assert len(data.financials) < 0.9 * N_FIRMS * len(YEARS)  # firms come and go
     expected = {
         "firms": {"firm_id": "object", "nace2": "object", "region": "object",
                   "founded_year": "int64", "in_cluster": "bool"},
@@ -91,7 +102,7 @@ def test_firms_conform_to_contract(landing):
     assert (firms["nace2"] == "01").any(), "a leading-zero division keeps contract readers honest"
     assert firms["region"].str.fullmatch(r"DE[0-9A-G][0-9]").all()
     assert set(firms["in_cluster"]) == {"true", "false"}
-    assert (firms["founded_year"].astype(int) <= YEARS[0]).all()
+    assert (firms["founded_year"].astype(int) <= YEARS[-1]).all()
 
 
 def test_financials_conform_to_contract(landing):
@@ -136,17 +147,51 @@ def test_exports_conform_to_contract(landing):
     assert not exports.duplicated(["firm_id", "year", "destination"]).any()
 
 
-def test_true_effects_file_matches_estimates_vocabulary(landing):
+def test_true_effects_file_has_every_estimand_in_the_estimates_vocabulary(landing):
     truth = landing["true_effects"]
-    assert list(truth.columns) == ["treatment", "outcome", "aggregation", "event_time", "group",
-                                   "true_effect", "n_treated"]
+    assert list(truth.columns) == list(TRUTH_COLUMNS)
     assert set(truth["treatment"]) == set(SERVICES)
-    assert set(truth["outcome"]) == set(PANEL_OUTCOMES)
-    assert set(truth["aggregation"]) == {"simple", "dynamic", "group"}
-    by = truth.groupby("aggregation")
-    assert (by.get_group("simple")[["event_time", "group"]] == "").all().all()
-    assert (by.get_group("dynamic")["group"] == "").all() and (by.get_group("dynamic")["event_time"] != "").all()
-    assert (by.get_group("group")["event_time"] == "").all() and (by.get_group("group")["group"] != "").all()
+    assert set(PANEL_OUTCOMES) <= set(truth["outcome"])
+    assert set(truth["aggregation"]) == {"simple", HEADLINE_AGGREGATION, "dynamic", "group", "calendar", "attgt",
+                                         "dose_slope"}
+    filled = truth[["event_time", "group", "year", "subgroup"]] != ""
+    keys = filled.groupby(truth["aggregation"]).agg(lambda column: tuple(sorted(set(column))))
+    assert keys.loc["simple"].tolist() == [(False,)] * 4
+    assert keys.loc["dose_slope"].tolist() == [(False,)] * 4
+    assert keys.loc["dynamic"].tolist() == [(True,), (False,), (False,), (False,)]
+    assert keys.loc["group"].tolist() == [(False,), (True,), (False,), (False,)]
+    assert keys.loc["calendar"].tolist() == [(False,), (False,), (True,), (False,)]
+    assert keys.loc["attgt"].tolist() == [(True,), (True,), (True,), (False,)]
+    headline = truth[truth["aggregation"] == HEADLINE_AGGREGATION]
+    overall = headline[headline["event_time"] == ""]
+    assert set(overall["subgroup"]) == {"", "in_cluster=0", "in_cluster=1", "size_class=micro", "size_class=small",
+                                        "size_class=medium", "exported_before=0", "exported_before=1"}
+    assert set(headline.loc[headline["event_time"] != "", "event_time"].astype(int)) == set(range(HEADLINE_HORIZON + 1))
+
+
+def test_truths_cover_every_export_outcome_column_the_panel_produces(data, panel):
+    produced = [c for c in panel.columns if c in {*PANEL_OUTCOMES, *EXPORT_OUTCOMES}]
+    assert list(dict.fromkeys(data.true_effects["outcome"])) == produced
+
+
+def test_an_outcome_column_added_to_the_panel_gets_its_truths_without_other_changes(monkeypatch):
+    """Truths come from differencing whatever outcome columns the panel builder returns."""
+    build = demo_data.build_firm_year_panel
+
+    def with_extra_outcome(*args, **kwargs):
+        built = build(*args, **kwargs)
+        built.panel["exporter_times_three"] = 3 * built.panel["exporter"]
+        return built
+
+    monkeypatch.setattr(demo_data, "build_firm_year_panel", with_extra_outcome)
+    monkeypatch.setattr(demo_data, "PANEL_OUTCOMES", (*PANEL_OUTCOMES, "exporter_times_three"))
+    truth = generate_demo_data(n_firms=600, seed=3).true_effects.set_index(
+        ["treatment", "aggregation", "event_time", "group", "year", "subgroup"]
+    )
+    tripled = truth.loc[truth["outcome"] == "exporter_times_three", "true_effect"]
+    single = truth.loc[truth["outcome"] == "exporter", "true_effect"]
+    assert len(tripled) == len(single) > 100
+    pd.testing.assert_series_equal(tripled, 3 * single.reindex(tripled.index), check_names=False)
 
 
 def test_selection_on_size_cluster_and_prior_exporting(baseline):
@@ -155,9 +200,77 @@ def test_selection_on_size_cluster_and_prior_exporting(baseline):
     for service in SERVICES:
         joined = baseline[baseline["first_service"] == service]
         cohorts = set(joined["first_service_year"])
-        assert min(cohorts) >= 2014 and max(cohorts) <= 2022 and len(cohorts) == 9
+        assert set(range(2014, 2023)) <= cohorts and max(cohorts) <= 2022
         for covariate in ("log_employees_first", "in_cluster", "exporter_first"):
-            assert joined[covariate].mean() > never[covariate].mean() + 0.05, (service, covariate)
+            assert joined[covariate].mean() > never[covariate].mean() + 0.03, (service, covariate)
+
+
+def test_firms_are_founded_and_close_during_the_panel(data):
+    founded = data.firms.set_index("firm_id")["founded_year"]
+    spans = data.financials.groupby("firm_id")["year"].agg(["min", "max", "size"])
+    assert (spans["max"] - spans["min"] + 1 == spans["size"]).all(), "accounts have no gaps"
+    entrants = founded[founded > YEARS[0]]
+    assert 0.10 <= len(entrants) / len(founded) <= 0.20
+    assert (spans.loc[entrants.index, "min"] == entrants).all(), "entrants' accounts start when they are founded"
+    closed = spans["max"] < YEARS[-1]
+    assert 0.15 <= closed.mean() <= 0.45
+
+
+def test_support_starts_before_the_panel_and_shortly_after_accounts_begin(baseline, data):
+    first_accounts = data.financials.groupby("firm_id")["year"].min()
+    supported = baseline[baseline["first_service"] != "none"]
+    assert (supported["first_service_year"] < YEARS[0]).mean() > 0.02, "some support started before the panel"
+    in_panel = supported[supported["first_service_year"] >= YEARS[0] + 3]
+    lead = in_panel["first_service_year"] - first_accounts.reindex(in_panel.index)
+    assert lead.isin([1, 2]).mean() > 0.12, "accounts start one or two years before the programme"
+    assert (lead == 0).sum() >= 3, "some participants have no accounts year before their programme"
+
+
+def test_a_third_of_supported_firms_get_a_second_service_some_as_a_same_date_bundle(data):
+    episodes = data.participation
+    first = episodes.groupby("firm_id")["start_date"].transform("min")
+    first_services = episodes.loc[episodes["start_date"] == first].groupby("firm_id")["service"].agg(set)
+    later = episodes.loc[episodes["start_date"] > first].groupby("firm_id")["service"].agg(set)
+    second = later.reindex(first_services.index).dropna()
+    other_service = [bool(services - begun) for services, begun in zip(second, first_services.loc[second.index])]
+    share = sum(other_service) / len(first_services)
+    assert 0.22 <= share <= 0.38, share
+    bundles = first_services.map(len) > 1
+    assert 0.03 <= bundles.mean() <= 0.10
+
+
+def test_second_services_carry_their_own_effects(monkeypatch, data):
+    """Without the second services' own effects the late event-time truths are smaller (export values
+    respond in every exporting firm-year, so the comparison is not left to a few export starts)."""
+    monkeypatch.setattr(demo_data, "SECOND_SERVICE_SCALE", 0.0)
+    without = generate_demo_data(n_firms=N_FIRMS, seed=11).true_effects
+
+    def late(truth):
+        rows = truth.query("aggregation == 'dynamic' and outcome == 'log_export_value' and event_time >= 2")
+        return rows.groupby("treatment")["true_effect"].mean()
+
+    assert (late(data.true_effects) - late(without)).min() > 0.005
+
+
+def test_selection_is_not_a_logit_in_the_estimators_covariates(baseline):
+    """Size thresholds and exporter interactions add to a logit in the baseline covariates."""
+    import statsmodels.api as sm
+    from scipy import stats
+
+    from analyses.panel import BASELINE_COVARIATES
+
+    firms = generate_demo_data(n_firms=4_000, seed=11)
+    firm_rows = build_firm_year_panel(firms.firms, firms.financials, firms.participation, firms.exports).panel
+    first = firm_rows.drop_duplicates("firm_id")
+    first = first[first["first_service_year"] >= YEARS[0] + 2]._append(first[first["first_service"] == "none"])
+    treated = (first["first_service"] != "none").astype(float)
+    linear = sm.add_constant(first[list(BASELINE_COVARIATES)].astype(float))
+    employees, exporter = first["employees"], first["exporter_first"]
+    steps = linear.assign(ten=employees >= 10, fifty=employees >= 50, exporter_cluster=exporter * first["in_cluster"],
+                          exporter_fifty=exporter * (employees >= 50)).astype(float)
+    fits = [sm.GLM(treated, design, family=sm.families.Binomial()).fit() for design in (linear, steps)]
+    statistic = 2 * (fits[1].llf - fits[0].llf)
+    assert stats.chi2.sf(statistic, df=4) < 0.01, statistic
 
 
 def test_about_half_of_new_exporters_stop_within_a_year(panel):
@@ -175,26 +288,75 @@ def test_export_values_are_heavy_tailed(panel):
 
 
 def test_planted_effects_have_literature_size_and_shape(data):
-    truth = data.true_effects
-    simple = truth[(truth["aggregation"] == "simple") & (truth["outcome"] == "exporter")]
-    assert simple["true_effect"].between(0.03, 0.15).all(), simple
+    truth = data.true_effects.query("subgroup == ''")
+    headline = truth.query("aggregation == @HEADLINE_AGGREGATION and outcome == 'exporter' and event_time.isna()")
+    assert headline["true_effect"].between(0.03, 0.20).all(), headline
     dynamic = truth[(truth["aggregation"] == "dynamic") & (truth["outcome"] == "exporter")]
     assert (dynamic.loc[dynamic["event_time"] < 0, "true_effect"] == 0).all()
     grant = dynamic[dynamic["treatment"] == "grant"].set_index("event_time")["true_effect"]
-    assert grant.loc[0:1].min() > 0.05
-    assert grant.loc[3:].abs().max() < 0.01
+    assert grant.loc[0:2].min() > 0.07
     advisory = dynamic[dynamic["treatment"] == "advisory"].set_index("event_time")["true_effect"]
     assert advisory.loc[3:6].mean() > advisory.loc[0], "advisory effects build up"
+    late_to_early = {name: path.loc[6:8].mean() / path.loc[0:2].mean() for name, path in
+                     (("grant", grant), ("advisory", advisory))}
+    assert late_to_early["grant"] < 0.5 * late_to_early["advisory"], late_to_early  # grants' own effect fades
 
 
-def test_truth_counts_the_right_firms(data, baseline):
-    truth = data.true_effects
+def test_network_does_more_outside_clusters_and_effects_rise_with_the_first_dose(data):
+    truth = data.true_effects.query("outcome == 'exporter'")
+    overall = truth.query("aggregation == @HEADLINE_AGGREGATION and event_time.isna()").set_index(
+        ["treatment", "subgroup"])["true_effect"]
+    assert overall["network", "in_cluster=0"] > 1.5 * overall["network", "in_cluster=1"]
+    assert overall["advisory", "size_class=micro"] > overall["advisory", "size_class=medium"]
+    slopes = truth.query("aggregation == 'dose_slope'").set_index("treatment")["true_effect"]
+    assert (slopes > 0).all(), slopes
+
+
+def test_truth_counts_the_firms_the_estimator_uses(data, panel):
+    """Cohort sizes mirror analyses.evaluation.service_sample: base period, not already treated, floor."""
+    truth = data.true_effects.query("outcome == 'exporter' and subgroup == ''")
     for service in SERVICES:
-        firms = baseline[baseline["first_service"] == service]
-        rows = truth[(truth["treatment"] == service) & (truth["outcome"] == "exporter")]
-        assert rows.loc[rows["aggregation"] == "simple", "n_treated"].item() == len(firms)
+        sample, cohorts = service_sample(panel, service, EvaluationPlan())
+        used = cohorts.loc[cohorts["used"]].set_index("cohort")["n_firms"]
+        rows = truth[truth["treatment"] == service]
         groups = rows[rows["aggregation"] == "group"].set_index("group")["n_treated"]
-        assert groups.to_dict() == firms.groupby("first_service_year").size().to_dict()
+        assert groups.to_dict() == used.to_dict()
+        assert rows.loc[rows["aggregation"] == "simple", "n_treated"].item() == used.sum()
+        assert (cohorts["n_already_treated"] + cohorts["n_without_baseline"]).sum() > 0
+        balanced = used[used.index <= YEARS[-1] - HEADLINE_HORIZON].sum()
+        headline = rows.query("aggregation == @HEADLINE_AGGREGATION and event_time.isna()")
+        assert headline["n_treated"].item() == balanced
+
+
+def test_aggregated_truths_weight_the_cells_as_aggte_does(data):
+    """simple, dynamic, group, calendar and the headline recomputed from the ATT(g,t) cells and cohort sizes."""
+    truth = data.true_effects.query("subgroup == ''")
+    for (service, outcome), rows in truth.groupby(["treatment", "outcome"]):
+        cells = rows[rows["aggregation"] == "attgt"].astype({"group": int, "year": int, "event_time": int})
+        size = rows[rows["aggregation"] == "group"].set_index("group")["n_treated"]
+        cells = cells.assign(weight=cells["group"].map(size).astype(float))
+        post = cells[cells["event_time"] >= 0]
+
+        def weighted(part):
+            return (part["true_effect"] * part["weight"]).sum() / part["weight"].sum()
+
+        by = rows.set_index(["aggregation", "event_time", "group", "year"])["true_effect"]
+        assert by["simple"].item() == pytest.approx(weighted(post))
+        dynamic = by["dynamic"].droplevel(["group", "year"])
+        for e, part in cells.groupby("event_time"):
+            assert dynamic[e] == pytest.approx(weighted(part)), (service, outcome, e)
+        group = by["group"].droplevel(["event_time", "year"])
+        for g, part in post.groupby("group"):
+            assert group[g] == pytest.approx(part["true_effect"].mean())
+        calendar = by["calendar"].droplevel(["event_time", "group"])
+        for t, part in post.groupby("year"):
+            assert calendar[t] == pytest.approx(weighted(part))
+        balanced = post[(post["group"] <= YEARS[-1] - HEADLINE_HORIZON) & (post["event_time"] <= HEADLINE_HORIZON)]
+        per_e = balanced.groupby("event_time").apply(weighted)
+        headline = rows[rows["aggregation"] == HEADLINE_AGGREGATION]
+        overall = headline.loc[headline["event_time"].isna(), "true_effect"].item()
+        assert overall == pytest.approx(per_e.mean()), (service, outcome)
+        assert headline.loc[headline["event_time"].notna(), "true_effect"].to_numpy() == pytest.approx(per_e.to_numpy())
 
 
 def test_naive_comparison_is_biased_upwards(panel, data):
@@ -205,7 +367,7 @@ def test_naive_comparison_is_biased_upwards(panel, data):
         post = panel[(panel["first_service"] == service) & (panel["year"] >= panel["first_service_year"])]
         naive = (post["exporter"] - post["year"].map(never)).mean()
         planted = truth.loc[truth["treatment"] == service, "true_effect"].item()
-        assert naive > planted + 0.10, (service, naive, planted)
+        assert naive > planted + 0.05, (service, naive, planted)
 
 
 def test_messy_shipments_are_summed_to_the_same_panel(data, panel):
