@@ -87,8 +87,12 @@ ESTIMATE_COLUMNS = (
 #: growth, and reads as implausible percentage changes; export values await PPML.
 #: ``starts_exporting`` and ``new_destination`` split ``enters_new_market`` into its two margins.
 DEFAULT_OUTCOMES = ("exporter", "n_destinations", "starts_exporting", "new_destination")
-#: the covariates a plan uses unless it names its own, per ``covariate_timing``
-DEFAULT_COVARIATES = {"base_period": TIME_VARYING_COVARIATES, "first_year": BASELINE_COVARIATES}
+#: the covariates a plan uses unless it names its own, per ``covariate_timing`` (measures; under
+#: ``first_year`` they are read from their ``*_first`` columns, ``BASELINE_COVARIATES``)
+DEFAULT_COVARIATES = {
+    "base_period": TIME_VARYING_COVARIATES,
+    "first_year": ("log_employees", "log_turnover", "exporter", "in_cluster", "firm_age"),
+}
 #: Power at which the minimum detectable effect is quoted.
 POWER = 0.80
 
@@ -126,7 +130,9 @@ class EvaluationPlan:
     covariates: tuple[str, ...] | None = None
     #: ``base_period``: as each year stands, read in each comparison's base period (R ``did``);
     #: ``first_year``: each measure's first-panel-year snapshot (``analyses.panel.FIRST_YEAR_COLUMN``)
-    covariate_timing: str = "base_period"
+    #: ``first_year`` by default: on unbalanced registers R's repeated-cross-section path reads
+    #: post-programme covariates, and prior exporting after the start is itself an outcome (README)
+    covariate_timing: str = "first_year"
     #: look-back window k (years) of the new-market outcomes; the panel must be built with it
     lookback_years: int = LOOKBACK_YEARS
     control_group: str = "nevertreated"

@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from pipelines.instance import ensure_dagster_home
+from pipelines.instance import ensure_dagster_home, instance_lock
 
 DEMO_FIRMS = 10_000
 
@@ -71,7 +71,7 @@ def _bullet(text: str) -> str:
 
 
 def run(demo_firms: int = DEMO_FIRMS) -> int:
-    ensure_dagster_home()
+    home = ensure_dagster_home()
     landing = ensure_landing_dir(demo_firms)
     if not landing.is_dir():
         print(f"error: landing directory {landing} does not exist (set EXPORT_IMPACT_LANDING_DIR)", file=sys.stderr)
@@ -107,7 +107,9 @@ def run(demo_firms: int = DEMO_FIRMS) -> int:
     print(f"Evaluating delivery {delivery.key} ({delivery.folder})")
     started = time.time()
     job = defs.resolve_job_def("evaluate_programmes")
-    with dg.DagsterInstance.get() as instance:
+    with instance_lock(home):
+        instance = dg.DagsterInstance.get()
+    with instance:
         for abandoned in fail_abandoned_runs(instance, output_root):
             print(f"  note: run {abandoned} had been killed; it is now marked failed")
         instance.add_dynamic_partitions(deliveries.name, [delivery.key])

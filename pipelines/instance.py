@@ -6,6 +6,8 @@ in the UI (so the first screen is the asset graph), and run monitoring on, so th
 fails runs that never start or hang while cancelling.
 """
 
+import contextlib
+import fcntl
 import os
 from pathlib import Path
 
@@ -29,6 +31,18 @@ def ensure_dagster_home() -> Path:
         config_file.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+@contextlib.contextmanager
+def instance_lock(home: Path):
+    """Serialise the first use of the instance: two runs started together on a fresh
+    ``DAGSTER_HOME`` would otherwise both create its SQLite tables ("table already exists")."""
+    with open(home / ".instance.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 if __name__ == "__main__":

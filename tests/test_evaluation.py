@@ -11,6 +11,7 @@ import yaml
 
 from analyses.evaluation import (
     _classify,
+    covariates_known,
     DEFAULT_OUTCOMES,
     REASON_ALREADY_TREATED_FIRMS,
     REASON_NO_BASELINE,
@@ -83,15 +84,20 @@ def test_unbalanced_register_is_estimated_not_rejected(demo):
 def test_each_row_counts_only_the_cohorts_behind_it(panel):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = run_evaluation(panel, _quick_plan(services=("advisory",), outcomes=("exporter",)))
-    sample, cohorts = service_sample(panel, "advisory", _quick_plan())
+        plan = _quick_plan(services=("advisory",), outcomes=("exporter",), covariate_timing="base_period")
+    result = run_evaluation(panel, plan)
+    sample, cohorts = service_sample(panel, "advisory", plan)
     sizes = cohorts.loc[cohorts["used"]].set_index("cohort")["n_firms"]
     # the prior-exporting covariates need three earlier years: the first usable year is the fourth
     first_year, last_year = int(panel["year"].min()) + PRIOR_EXPORT_YEARS, int(panel["year"].max())
     dynamic = result.estimates.query("estimator == 'cs_did' and aggregation == 'dynamic'").set_index("event_time")
+    dropped = result.diagnostics["dropped_cells"].query("estimator == 'cs_did' and aggregation == 'dynamic'")
+    not_estimated = set(zip(dropped["cohort"], dropped["time"]))
     for e, row in dynamic.iterrows():
-        # with a varying base period a cell at year t needs t - 1 in the panel
-        behind = [g for g in sizes.index if first_year + 1 <= g + e <= last_year]
+        # with a varying base period a cell at year t needs t - 1 in the panel; cells that could not be
+        # estimated are left out of the aggregate, and so are their cohorts' firms from its count
+        behind = [g for g in sizes.index
+                  if first_year + 1 <= g + e <= last_year and (g, g + e) not in not_estimated]
         assert row["n_treated"] == sizes.loc[behind].sum(), e
     twfe = result.estimates.query("estimator == 'twfe' and aggregation == 'dynamic'").set_index("event_time")
     latest = twfe.index.max()
@@ -114,10 +120,10 @@ def test_plan_file_round_trips_and_rejects_typos(tmp_path):
     plan_file.write_text("services: [grant]\ncontrol_group: notyettreated\nbootstrap_iterations: 0\n")
     plan = EvaluationPlan.from_yaml(plan_file)
     assert plan.services == ("grant",) and plan.control_group == "notyettreated"
-    assert plan.xformla == "~ " + " + ".join(TIME_VARYING_COVARIATES)
-    plan_file.write_text("covariate_timing: first_year\nlookback_years: 2\n")
+    assert plan.xformla == "~ " + " + ".join(BASELINE_COVARIATES)
+    plan_file.write_text("covariate_timing: base_period\nlookback_years: 2\n")
     plan = EvaluationPlan.from_yaml(plan_file)
-    assert plan.xformla.startswith("~ log_employees_first") and plan.lookback_years == 2
+    assert plan.xformla == "~ " + " + ".join(TIME_VARYING_COVARIATES) and plan.lookback_years == 2
     plan_file.write_text(yaml.safe_dump(plan.to_dict()))
     assert EvaluationPlan.from_yaml(plan_file) == plan
     plan_file.write_text("servises: [grant]\n")
@@ -179,15 +185,15 @@ def test_an_uncovered_last_year_is_left_out_not_counted_as_a_year_without_export
 
 # --- covariates: time-varying, taken from the base period ---------------------------------------
 
-def test_default_plan_uses_time_varying_covariates_with_prior_exporting_and_the_new_outcomes():
+def test_default_plan_uses_first_year_covariates_and_time_varying_ones_with_prior_exporting_on_request():
     plan = EvaluationPlan()
-    assert plan.covariate_timing == "base_period" and plan.lookback_years == 3
-    assert plan.covariates == plan.covariate_columns == TIME_VARYING_COVARIATES
-    assert {"exported_last_year", "years_exported_last3"} <= set(plan.covariates)
+    assert plan.covariate_timing == "first_year" and plan.lookback_years == 3
+    assert plan.covariate_columns == BASELINE_COVARIATES
     assert plan.outcomes == DEFAULT_OUTCOMES == ("exporter", "n_destinations", "starts_exporting", "new_destination")
     assert all(OUTCOMES[o].definition for o in PANEL_OUTCOMES)  # every panel outcome can be reported and defined
-    snapshot = EvaluationPlan(covariate_timing="first_year")
-    assert snapshot.covariates == snapshot.covariate_columns == BASELINE_COVARIATES
+    varying = EvaluationPlan(covariate_timing="base_period")
+    assert varying.covariates == varying.covariate_columns == TIME_VARYING_COVARIATES
+    assert {"exported_last_year", "years_exported_last3"} <= set(varying.covariates)
     chosen = EvaluationPlan(covariates=("log_employees", "in_cluster", "exporter"), covariate_timing="first_year")
     assert chosen.covariate_columns == ("log_employees_first", "in_cluster", "exporter_first")
     with pytest.raises(ValueError, match=r"exported_last_year has no first-year snapshot"):
@@ -245,26 +251,33 @@ def test_time_varying_covariates_are_taken_as_r_did_takes_them(balanced):
 
 def test_years_without_covariates_are_dropped_and_counted_and_baseless_firms_left_out(demo):
     panel = build_firm_year_panel(demo.firms, demo.financials, demo.participation, demo.exports).panel
-    plan = _quick_plan(services=("advisory",), outcomes=("exporter",))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # the engine must not find a missing covariate to drop
-        warnings.filterwarnings("ignore", message=".*(propensity|small groups|covariate column).*")
+    plan = _quick_plan(services=("advisory",), outcomes=("exporter",), covariate_timing="base_period")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         result = run_evaluation(panel, plan)
+    # the evaluation drops and counts them itself: the engine never finds a missing covariate to drop
+    assert not [w for w in caught if "missing or not finite" in str(w.message)]
     left_out = result.diagnostics["left_out"]
     missing = left_out[left_out["reason"].str.startswith("covariate(s) missing")]
     first_year = int(panel["year"].min())
     sample, cohorts = service_sample(panel, "advisory", plan)
     assert (sample["year"] >= first_year + PRIOR_EXPORT_YEARS).all()  # the estimation sample has covariates
     classified, _ = _classify(panel, "advisory", plan)
-    early = classified["left_out"].eq("") & (classified["year"] < first_year + PRIOR_EXPORT_YEARS)
-    assert missing["firm_years"].sum() == early.sum() and "years_exported_last3" in missing["reason"].iloc[0]
-    # cohorts whose base year (g - 1) comes before three years of customs history have no baseline covariates
-    without = cohorts.set_index("cohort")["n_without_baseline"]
-    assert (without.loc[without.index <= first_year + PRIOR_EXPORT_YEARS] > 0).all()
-    assert (without.loc[without.index > first_year + PRIOR_EXPORT_YEARS] == 0).all()
+    kept = classified.loc[classified["left_out"].eq("")]
+    without = ~covariates_known(kept, plan.covariate_columns)
+    assert missing["firm_years"].sum() == without.sum() and "years_exported_last3" in missing["reason"].iloc[0]
+    assert without[kept["year"] < first_year + PRIOR_EXPORT_YEARS].all()  # no history yet in the first years
+    # cohorts whose base year (g - 1) comes before three years of customs history have no baseline
+    # covariates; later ones lose only firms whose own accounts start too late
+    table = cohorts.set_index("cohort")
+    share = table["n_without_baseline"] / table["n_delivered"]
+    in_panel = share.index > first_year + 1  # earlier cohorts are already treated when the data start
+    early_cohorts = in_panel & (share.index <= first_year + PRIOR_EXPORT_YEARS)
+    assert (share.loc[early_cohorts] == 1).all() and (share.loc[share.index > first_year + PRIOR_EXPORT_YEARS] < 0.5).all()
     assert REASON_NO_BASELINE in set(left_out["reason"])
     snapshot = _quick_plan(services=("advisory",), outcomes=("exporter",), covariate_timing="first_year")
-    assert service_sample(panel, "advisory", snapshot)[1]["n_without_baseline"].sum() == 0
+    # first-year snapshots need no history, so fewer firms lack a baseline
+    assert service_sample(panel, "advisory", snapshot)[1]["n_without_baseline"].sum() < table["n_without_baseline"].sum()
 
 
 def test_a_panel_built_with_another_window_is_refused(demo):

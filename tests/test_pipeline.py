@@ -137,8 +137,11 @@ def test_whole_graph_materialises_and_writes_outputs(materialised_pipeline):
             assert dynamic["event_time"].min() < 0 < dynamic["event_time"].max()
     # the headline: CS-DiD with and without covariates and TWFE over event times 0..3 on the same cohorts
     headline = estimates.query("aggregation == 'dynamic_balanced' and event_time != event_time")
+    from analyses.evaluation import DEFAULT_OUTCOMES
+
+    pairs = 3 * len(DEFAULT_OUTCOMES)
     assert sorted(headline.groupby("estimator").size().items()) == [
-        ("cs_did", 9), ("cs_did_no_covariates", 9), ("twfe", 9)]
+        ("cs_did", pairs), ("cs_did_no_covariates", pairs), ("twfe", pairs)]
     window = estimates.query("aggregation == 'dynamic_balanced' and estimator == 'cs_did'")["event_time"]
     assert sorted(window.dropna().unique()) == [0.0, 1.0, 2.0, 3.0]
     assert len(estimates.query("aggregation == 'dynamic_universal'")) > 0
