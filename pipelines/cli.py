@@ -24,19 +24,25 @@ DEMO_FIRMS = 10_000
 
 
 def ensure_landing_dir(demo_firms: int) -> Path:
-    """The agency's landing folder, or demo data of the requested size when none is configured."""
+    """The agency's landing folder, or demo data of the requested size when none is configured.
+
+    The demo is generated again whenever its size or the generator's code changed (a stamp file
+    records both), so a stale demo never meets newer truths or contracts.
+    """
+    from analyses.deliveries import file_sha256
     from pipelines.resources import DEFAULT_LANDING_DIR
 
     configured = os.environ.get("EXPORT_IMPACT_LANDING_DIR")
     if configured:
         return Path(configured)
-    firms_file = DEFAULT_LANDING_DIR / "firms.csv"
-    generated = sum(1 for _ in firms_file.open(encoding="utf-8")) - 1 if firms_file.exists() else None
-    if generated != demo_firms:
-        from analyses.demo_data import write_demo_data
+    import analyses.demo_data as demo
 
+    stamp = DEFAULT_LANDING_DIR / ".generated"
+    wanted = f"{demo_firms} firms, generator {file_sha256(demo.__file__)}"
+    if not stamp.exists() or stamp.read_text(encoding="utf-8") != wanted:
         print(f"No EXPORT_IMPACT_LANDING_DIR set: generating demo data ({demo_firms:,} firms) in {DEFAULT_LANDING_DIR}")
-        write_demo_data(DEFAULT_LANDING_DIR, n_firms=demo_firms)
+        demo.write_demo_data(DEFAULT_LANDING_DIR, n_firms=demo_firms)
+        stamp.write_text(wanted, encoding="utf-8")
     return DEFAULT_LANDING_DIR
 
 
