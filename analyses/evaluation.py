@@ -130,8 +130,8 @@ class EvaluationPlan:
     covariates: tuple[str, ...] | None = None
     #: ``base_period``: as each year stands, read in each comparison's base period (R ``did``);
     #: ``first_year``: each measure's first-panel-year snapshot (``analyses.panel.FIRST_YEAR_COLUMN``)
-    #: ``first_year`` by default: on unbalanced registers R's repeated-cross-section path reads
-    #: post-programme covariates, and prior exporting after the start is itself an outcome (README)
+    #: ``first_year`` by default: measured on the realistic demo, ``base_period`` covariates still
+    #: bias the estimates on unbalanced registers (README, "Covariates")
     covariate_timing: str = "first_year"
     #: look-back window k (years) of the new-market outcomes; the panel must be built with it
     lookback_years: int = LOOKBACK_YEARS
@@ -242,6 +242,8 @@ def _estimation_sample(panel: pd.DataFrame, service: str, plan: EvaluationPlan) 
     excluded = classified["left_out"].ne("")
     left_out = _left_out_rows(classified.loc[excluded], service, "", classified.loc[excluded, "left_out"])
     sample = classified.loc[~excluded].drop(columns="left_out")
+    if plan.covariate_timing == "base_period":
+        sample = _hold_covariates_from_the_start(sample, plan)
     no_covariates = ~covariates_known(sample, plan.covariate_columns)
     if no_covariates.any():
         rows_without = sample.loc[no_covariates]
@@ -301,6 +303,28 @@ def _classify(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[
     in_small_cohort = sample["cohort"].isin(sizes.loc[too_small, "cohort"]) & sample["left_out"].eq("")
     sample.loc[in_small_cohort, "left_out"] = f"cohort of {small}"
     return sample, sizes[list(COHORT_COLUMNS)]
+
+
+def _hold_covariates_from_the_start(sample: pd.DataFrame, plan: EvaluationPlan) -> pd.DataFrame:
+    """Treated firms' covariates from the programme start on, held at their last pre-programme values.
+
+    On a balanced panel R ``did`` reads covariates in each comparison's base period only, so this
+    changes nothing there. On an unbalanced register R's repeated-cross-section path reads every
+    row's own covariates, and a treated firm's prior exporting after the start is itself an
+    outcome of the programme; holding it at the base period keeps post-programme values out
+    (a deliberate difference from R there). Comparison firms are never treated: their covariates
+    stay as observed.
+    """
+    columns = list(plan.covariate_columns)
+    if not columns:
+        return sample
+    treated = sample["cohort"] > 0
+    started = treated & (sample["year"] >= sample["cohort"] - plan.anticipation)
+    before = sample.loc[treated & ~started & covariates_known(sample, plan.covariate_columns)]
+    base = before.sort_values(["firm_id", "year"], kind="stable").groupby("firm_id")[columns].last()
+    held = sample.copy()
+    held.loc[started, columns] = base.reindex(held.loc[started, "firm_id"]).to_numpy()
+    return held
 
 
 def covariates_known(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:

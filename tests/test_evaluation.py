@@ -450,7 +450,8 @@ def test_one_weak_cohort_is_left_out_of_the_aggregates_with_its_reason(panel):
     dropped = result.diagnostics["dropped_cohorts"]
     group = dropped.query("aggregation == 'group'")
     assert group[["treatment", "outcome", "cohort"]].values.tolist() == [["advisory", "exporter", weak]]
-    assert group["n_firms"].iloc[0] == cohorts.set_index("cohort").loc[weak, "n_firms"]
+    used = service_sample(separated, "advisory", plan)[1].set_index("cohort")
+    assert group["n_firms"].iloc[0] == used.loc[weak, "n_firms"]
     assert result.estimates.query("aggregation == 'group' and estimator == 'cs_did'")["event_time"].ne(weak).all()
 
 
@@ -464,3 +465,19 @@ def test_a_service_without_any_usable_cohort_is_listed_as_not_estimable_with_the
     assert failed["treatment"].tolist() == ["grant", "advisory"]
     assert failed["reason"].str.contains("no cohort could be estimated").all()
     assert failed["reason"].str.contains("fewer than 100000 firms").all()
+
+
+def test_supported_firms_covariates_are_held_at_their_pre_programme_values_from_the_start(panel):
+    """R's repeated-cross-section path would read post-programme prior exporting (an outcome)."""
+    plan = _quick_plan(services=("advisory",), outcomes=("exporter",), covariate_timing="base_period")
+    sample, _ = service_sample(panel, "advisory", plan)
+    columns = list(plan.covariate_columns)
+    raw = panel.set_index(["firm_id", "year"])[columns]
+    treated = sample[sample["cohort"] > 0]
+    started = treated[treated["year"] >= treated["cohort"]]
+    last_before = treated[treated["year"] < treated["cohort"]].groupby("firm_id")[columns].last()
+    np.testing.assert_allclose(started[columns].to_numpy(), last_before.loc[started["firm_id"]].to_numpy())
+    assert not np.allclose(started[columns].to_numpy(), raw.loc[list(zip(started["firm_id"], started["year"]))].to_numpy())
+    comparison = sample[sample["cohort"] == 0]
+    np.testing.assert_allclose(comparison[columns].to_numpy(),
+                               raw.loc[list(zip(comparison["firm_id"], comparison["year"]))].to_numpy())
