@@ -57,16 +57,16 @@ def test_sample_keeps_first_service_firms_and_never_treated_only(panel):
 
 
 def test_firms_that_enter_the_register_only_after_starting_support_are_left_out(demo):
-    advisory_firms = demo.participation.query("service == 'advisory'").groupby("firm_id")["start_date"].min()
-    late_entrant = advisory_firms.dt.year.loc[lambda y: y >= 2018].index[0]
-    entry = int(advisory_firms.loc[late_entrant].year)
+    full = build_firm_year_panel(demo.firms, demo.financials, demo.participation, demo.exports).panel
+    before, cohorts_before = service_sample(full, "advisory", _quick_plan())
+    candidates = before.loc[(before["cohort"] >= 2018), ["firm_id", "cohort"]].drop_duplicates()
+    late_entrant, entry = candidates.iloc[0]
     financials = demo.financials.loc[~((demo.financials["firm_id"] == late_entrant) & (demo.financials["year"] < entry))]
     panel = build_firm_year_panel(demo.firms, financials, demo.participation, demo.exports).panel
     sample, cohorts = service_sample(panel, "advisory", _quick_plan())
-    if panel.loc[panel["firm_id"] == late_entrant, "first_service"].iloc[0] != "advisory":
-        pytest.skip("the chosen firm's first service is not advisory")
     assert late_entrant not in set(sample["firm_id"])
-    assert cohorts.set_index("cohort").loc[entry, "n_without_baseline"] == 1
+    without = cohorts.set_index("cohort")["n_without_baseline"] - cohorts_before.set_index("cohort")["n_without_baseline"]
+    assert without.loc[entry] == 1 and without.drop(entry).eq(0).all()
 
 
 def test_unbalanced_register_is_estimated_not_rejected(demo):
