@@ -133,10 +133,6 @@ def _publishable(problem: str, private_paths: tuple[str | Path, ...]) -> str:
     return text.replace("\n", "\n    ")
 
 
-def remove_staging(output_root: str | Path, run_id: str) -> None:
-    shutil.rmtree(Path(output_root) / STAGING / run_id, ignore_errors=True)
-
-
 def published_status(output_root: str | Path, delivery: str) -> dict | None:
     """The ``run.json`` of a delivery's published folder, or ``None`` when nothing was published."""
     path = Path(output_root) / delivery / RUN_RECORD

@@ -9,6 +9,7 @@ account of what failed; the full log, tracebacks included, goes to a file under 
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -163,8 +164,6 @@ def run(demo_firms: int = DEMO_FIRMS) -> int:
 
 def _delivery_warnings(folder: Path) -> list[str]:
     """What the contracts noticed but accepted (zero-padded codes, ignored sheets, encodings)."""
-    import json
-
     quality = json.loads((folder / "data_quality.json").read_text(encoding="utf-8"))
     return [f"{entry['file']}: {warning}" for entry in quality["sources"].values() for warning in entry["warnings"]]
 
