@@ -126,7 +126,7 @@ def test_headline_table_matches_the_estimates(built):
     assert ("| Advisory support | Exporting | percentage points | 4.1 | 1.8 to 6.4 | <0.001 | 90 | 900 | 5.1 | 5.1 | 3 |"
             in result.headline_markdown)
     assert result.headline_markdown.count("\n") == 13
-    assert "Firms that started with advisory support were 4.1 percentage points (95 % CI 1.8 to 6.4) more likely" in html
+    assert "Firms that started with advisory support were 4.1 percentage points (95 % confidence interval 1.8 to 6.4) more likely" in html
 
 
 def test_the_headline_is_the_balanced_event_study_average_not_rs_simple_average(built):
@@ -440,7 +440,7 @@ def test_confidence_level_and_band_type_follow_the_plan_everywhere(tmp_path):
     html = result.html_path.read_text(encoding="utf-8")
     assert not re.search(r"(?<![\d.])95 %", html) and "95 %" not in result.headline_markdown
     assert '<th scope="col" class="num">90 % CI</th>' in html and "| 90 % CI |" in result.headline_markdown
-    assert "Intervals are 90 % confidence intervals" in html and "(90 % CI 1.8 to 6.4)" in html
+    assert "Intervals are 90 % confidence intervals" in html and "(90 % confidence interval 1.8 to 6.4)" in html
     alts = [image["alt"] for image in _parse(html).images if image["alt"].startswith("Event-study")]
     assert alts and all("90 % pointwise intervals exclude zero" in alt for alt in alts)
     assert "simultaneous band" not in html and "uniform (simultaneous)" not in html

@@ -1,4 +1,4 @@
-"""The HTML report in headless Chromium: every image loads and the page logs no errors."""
+"""The HTML report in headless Chromium: every image loads, has plain axis titles, and the page logs no errors."""
 import json
 import re
 import shutil
@@ -8,6 +8,7 @@ import pytest
 
 from analyses.reporting import ReportSettings, build_report
 from tests.report_fixtures import report_inputs
+from tests.test_report_readability import CODE
 
 # Installed before the page's own content so it sees every error, including
 # images that fail to decode (error events on elements do not bubble, hence capture).
@@ -24,7 +25,8 @@ console.error = function () { window.__errors.push("console.error: " + Array.fro
 PROBE_BODY = """<script>
 window.addEventListener("load", function () {
   var images = Array.from(document.images).map(function (img) {
-    return {alt: img.alt.slice(0, 40), loaded: img.complete && img.naturalWidth > 0, width: img.naturalWidth};
+    return {alt: img.alt.slice(0, 40), loaded: img.complete && img.naturalWidth > 0, width: img.naturalWidth,
+            titles: img.dataset.axisTitles || "", ticks: img.dataset.tickLabels || ""};
   });
   var out = document.createElement("pre");
   out.id = "probe-result";
@@ -66,6 +68,11 @@ def test_every_image_loads_without_console_errors(tmp_path):
     assert len(probe["images"]) == 18
     not_loaded = [image["alt"] for image in probe["images"] if not image["loaded"]]
     assert not_loaded == []
+    # every figure has an axis title, and axis words are plain names, never code names
+    untitled = [image["alt"] for image in probe["images"] if not image["titles"].strip(" |")]
+    assert untitled == []
+    coded = {image["alt"]: CODE.findall(image["titles"] + " " + image["ticks"]) for image in probe["images"]}
+    assert not any(coded.values()), coded
     assert probe["errors"] == []
     console_errors = [line for line in completed.stderr.splitlines()
                       if "CONSOLE" in line and ("Uncaught" in line or ":ERROR:" in line)]

@@ -85,7 +85,7 @@ def test_paragraph_per_service_uses_the_fixture_signs():
     paragraphs = summary_paragraphs(estimates, diagnostics)
     assert list(paragraphs) == ["advisory", "network", "grant"]
     assert paragraphs["advisory"].startswith("Firms that started with advisory support were 4.1 percentage points "
-                                             "(95 % CI 1.8 to 6.4) more likely to export")
+                                             "(95 % confidence interval 1.8 to 6.4) more likely to export")
     assert "no statistically detectable change in the probability of exporting" in paragraphs["network"]
     assert "less likely to export" in paragraphs["grant"]
     # the failing pre-trend test of the fixture is flagged where it applies only
@@ -102,15 +102,15 @@ def test_withheld_results_are_named_without_numbers():
     assert "less likely to export" not in paragraph
 
 
-def test_dynamic_horizon_sentence_uses_the_simultaneous_band():
+def test_dynamic_horizon_sentence_uses_the_simultaneous_band_in_plain_words():
     estimates = make_estimates()
     row = estimates[(estimates["treatment"] == "advisory") & (estimates["outcome"] == "exporter")
                     & (estimates["aggregation"] == "dynamic") & (estimates["estimator"] == "cs_did")
                     & (estimates["event_time"] == 2.0)]
     paragraph = service_paragraph("advisory", estimates)
-    assert "95 % simultaneous band" in paragraph
+    assert "95 % confidence band for all years jointly" in paragraph
     lower = format_number(100 * row["ci_lower"].iloc[0], 1)
-    assert f"band {lower} to" in paragraph
+    assert f"jointly {lower} to" in paragraph
 
 
 def test_no_estimates_gives_an_explicit_sentence():
@@ -131,8 +131,8 @@ def test_confidence_level_follows_alpha(alpha, level):
     diagnostics["plan"]["alpha"] = alpha
     paragraphs = summary_paragraphs(make_estimates(), diagnostics)
     assert paragraphs["advisory"].startswith(f"Firms that started with advisory support were 4.1 percentage points "
-                                             f"({level} CI 1.8 to 6.4)")
-    assert f"{level} simultaneous band" in paragraphs["advisory"]
+                                             f"({level} confidence interval 1.8 to 6.4)")
+    assert f"{level} confidence band for all years jointly" in paragraphs["advisory"]
     assert "95 %" not in " ".join(paragraphs.values())
 
 
@@ -140,8 +140,8 @@ def test_without_bootstrap_the_event_time_intervals_are_called_pointwise():
     diagnostics = make_diagnostics()
     diagnostics["plan"]["bootstrap_iterations"] = 0
     text = " ".join(summary_paragraphs(make_estimates(), diagnostics).values())
-    assert "95 % pointwise CI" in text
-    assert "simultaneous" not in text and "uniform" not in text
+    assert "95 % confidence interval" in text
+    assert "simultaneous" not in text and "uniform" not in text and "jointly" not in text
     assert Intervals(0.05, uniform_bands=False).band_plural == "pointwise intervals"
 
 
@@ -169,7 +169,7 @@ def test_an_effect_that_fades_by_year_three_is_reported_as_no_longer_detectable(
     paragraph = service_paragraph("grant", _exporter_path("grant", path))
     assert ("From three years after starting on, the difference in the probability of exporting was no longer "
             "statistically detectable in any year up to five years after starting (latest: \u22120.7 pp, "
-            "95 % simultaneous band \u22125.2 to 3.8; resting on 40 firms).") in paragraph
+            "95 % confidence band for all years jointly \u22125.2 to 3.8; resting on 40 firms).") in paragraph
 
 
 def test_a_lasting_effect_is_reported_with_the_latest_event_time():
@@ -177,7 +177,7 @@ def test_a_lasting_effect_is_reported_with_the_latest_event_time():
             5: (0.09, 0.04)}
     paragraph = service_paragraph("advisory", _exporter_path("advisory", path))
     assert ("The difference stayed statistically detectable in every year from three to five years after "
-            "starting; firms were 9.0 percentage points (95 % simultaneous band 5.0 to 13.0) more likely to "
+            "starting; firms were 9.0 percentage points (95 % confidence band for all years jointly 5.0 to 13.0) more likely to "
             "export five years after starting (resting on 40 firms).") in paragraph
 
 
@@ -187,7 +187,7 @@ def test_mixed_late_effects_count_the_detectable_years_and_never_claim_the_last_
     paragraph = service_paragraph("network", _exporter_path("network", path))
     assert ("From three years after starting on, the difference in the probability of exporting was statistically "
             "detectable in 2 of 3 years; five years after starting, it was not distinguishable from zero "
-            "(5.0 pp, 95 % simultaneous band \u22122.0 to 12.0; resting on 40 firms).") in paragraph
+            "(5.0 pp, 95 % confidence band for all years jointly \u22122.0 to 12.0; resting on 40 firms).") in paragraph
 
 
 def test_late_event_times_on_too_few_firms_are_not_used_for_persistence():

@@ -372,11 +372,14 @@ def _band_label(band: tuple[int, int]) -> str:
 
 
 def describe_panel(panel: pd.DataFrame, band_width: int = 3) -> pd.DataFrame:
-    """Descriptive cells (firms, exporters, total and mean export value) by group and year band.
+    """Descriptive cells by group and year band, each a per-year average over the band's years.
 
-    Firm contributions are summed within each cell so the dominance rules
-    can be applied; only the two largest contributions leave this function,
-    and only to the disclosure check, never to the report.
+    Bands can differ in length (the last takes the remainder), so a sum over a band would jump by
+    construction: firms, exporting firms and export value are averaged per year (firm-years / years,
+    value / years), and the mean export value is per exporting firm-year. ``n_firms`` counts the
+    distinct firms behind a cell (the disclosure minimum). Firm contributions are summed within each
+    cell so the dominance rules can be applied; only the two largest contributions leave this
+    function, and only to the disclosure check, never to the report.
     """
     required = ["firm_id", "year", "exporter", "export_value_eur", "first_service"]
     missing = [c for c in required if c not in panel.columns]
@@ -388,17 +391,19 @@ def describe_panel(panel: pd.DataFrame, band_width: int = 3) -> pd.DataFrame:
     for band in year_bands(frame["year"], band_width):
         in_band = frame[frame["year"].between(*band)]
         column = _band_label(band)
+        n_years = in_band["year"].nunique()
         groups = [(GROUP_LABELS.get(g, str(g)), in_band[in_band["first_service"] == g], False)
                   for g in GROUP_LABELS] + [(TOTAL_ROW, in_band, True)]
         for label, rows, is_total in groups:
-            cells.extend(_group_cells(rows, label, column, is_total))
+            cells.extend(_group_cells(rows, label, column, is_total, n_years))
     return pd.DataFrame(cells, columns=CELL_COLUMNS)
 
 
-def _group_cells(rows: pd.DataFrame, label: str, column: str, is_total: bool) -> list[dict]:
+def _group_cells(rows: pd.DataFrame, label: str, column: str, is_total: bool, n_years: int) -> list[dict]:
     per_firm = rows.groupby("firm_id").agg(value=("export_value_eur", "sum"), exported=("exporter", "max"))
     n_firms = len(per_firm)
     n_exporters = int((per_firm["exported"] > 0).sum())
+    years = max(n_years, 1)
     contributions = np.sort(per_firm["value"].to_numpy(dtype=float))[::-1]
     positive = contributions[contributions > 0]
     total = float(positive.sum())
@@ -408,11 +413,11 @@ def _group_cells(rows: pd.DataFrame, label: str, column: str, is_total: bool) ->
     mean = total / exporter_years if exporter_years else 0.0
     base = {"row": label, "column": column, "is_total": is_total}
     return [
-        {**base, "table": "firms", "value": n_firms, "n_firms": n_firms, "largest": np.nan,
+        {**base, "table": "firms", "value": len(rows) / years, "n_firms": n_firms, "largest": np.nan,
          "second_largest": np.nan, "magnitude": False, "follows": "", "cell_total": np.nan},
-        {**base, "table": "exporters", "value": n_exporters, "n_firms": n_exporters, "largest": np.nan,
-         "second_largest": np.nan, "magnitude": False, "follows": "", "cell_total": np.nan},
-        {**base, "table": "total_export_value", "value": total, "n_firms": int(positive.size),
+        {**base, "table": "exporters", "value": int((rows["exporter"] > 0).sum()) / years, "n_firms": n_exporters,
+         "largest": np.nan, "second_largest": np.nan, "magnitude": False, "follows": "", "cell_total": np.nan},
+        {**base, "table": "total_export_value", "value": total / years, "n_firms": int(positive.size),
          "largest": largest, "second_largest": second, "magnitude": True, "follows": "", "cell_total": total},
         # a mean is not additive, so it is not part of a total relation
         {**base, "is_total": False, "table": "mean_export_value", "value": mean, "n_firms": int(positive.size),

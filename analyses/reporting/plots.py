@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from analyses.reporting.summary import Intervals, format_number, outcome_spec, service_title
+from analyses.reporting.summary import Intervals, format_number, outcome_spec, service_title, variable_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,8 +34,13 @@ REFERENCE_E = -1
 
 @dataclass(frozen=True)
 class Plot:
+    """A rendered figure: PNG, alt text, and the words printed on its axes (titles, then tick labels),
+    read back from the drawn figure so tests can check what readers see."""
+
     png_base64: str
     alt: str
+    axis_titles: tuple[str, ...] = ()
+    tick_labels: tuple[str, ...] = ()
 
     @property
     def data_uri(self) -> str:
@@ -48,13 +53,17 @@ def _new_figure(**options) -> Figure:
     return Figure(**options)
 
 
-def _render(figure: Figure) -> str:
+def _render(figure: Figure, alt: str) -> Plot:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    titles, ticks = [], []
+    for axes in figure.axes:
+        titles += [text for text in (axes.get_xlabel(), axes.get_ylabel()) if text]
+        ticks += [label.get_text() for label in (*axes.get_xticklabels(), *axes.get_yticklabels()) if label.get_text()]
+    return Plot(base64.b64encode(buffer.getvalue()).decode("ascii"), alt, tuple(titles), tuple(ticks))
 
 
 def _to_display(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
@@ -119,7 +128,7 @@ def event_study_plot(cs_dynamic: pd.DataFrame, twfe_dynamic: pd.DataFrame | None
     axes.tick_params(labelsize=8)
     axes.yaxis.label.set_size(8)
     axes.xaxis.label.set_size(8)
-    return Plot(_render(figure), _event_study_alt(cs, twfe, treatment, outcome, intervals))
+    return _render(figure, _event_study_alt(cs, twfe, treatment, outcome, intervals))
 
 
 def _range_text(frame: pd.DataFrame, decimals: int) -> str:
@@ -154,6 +163,8 @@ def _event_study_alt(cs: pd.DataFrame, twfe: pd.DataFrame | None, treatment: str
 
 def overlap_plot(overlap: pd.DataFrame, treatment: str) -> Plot:
     """Mirrored propensity-score histograms (densities, since pooled bins differ in width)."""
+    from matplotlib.ticker import FuncFormatter
+
     figure = _new_figure(figsize=(6.6, 2.6))
     axes = figure.add_subplot()
     ranges = []
@@ -170,15 +181,18 @@ def overlap_plot(overlap: pd.DataFrame, treatment: str) -> Plot:
         ranges.append(f"{group} firms between {occupied['bin_lower'].min():.2f} and {occupied['bin_upper'].max():.2f}")
     axes.axhline(0, color="0.2", linewidth=0.8)
     axes.set_xlim(0, 1)
+    # comparison firms are drawn downwards, but a density is never negative: label the ticks by size
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{abs(value):g}"))
     axes.set_xlabel("Estimated propensity score")
     axes.set_ylabel("Density (comparison below)")
+    axes.yaxis.label.set_size(8)
     axes.legend(fontsize=7, frameon=False)
     axes.spines[["top", "right"]].set_visible(False)
     axes.tick_params(labelsize=8)
     figure.tight_layout()
     alt = (f"Propensity-score overlap for {service_title(treatment).lower()}: "
            + ("; ".join(ranges) if ranges else "no firms to show") + ".")
-    return Plot(_render(figure), alt)
+    return _render(figure, alt)
 
 
 def balance_plot(balance: pd.DataFrame, treatment: str) -> Plot:
@@ -197,7 +211,7 @@ def balance_plot(balance: pd.DataFrame, treatment: str) -> Plot:
     widest = float(np.nanmax(np.abs(rows[["smd_unweighted", "smd_weighted"]].to_numpy()), initial=0.3))
     axes.set_xlim(-1.1 * max(widest, 0.3), 1.1 * max(widest, 0.3))
     axes.set_ylim(-0.7, len(rows) - 0.3)
-    axes.set_yticks(positions, rows["covariate"].astype(str).tolist())
+    axes.set_yticks(positions, [variable_label(str(code)) for code in rows["covariate"]])
     axes.set_xlabel("Standardised mean difference")
     figure.legend(fontsize=7, frameon=False, loc="outside lower center", ncol=2)
     axes.spines[["top", "right"]].set_visible(False)
@@ -209,6 +223,6 @@ def balance_plot(balance: pd.DataFrame, treatment: str) -> Plot:
         before = measured.loc[measured["smd_unweighted"].abs().idxmax()]
         after = measured.loc[measured["smd_weighted"].abs().idxmax()]
         alt = (f"Covariate balance for {service_title(treatment).lower()}: the largest absolute standardised "
-               f"mean difference is {abs(before['smd_unweighted']):.2f} ({before['covariate']}) before weighting "
-               f"and {abs(after['smd_weighted']):.2f} ({after['covariate']}) after weighting.")
-    return Plot(_render(figure), alt)
+               f"mean difference is {abs(before['smd_unweighted']):.2f} ({variable_label(before['covariate'])}) before "
+               f"weighting and {abs(after['smd_weighted']):.2f} ({variable_label(after['covariate'])}) after weighting.")
+    return _render(figure, alt)

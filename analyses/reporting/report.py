@@ -7,6 +7,7 @@ firm identifiers, and only then is anything written to disk.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from analyses.reporting.settings import (
 )
 from analyses.reporting.summary import (
     OUTCOMES, SERVICES, Intervals, comparison_phrase, comparison_sentence, display_interval, format_number,
-    is_estimable, outcome_spec, service_title, summary_paragraphs, window_words,
+    is_estimable, outcome_spec, service_title, summary_paragraphs, variable_label, window_words,
 )
 
 ALLOWED_VALUES = {"treatment": set(SERVICES), "outcome": set(OUTCOMES), "estimator": set(ESTIMATORS),
@@ -349,7 +350,7 @@ def _balance_sections(balance: pd.DataFrame | None, overlap: pd.DataFrame | None
                    "overlap_plot": None, "unsupported": None}
         if balance is not None:
             rows = balance[balance["treatment"] == treatment]
-            section["rows"] = [{"covariate": r["covariate"], "mean_treated": f"{r['mean_treated']:.3g}",
+            section["rows"] = [{"covariate": variable_label(r["covariate"]), "mean_treated": f"{r['mean_treated']:.3g}",
                                 "mean_unweighted": f"{r['mean_control_unweighted']:.3g}",
                                 "mean_weighted": f"{r['mean_control_weighted']:.3g}",
                                 "smd_unweighted": format_number(r["smd_unweighted"], 2),
@@ -384,7 +385,8 @@ def _quality_rows(data_quality: Mapping, firm_ids) -> list[dict]:
             share = record["rows_quarantined"] / record["rows_in"] if record["rows_in"] else 0.0
         rows.append({
             "source": source, "file": Path(str(record.get("file", ""))).name, "format": record.get("format", ""),
-            "encoding": record.get("encoding", ""), "contract": f"{record.get('contract_id', 'n/a')} "
+            # an Excel or Parquet file has no text encoding: print what applies or nothing
+            "encoding": record.get("encoding") or "", "contract": f"{record.get('contract_id', 'n/a')} "
                                                                f"v{record.get('contract_version', 'n/a')}",
             "rows_in": f"{int(record['rows_in']):,}", "rows_clean": f"{int(record['rows_clean']):,}",
             "rows_quarantined": f"{int(record['rows_quarantined']):,}", "share": f"{share:.1%}",
@@ -396,10 +398,12 @@ def _quality_rows(data_quality: Mapping, firm_ids) -> list[dict]:
     return rows
 
 
+#: every table is per year (periods differ in length, so totals over a period would jump by construction)
 DESCRIPTIVE_TABLES = [
-    ("firms", "Firms observed", "count", lambda v: f"{int(v):,}"),
-    ("exporters", "Firms that exported in at least one year", "count", lambda v: f"{int(v):,}"),
-    ("total_export_value", "Total export value", "EUR million", lambda v: f"{v / 1e6:,.1f}"),
+    ("firms", "Firms observed per year", "average over the period's years", lambda v: f"{v:,.0f}"),
+    ("exporters", "Exporting firms per year", "average over the period's years", lambda v: f"{v:,.0f}"),
+    ("total_export_value", "Export value per year", "EUR million, average over the period's years",
+     lambda v: f"{v / 1e6:,.1f}"),
     ("mean_export_value", "Mean export value per exporting firm-year", "EUR thousand", lambda v: f"{v / 1e3:,.0f}"),
 ]
 
@@ -573,7 +577,11 @@ def _plan_items(plan: Mapping, comparison: str) -> dict:
         "control_group": plan.get("control_group", "nevertreated"),
         "comparison": comparison,
         "est_method": plan.get("est_method", "dr"),
-        "covariates": ", ".join(map(str, covariates)) if covariates else "none",
+        "covariates": "; ".join(variable_label(str(c)) for c in covariates) if covariates else "none",
+        "variables": [{"label": OUTCOMES[o].label, "code": o, "kind": "outcome"}
+                      for o in plan.get("outcomes") or [] if o in OUTCOMES]
+        + [{"label": variable_label(str(c)), "code": str(c), "kind": "covariate"} for c in covariates],
+        "value_outcome": "log_export_value" in (plan.get("outcomes") or []),
         "covariates_first_year": plan.get("covariate_timing") == "first_year",
         "outcome_definitions": definitions,
         "base_period": plan.get("base_period", "varying"),
@@ -587,6 +595,27 @@ def _plan_items(plan: Mapping, comparison: str) -> dict:
 
 
 # --- rendering --------------------------------------------------------------
+
+_TABLE_BODY = re.compile(r"<tbody>(.*?)</tbody>", re.S)
+_TABLE_ROW = re.compile(r"<tr\b.*?</tr>", re.S)
+
+
+def keep_table_ends(html: str, rows: int = 3) -> str:
+    """Group the first and last `rows` rows of every table body so a page break never leaves fewer
+    than `rows` rows of a table on a page (the print CSS keeps ``tbody.keep`` whole; WeasyPrint
+    honours ``break-inside: avoid`` on row groups). Short bodies, and bodies whose cells span rows,
+    are kept whole."""
+    def group(match: re.Match) -> str:
+        body = match.group(1)
+        found = _TABLE_ROW.findall(body)
+        if len(found) <= 2 * rows or "rowspan" in body:
+            return f'<tbody class="keep">{body}</tbody>'
+        head, middle, tail = ("\n".join(part) for part in (found[:rows], found[rows:-rows], found[-rows:]))
+        return (f'<tbody class="keep part">{head}</tbody><tbody class="part">{middle}</tbody>'
+                f'<tbody class="keep part">{tail}</tbody>')
+
+    return _TABLE_BODY.sub(group, html)
+
 
 def _environment():
     import jinja2
@@ -683,7 +712,7 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         "alpha": alpha,
         "intervals": intervals,
     }
-    html = _environment().get_template("impact_report.html.j2").render(**context)
+    html = keep_table_ends(_environment().get_template("impact_report.html.j2").render(**context))
 
     disclosure = disclosure.with_checks(scan_for_identifiers({"impact_report.html": html}, firm_ids))
     if not disclosure.passed:

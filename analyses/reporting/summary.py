@@ -65,6 +65,16 @@ class Intervals:
     def band_plural(self) -> str:
         return "uniform bands" if self.uniform_bands else "pointwise intervals"
 
+    @property
+    def ci_words(self) -> str:
+        """`ci` in plain words, for the executive summary (readers who do not know "CI")."""
+        return f"{self.level} confidence interval"
+
+    @property
+    def band_words(self) -> str:
+        """`band` in plain words: a uniform band covers every year's effect at once."""
+        return f"{self.level} confidence band for all years jointly" if self.uniform_bands else self.ci_words
+
 
 @dataclass(frozen=True)
 class OutcomeSpec:
@@ -153,6 +163,33 @@ OUTCOMES: dict[str, OutcomeSpec] = {
         definition="log(1 + export value in euros); 0 for firms that did not export.",
     ),
 }
+
+#: plain names of the covariates, for tables and figures; the codes appear only in the methods annex
+VARIABLE_LABELS: dict[str, str] = {
+    "log_employees": "Employees (log)",
+    "log_turnover": "Turnover (log)",
+    "firm_age": "Firm age (years)",
+    "in_cluster": "Member of a cluster or hub",
+    "exporter": "Exporter",
+    "exported_last_year": "Exported the year before",
+    "years_exported_last3": "Years with exports, previous three",
+}
+_SNAPSHOT_SUFFIX = "_first"
+
+
+def variable_label(code: str) -> str:
+    """Plain name of a panel column for readers ("Employees (log), first panel year" for
+    ``log_employees_first``); an unknown code gets its words, never the code itself."""
+    snapshot = code.endswith(_SNAPSHOT_SUFFIX)
+    base = code[: -len(_SNAPSHOT_SUFFIX)] if snapshot else code
+    label = VARIABLE_LABELS.get(base) or (OUTCOMES[base].label if base in OUTCOMES else None)
+    if label is None:
+        words = base.split("_")
+        logged = words[0] == "log" and len(words) > 1
+        words = words[1:] if logged else words
+        label = " ".join(words).capitalize() + (" (log)" if logged else "")
+    return f"{label}, first panel year" if snapshot else label
+
 
 SERVICES: dict[str, tuple[str, str]] = {
     # key: (title for headings, phrase after "firms that started with")
@@ -351,7 +388,7 @@ def service_paragraph(
         sentence = effect_sentence(
             treatment, outcome, row["estimate"], row["ci_lower"], row["ci_upper"],
             mde=None if mde_row is None else float(mde_row["mde"]),
-            control_group=control_group, band_label=intervals.ci, subject=subject, std_error=row["std_error"],
+            control_group=control_group, band_label=intervals.ci_words, subject=subject, std_error=row["std_error"],
             window=horizon,
         )
         if _readable(row) and direction(row["ci_lower"], row["ci_upper"]) != 0:
@@ -398,10 +435,10 @@ def _horizon_sentence(treatment: str, rows: pd.DataFrame, control_group: str | N
         return []
     if _readable(row) and direction(row["ci_lower"], row["ci_upper"]) == 0:
         return [f"Two years after starting, the difference in {outcome_spec('exporter').noun} "
-                f"({_undetectable('exporter', row, intervals.band)}) was not statistically distinguishable from zero."]
+                f"({_undetectable('exporter', row, intervals.band_words)}) was not statistically distinguishable from zero."]
     return [effect_sentence(
         treatment, "exporter", row["estimate"], row["ci_lower"], row["ci_upper"],
-        control_group=control_group, horizon=2, band_label=intervals.band,
+        control_group=control_group, horizon=2, band_label=intervals.band_words,
         subject="Looking at timing, firms", std_error=row["std_error"],
     )]
 
@@ -444,19 +481,19 @@ def _persistence_sentence(treatment: str, rows: pd.DataFrame, outcome: str, inte
     noun = outcome_spec(outcome).noun
     resting = resting_on(latest, support)
     latest_effect = effect_sentence(treatment, outcome, latest["estimate"], latest["ci_lower"], latest["ci_upper"],
-                                    horizon=last_e, band_label=intervals.band, subject="firms")[:-1] + f" ({resting})."
+                                    horizon=last_e, band_label=intervals.band_words, subject="firms")[:-1] + f" ({resting})."
     if all(sign == 0 for sign in signs):
         early = dynamic[(dynamic["event_time"] >= 0) & (dynamic["event_time"] < PERSISTENCE_FROM)]
         was_detectable = any(direction(lo, hi) != 0 for lo, hi in zip(early["ci_lower"], early["ci_upper"]))
         return [f"From {years_after(first_e)} on, the difference in {noun} was "
                 f"{'no longer' if was_detectable else 'not'} statistically detectable in any year up to "
-                f"{years_after(last_e)} (latest: {_undetectable(outcome, latest, intervals.band)}; {resting})."]
+                f"{years_after(last_e)} (latest: {_undetectable(outcome, latest, intervals.band_words)}; {resting})."]
     if len(set(signs)) == 1:
         return [f"The difference stayed statistically detectable in every year {_span(first_e, last_e)}; "
                 + latest_effect]
     if signs[-1] == 0:
         latest_text = (f"{years_after(last_e)}, it was not distinguishable from zero "
-                       f"({_undetectable(outcome, latest, intervals.band)}; {resting}).")
+                       f"({_undetectable(outcome, latest, intervals.band_words)}; {resting}).")
     else:
         latest_text = latest_effect
     detectable = sum(sign != 0 for sign in signs)
