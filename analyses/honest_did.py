@@ -444,3 +444,17 @@ def sensitivity_analysis(study: EventStudy, Mbarvec=(0.5, 1.0, 1.5, 2.0), Mvec=N
             breakdown = breakdown_value(*args, method=method, l_vec=l_vec, alpha=alpha, **options)
             frames.append(table.assign(target=target, breakdown=breakdown))
     return pd.concat(frames, ignore_index=True)[["target"] + _TIDY_COLUMNS + ["breakdown"]]
+
+
+def robustness_sentence(service: str, breakdown: float) -> str:
+    """One plain sentence on how far the headline conclusion survives (relative-magnitudes breakdown value)."""
+    if np.isnan(breakdown):
+        return (f"For {service}, the estimate is not distinguishable from zero even if trends were parallel, "
+                f"so there is no conclusion to test for robustness.")
+    if breakdown == 0:
+        return (f"For {service}, the conclusion is fragile: it no longer holds if trends after the programme may "
+                f"differ at all from those of the comparison firms.")
+    if np.isinf(breakdown):
+        return f"For {service}, the conclusion holds however much trends after the programme may differ."
+    return (f"For {service}, the conclusion holds unless post-programme trend differences are more than "
+            f"{breakdown:.2g} times the largest seen before the programme.")

@@ -155,3 +155,25 @@ def test_bad_inputs_get_clear_messages(cs_study):
     gappy = twfe_event_study(data[data.year != 2011], "dins", "year", "stfips", "yexp2")
     with pytest.raises(ValueError, match="TWFE event study: HonestDiD needs consecutive yearly event times"):
         event_study_from_twfe(gappy)
+
+
+def test_plain_sentence_states_the_breakdown_in_words():
+    from analyses.honest_did import robustness_sentence
+
+    assert robustness_sentence("advisory support", 1.5) == (
+        "For advisory support, the conclusion holds unless post-programme trend differences are more than "
+        "1.5 times the largest seen before the programme.")
+    assert "no conclusion to test" in robustness_sentence("grants", float("nan"))
+    assert "fragile" in robustness_sentence("grants", 0.0)
+
+
+def test_sensitivity_plot_shows_the_usual_interval_beside_the_robust_ones(cs_study):
+    import base64
+
+    from analyses.reporting.plots import sensitivity_plot
+
+    table = sensitivity_analysis(cs_study, Mbarvec=[0.5, 1], Mvec=[0, 0.01])
+    plot = sensitivity_plot(table, "advisory", "exporter", target="on_impact")
+    assert base64.b64decode(plot.png_base64).startswith(b"\x89PNG")
+    assert plot.alt.startswith("Advisory") and "Exporting" in plot.alt  # labels, not code names
+    assert "relative magnitudes, smoothness" in plot.alt
