@@ -4,10 +4,14 @@ Unit and time effects are absorbed by the within transformation -- exact two-way
 demeaning on balanced panels, alternating projections (iterated unit/time demeaning)
 on unbalanced ones -- never by unit dummy columns, so memory stays O(rows).
 
-Standard errors are clustered by unit with Stata's ``areg``/statsmodels small-sample
-factor ``G/(G-1) * (N-1)/(N-K)``, where ``K`` counts the regressors plus the absorbed
-effects (units + periods - 1), i.e. exactly what OLS with unit and time dummies and
-``cov_type="cluster"`` reports.
+Standard errors are clustered by unit with R ``fixest``'s default small-sample
+corrections (``ssc(adj = TRUE, fixef.K = "nested", cluster.adj = TRUE)``):
+``G/(G-1) * (N-1)/(N-K)``, where ``K`` counts the regressors plus the period effects
+(``periods``) but not the unit effects, which are nested in the unit clusters (the
+reference level fixest drops among the two sets of effects is the nested one).  This is
+what ``feols(y ~ x | unit + period, cluster = ~unit)`` reports, so the event-study
+covariance can be handed to R HonestDiD's examples unchanged; it is smaller than
+Stata ``areg``'s, which also counts the unit effects.
 
 TWFE is the benchmark the report compares against: with staggered adoption and
 heterogeneous, dynamic effects it mixes already-treated units into the comparison
@@ -121,7 +125,7 @@ def _prepare(data, yname, tname, idname, gname, xformla):
 
 
 def _clustered_ols(y, regressors, unit, n_periods):
-    """OLS of demeaned ``y`` on demeaned regressors with unit-clustered, dummy-equivalent SEs."""
+    """OLS of demeaned ``y`` on demeaned regressors; unit-clustered covariance as ``fixest`` computes it."""
     n_obs, k = regressors.shape
     coef, _, rank, _ = np.linalg.lstsq(regressors, y, rcond=None)
     if rank < k:
@@ -133,7 +137,7 @@ def _clustered_ols(y, regressors, unit, n_periods):
     scores = np.column_stack([np.bincount(unit, weights=column, minlength=unit.max() + 1)
                               for column in contributions.T])
     n_clusters = len(scores)
-    k_total = k + n_clusters + n_periods - 1  # regressors + absorbed unit and time effects
+    k_total = k + n_periods  # unit effects are nested in the clusters: fixest's fixef.K = "nested"
     correction = n_clusters / (n_clusters - 1) * (n_obs - 1) / (n_obs - k_total)
     covariance = correction * bread @ (scores.T @ scores) @ bread
     return coef, covariance

@@ -1,43 +1,91 @@
-"""TWFE comparison estimators: equal to OLS with dummies; biased where Callaway-Sant'Anna is not."""
+"""TWFE comparison estimators: equal to R ``fixest::feols`` (via pyfixest); biased where Callaway-Sant'Anna is not."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyfixest as pf
 import pytest
 import statsmodels.formula.api as smf
 
-from analyses.did import aggte, att_gt
+from analyses.did import aggte, att_gt, load_mpdta
 from analyses.did.simulate import simulate_staggered_panel
 from analyses.twfe import two_way_demean, twfe_event_study, twfe_static
 
+REFERENCE = Path(__file__).parent / "reference"
 
-def _dummy_ols(formula, data):
-    return smf.ols(formula, data).fit(cov_type="cluster", cov_kwds={"groups": data.unit})
+
+def _fixest(formula, data, cluster="unit"):
+    """``fixest::feols(formula, cluster = ~cluster)`` with fixest's default small-sample corrections.
+
+    The demeaning tolerance is tightened from pyfixest's 1e-8 so that unbalanced panels compare to 1e-8.
+    """
+    return pf.feols(formula, data=data, vcov={"CRV1": cluster}, fixef_tol=1e-13)
+
+
+def _ehec_2014():
+    """The R HonestDiD README's TWFE sample: years before 2016, states expanding in 2015 dropped."""
+    data = pd.read_csv(REFERENCE / "ehec.csv")
+    data = data[(data.year < 2016) & (data.yexp2 != 2015)].copy()
+    data["D"] = (data.yexp2 == 2014).astype(int)
+    return data
 
 
 @pytest.mark.parametrize("missing_share", [0.0, 0.15], ids=["balanced", "unbalanced"])
-def test_static_matches_ols_with_dummies(missing_share):
+def test_static_matches_fixest(missing_share):
     data = simulate_staggered_panel(40, 6, [3, 4, 5], seed=5, missing_share=missing_share)
     data["treated_now"] = ((data.first_treat > 0) & (data.period >= data.first_treat)).astype(float)
+    data["x1_period"] = data.x1 * data.period
     ours = twfe_static(data, "y", "period", "unit", "first_treat", xformla="~ x1:period")
-    ols = _dummy_ols("y ~ treated_now + x1:period + C(unit) + C(period)", data)
-    assert ours.att == pytest.approx(ols.params["treated_now"], abs=1e-8)
-    assert ours.se == pytest.approx(ols.bse["treated_now"], rel=1e-8)
+    fixest = _fixest("y ~ treated_now + x1_period | unit + period", data)
+    assert ours.att == pytest.approx(fixest.coef()["treated_now"], abs=1e-8)
+    assert ours.se == pytest.approx(fixest.se()["treated_now"], rel=1e-8)
     assert ours.n_obs == len(data)
 
 
 @pytest.mark.parametrize("missing_share", [0.0, 0.15], ids=["balanced", "unbalanced"])
-def test_event_study_matches_ols_with_dummies(missing_share):
+def test_event_study_matches_fixest(missing_share):
     data = simulate_staggered_panel(40, 6, [3, 4, 5], seed=6, missing_share=missing_share)
     ours = twfe_event_study(data, "y", "period", "unit", "first_treat", min_e=-3, max_e=2)
     event = np.clip(np.where(data.first_treat > 0, data.period - data.first_treat, np.nan), -3, 2)
     names = {e: f"event_{e + 3}" for e in range(-3, 3) if e != -1}
     for e, name in names.items():
         data[name] = (event == e).astype(float)
-    ols = _dummy_ols("y ~ " + " + ".join(names.values()) + " + C(unit) + C(period)", data)
+    fixest = _fixest("y ~ " + " + ".join(names.values()) + " | unit + period", data)
     table = ours.table.set_index("event_time")
     assert table.loc[-1, "att"] == 0 and np.isnan(table.loc[-1, "se"])
     for e, name in names.items():
-        assert table.loc[e, "att"] == pytest.approx(ols.params[name], abs=1e-8)
-        assert table.loc[e, "se"] == pytest.approx(ols.bse[name], rel=1e-8)
+        assert table.loc[e, "att"] == pytest.approx(fixest.coef()[name], abs=1e-8)
+        assert table.loc[e, "se"] == pytest.approx(fixest.se()[name], rel=1e-8)
+    np.testing.assert_allclose(ours.covariance, fixest._vcov, rtol=1e-8, atol=1e-14)
+
+
+def test_event_study_covariance_matches_fixest_on_the_honestdid_panel():
+    """The R HonestDiD README's ``feols(dins ~ i(year, D, ref = 2013) | stfips + year, cluster = "stfips")``."""
+    data = _ehec_2014()
+    ours = twfe_event_study(data, "dins", "year", "stfips", "yexp2")
+    fixest = _fixest("dins ~ i(year, D, ref=2013) | stfips + year", data, cluster="stfips")
+    readme_betahat = [-0.005285, -0.011297, -0.002676, -0.001419, 0.000340, 0.046447, 0.069206]
+    estimated = ours.table.loc[ours.table.event_time != -1, "att"].to_numpy()
+    np.testing.assert_allclose(estimated, readme_betahat, atol=5e-7)
+    np.testing.assert_allclose(estimated, fixest.coef().to_numpy(), atol=1e-10)
+    np.testing.assert_allclose(ours.covariance, fixest._vcov, rtol=1e-8, atol=1e-14)
+
+
+def test_mpdta_event_study_and_static_match_fixest():
+    data = load_mpdta().rename(columns={"first.treat": "first_treat"})
+    data["treated_now"] = ((data.first_treat > 0) & (data.year >= data.first_treat)).astype(float)
+    event = np.where(data.first_treat > 0, data.year - data.first_treat, np.nan)
+    names = {e: f"event_m{-e}" if e < 0 else f"event_{e}" for e in range(-4, 4) if e != -1}
+    for e, name in names.items():
+        data[name] = (event == e).astype(float)
+    ours = twfe_event_study(data, "lemp", "year", "countyreal", "first_treat")
+    fixest = _fixest("lemp ~ " + " + ".join(names.values()) + " | countyreal + year", data, cluster="countyreal")
+    np.testing.assert_allclose(ours.table.loc[ours.table.event_time != -1, "att"], fixest.coef(), atol=1e-10)
+    np.testing.assert_allclose(ours.covariance, fixest._vcov, rtol=1e-8, atol=1e-14)
+    static = twfe_static(data, "lemp", "year", "countyreal", "first_treat")
+    fixest_static = _fixest("lemp ~ treated_now | countyreal + year", data, cluster="countyreal")
+    assert static.att == pytest.approx(fixest_static.coef()["treated_now"], abs=1e-10)
+    assert static.se == pytest.approx(fixest_static.se()["treated_now"], rel=1e-8)
 
 
 def test_alternating_projections_equal_exact_demeaning_residuals():

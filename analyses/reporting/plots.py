@@ -226,3 +226,35 @@ def balance_plot(balance: pd.DataFrame, treatment: str) -> Plot:
                f"mean difference is {abs(before['smd_unweighted']):.2f} ({variable_label(before['covariate'])}) before "
                f"weighting and {abs(after['smd_weighted']):.2f} ({variable_label(after['covariate'])}) after weighting.")
     return _render(figure, alt)
+
+
+def sensitivity_plot(sensitivity: pd.DataFrame, treatment: str, outcome: str, target: str = "average") -> Plot:
+    """The usual interval beside the robust ones (``analyses.honest_did.sensitivity_analysis`` rows of one
+    target): relative magnitudes by Mbar on the left, smoothness by M on the right."""
+    spec = outcome_spec(outcome)
+    rows = sensitivity[sensitivity["target"] == target]
+    original = rows[rows["method"] == "original"]
+    panels = [(method, rows[rows["method"] == method]) for method in ("C-LF", "FLCI")]
+    panels = [(method, frame) for method, frame in panels if not frame.empty]
+    titles = {"C-LF": ("Relative magnitudes", "M\u0304: trend change after / largest before"),
+              "FLCI": ("Smoothness", f"M: change in trend slope per year, {spec.unit_short}")}
+    figure = _new_figure(figsize=(6.6, 3.0), layout="constrained")
+    for position, (method, frame) in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, len(panels), position)
+        labels = ["Usual"] + [format_number(spec.display(m) if method == "FLCI" else m, 2, signed=False)
+                              for m in frame["M"]]
+        lower = [spec.display(v) for v in [*original["lower"], *frame["lower"]]]
+        upper = [spec.display(v) for v in [*original["upper"], *frame["upper"]]]
+        for x, (low, high) in enumerate(zip(lower, upper)):
+            colour = POST_COLOUR if x == 0 else TWFE_COLOUR
+            axes.plot([x, x], [low, high], color=colour, linewidth=2.2 if x == 0 else 1.4)
+        axes.axhline(0, color="0.2", linewidth=0.8)
+        axes.set_xticks(range(len(labels)), labels, fontsize=7)
+        axes.set_title(titles[method][0], fontsize=8)
+        axes.set_xlabel(titles[method][1], fontsize=7)
+        axes.set_ylabel(f"Effect, {spec.unit}", fontsize=8)
+        axes.tick_params(labelsize=7)
+        axes.spines[["top", "right"]].set_visible(False)
+    alt = (f"{service_title(treatment)}, {spec.label}: 95% interval assuming parallel trends beside intervals "
+           f"that allow growing violations of parallel trends ({', '.join(titles[m][0].lower() for m, _ in panels)}).")
+    return _render(figure, alt)
