@@ -54,9 +54,10 @@ class Pseudonymiser:
         return {value: self.pseudonym(value) for value in set(identifiers) if value is not None and str(value).strip()}
 
     def replace(self, text: pd.Series) -> tuple[pd.Series, dict[str, str]]:
-        """``text`` with every non-blank cell replaced by its pseudonym (blank cells stay as delivered), and the mapping."""
+        """``text`` with every non-blank cell replaced by its pseudonym (blank cells stay as delivered), and the
+        mapping from the identifiers (trimmed) to their pseudonyms."""
         mapping = self.mapping(text.dropna().astype(str).unique())
-        return text.map(lambda value: mapping.get(value, value)), mapping
+        return text.map(lambda value: mapping.get(value, value)), {key.strip(): value for key, value in mapping.items()}
 
     @property
     def fingerprint(self) -> str:
