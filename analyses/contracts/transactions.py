@@ -25,7 +25,7 @@ import pandas as pd
 
 from analyses.contracts.model import Contract, ContractError
 from analyses.contracts.parsing import _COMMA_DECIMAL, _DOTTED_DATE, _ISO_DATE, _POINT_DECIMAL, _WHOLE_NUMBER
-from analyses.contracts.reading import _check_header, _detect_delimiter, location_text
+from analyses.contracts.reading import _check_header, _detect_delimiter
 
 MEMORY_LIMIT = "1500MB"
 """DuckDB's working memory; beyond it joins, sorts and aggregations spill to the delivery's folder."""
@@ -471,11 +471,6 @@ def failing_sql(rule) -> str:
     else:
         raise ContractError("contract file", f"rule {rule.id} ({expectation}) is not available for customs transactions")
     return f"({test}{condition})"
-
-
-def location(sheet_or_file: str | None, row: int) -> str:
-    """``row 7`` or ``file 'part-1.parquet' row 7``."""
-    return location_text(None, row) if sheet_or_file is None else f"file {sheet_or_file!r} row {row}"
 
 
 def validate_transactions(raw: TransactionSource, references: dict[str, pd.DataFrame]):
