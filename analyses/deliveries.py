@@ -24,7 +24,13 @@ _HASH_CHARS = 12
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, read in chunks so large deliveries do not fill memory."""
+    """SHA-256 of a file, read in chunks so large deliveries do not fill memory.
+
+    A folder (a Parquet dataset) hashes the sorted ``name:sha256`` lines of its ``*.parquet`` files.
+    """
+    if Path(path).is_dir():
+        parts = sorted(Path(path).glob("*.parquet"))
+        return hashlib.sha256("\n".join(f"{p.name}:{file_sha256(p)}" for p in parts).encode("utf-8")).hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

@@ -150,6 +150,8 @@ class EvaluationPlan:
     #: (R ``aggte(type="dynamic", balance_e=H, min_e=0, max_e=H)``), so it does not depend on how long
     #: the panel runs; R's ``simple`` average is kept in ``estimates.csv`` beside it.
     headline_horizon: int = 3
+    #: write the linkage table (firm identifier -> pseudonym) of each delivery to the vault (restricted)
+    linkage_table: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.services) - set(SERVICES))

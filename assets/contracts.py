@@ -13,20 +13,32 @@ import json
 import dagster as dg
 
 from analyses.contracts import (
+    ROW_RULE_GROUPS,
     SOURCES,
+    CheckOutcome,
     ContractError,
     data_quality_summary,
     failure_summary,
+    load_contract,
     load_contracts,
     row_rule_groups,
     validate_sources,
     write_quarantine,
 )
+from analyses.contracts.model import FORMS
 from assets.metadata import check_result, frame_metadata
 from pipelines.partitions import deliveries
 from pipelines.resources import OutputDirectory, WarehouseDirectory
 
 _CONTRACTS = load_contracts()
+#: check names per source: the rule groups of its contract and of the contracts of its other forms
+_GROUPS = {
+    source: [
+        group for group in (*ROW_RULE_GROUPS, "quarantine_share")
+        if any(group in row_rule_groups(load_contract(name)) for name in (source, *FORMS.get(source, ())))
+    ]
+    for source in SOURCES
+}
 
 
 @dg.multi_asset(
@@ -57,7 +69,7 @@ _CONTRACTS = load_contracts()
             description=f"{source}: {group.replace('_', ' ')} rules of the data contract",
         )
         for source in SOURCES
-        for group in row_rule_groups(_CONTRACTS[source])
+        for group in _GROUPS[source]
     ],
 )
 def validated_sources(
@@ -87,6 +99,7 @@ def validated_sources(
                     **frame_metadata(result.clean),
                     "rows_in": result.rows_in,
                     "rows_quarantined": result.rows_quarantined,
+                    **({"transactions_clean": result.rows_clean} if result.counted_clean is not None else {}),
                     "quarantine_file": dg.MetadataValue.path(str(quarantine_path)),
                     "contract_version": result.contract.version,
                 },
@@ -94,6 +107,12 @@ def validated_sources(
         for outcome in result.checks:
             explained = outcome.name == "quarantine_share" and result.rows_quarantined > 0
             yield check_result(outcome, summary=explanation if explained else None)
+        for group in _GROUPS[source]:
+            if group not in {outcome.name for outcome in result.checks}:  # a rule group the delivered form's contract lacks
+                yield check_result(CheckOutcome(
+                    source, group, True, False, "WARN",
+                    f"contract {result.contract.id} v{result.contract.version} has no {group.replace('_', ' ')} rules", 0, 0,
+                ))
     summary = data_quality_summary(raw_by_source, results)
     summary_path = staging / "data_quality.json"
     summary_path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")

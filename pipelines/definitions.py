@@ -12,11 +12,13 @@ from pipelines.progress import progress_logger
 from pipelines.resources import (
     DEFAULT_LANDING_DIR,
     DEFAULT_OUTPUT_DIR,
+    DEFAULT_VAULT,
     DEFAULT_WAREHOUSE,
     EvaluationPlanResource,
     LandingDirectory,
     OutputDirectory,
     ParquetWarehouse,
+    PseudonymKey,
     WarehouseDirectory,
     env_or_default,
     setting,
@@ -35,6 +37,10 @@ def build_resources() -> dict:
         "output_dir": OutputDirectory(path=env_or_default("EXPORT_IMPACT_OUTPUT_DIR", str(DEFAULT_OUTPUT_DIR))),
         "warehouse": WarehouseDirectory(path=env_or_default("EXPORT_IMPACT_WAREHOUSE", str(DEFAULT_WAREHOUSE))),
         "plan": EvaluationPlanResource(plan_file=env_or_default("EXPORT_IMPACT_PLAN", "")),
+        "pseudonyms": PseudonymKey(
+            key=env_or_default("EXPORT_IMPACT_PSEUDONYM_KEY", ""),
+            vault_dir=env_or_default("EXPORT_IMPACT_VAULT", str(DEFAULT_VAULT)),
+        ),
         "io_manager": ParquetWarehouse(base_dir=str(warehouse / "tables")),
         "object_io_manager": dg.FilesystemIOManager(base_dir=str(warehouse / "objects")),
     }

@@ -113,3 +113,39 @@ class ParquetWarehouse(ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context) -> PandasParquetIOManager:
         return PandasParquetIOManager(base_path=UPath(self.base_dir))
+
+
+#: The vault: the pseudonymisation key and, when the plan asks, linkage tables. The only place
+#: holding anything that leads back to firm identifiers; never inside the warehouse or the output.
+DEFAULT_VAULT = PROJECT_ROOT / "vault"
+
+
+class PseudonymKey(ConfigurableResource):
+    """The secret key of the firm pseudonyms (``EXPORT_IMPACT_PSEUDONYM_KEY``) and the vault folder.
+
+    Empty ``key``: the vault's ``pseudonym.key``, generated on first use (and said so).
+    """
+
+    key: str = ""
+    vault_dir: str = str(DEFAULT_VAULT)
+
+    @property
+    def vault(self) -> Path:
+        return Path(self.vault_dir).expanduser().resolve()
+
+    def pseudonymiser(self, warehouse: WarehouseDirectory):
+        """``(Pseudonymiser, note)``: the key checked against the warehouse's fingerprint; ``note`` says
+        when a key was generated. Raises ``analyses.pseudonyms.PseudonymKeyError`` with a plain message."""
+        from analyses.pseudonyms import PseudonymKeyError, Pseudonymiser, check_fingerprint, load_key
+
+        vault, root = self.vault, warehouse.root
+        if vault == root or root in vault.parents:
+            raise PseudonymKeyError(f"the vault {vault} lies inside the warehouse {root}, which must hold pseudonyms only")
+        key, note = load_key(self.key, vault, root)
+        pseudonymiser = Pseudonymiser(key)
+        origin = "EXPORT_IMPACT_PSEUDONYM_KEY" if self.key.strip() else str(vault / "pseudonym.key")
+        check_fingerprint(pseudonymiser, root, origin)
+        return pseudonymiser, note
+
+    def linkage_path(self, delivery: str, source: str) -> Path:
+        return self.vault / "linkage" / delivery / f"{source}.csv"

@@ -12,6 +12,7 @@ import time
 import dagster as dg
 
 from analyses.contracts import SOURCES, ContractError
+from analyses.contracts.reading import transactions_form
 from analyses.deliveries import Delivery, identify_delivery
 from pipelines.jobs import evaluate_programmes
 from pipelines.monitoring import HOST_TAG, fail_abandoned_runs
@@ -22,16 +23,24 @@ LANDING_SUFFIXES = (".csv", ".parquet", ".xlsx")
 SETTLE_SECONDS = 120
 
 
+def landing_source(path) -> str | None:
+    """The source a landing file (or customs-transactions folder) delivers, if any."""
+    if transactions_form(path):
+        return "exports"
+    return path.stem.lower() if path.suffix.lower() in LANDING_SUFFIXES and path.stem.lower() in SOURCES else None
+
+
 def landing_fingerprint(landing: LandingDirectory) -> dict[str, tuple[int, int]]:
-    """Name → (size, modification time in ns) of every source file present; no data is read."""
+    """Name → (size, modification time in ns) of every source file (or folder: its files' total and newest) present; no data is read."""
     root = landing.root
     if not root.is_dir():
         return {}
-    return {
-        path.name: (path.stat().st_size, path.stat().st_mtime_ns)
-        for path in sorted(root.iterdir())
-        if path.suffix.lower() in LANDING_SUFFIXES and path.stem.lower() in SOURCES
-    }
+    fingerprint = {}
+    for path in sorted(root.iterdir()):
+        if landing_source(path):
+            stats = [part.stat() for part in path.iterdir()] if path.is_dir() else [path.stat()]
+            fingerprint[path.name] = (sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0))
+    return fingerprint
 
 
 def register_delivery(landing: LandingDirectory, warehouse: WarehouseDirectory) -> Delivery:
@@ -56,7 +65,7 @@ def delivery_run_request(delivery: Delivery, run_key: str | None) -> dg.RunReque
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingDirectory, warehouse: WarehouseDirectory):
     fingerprint = landing_fingerprint(landing)
-    present = {name.rsplit(".", 1)[0].lower() for name in fingerprint}
+    present = {landing_source(landing.root / name) for name in fingerprint}
     missing = [source for source in SOURCES if source not in present]
     if missing:
         return dg.SkipReason(f"waiting for {', '.join(missing)} in {landing.root}")

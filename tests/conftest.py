@@ -11,6 +11,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 #: Small enough for a quick test run, large enough for every cohort to clear the size threshold.
 TEST_FIRMS = 3_000
 TEST_SEED = 20240601
+TEST_PSEUDONYM_KEY = "test-key-0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +32,7 @@ def pipeline_resources(landing: Path, root: Path, plan_file: str = "") -> dict:
         LandingDirectory,
         OutputDirectory,
         ParquetWarehouse,
+        PseudonymKey,
         WarehouseDirectory,
     )
 
@@ -39,6 +41,8 @@ def pipeline_resources(landing: Path, root: Path, plan_file: str = "") -> dict:
         "output_dir": OutputDirectory(path=str(root / "output")),
         "warehouse": WarehouseDirectory(path=str(root / "warehouse")),
         "plan": EvaluationPlanResource(plan_file=plan_file),
+        # one fixed key for every test run, so that pseudonyms (and the firm order they give) are reproducible
+        "pseudonyms": PseudonymKey(key=TEST_PSEUDONYM_KEY, vault_dir=str(root / "vault")),
         "io_manager": ParquetWarehouse(base_dir=str(root / "warehouse" / "tables")),
         "object_io_manager": dg.FilesystemIOManager(base_dir=str(root / "warehouse" / "objects")),
     }

@@ -384,7 +384,9 @@ def _assert_location(source: str, locations: list[tuple[str, int]]):
 
 CASES: dict[str, tuple[Callable[[Path], None], Blocked | Quarantined]] = {
     # --- file-level failures: nothing downstream runs -----------------------------------------------
-    "missing_file": (_remove("exports"), Blocked(None, "file present", "no exports.csv, exports.parquet or exports.xlsx in")),
+    "missing_file": (_remove("exports"), Blocked(None, "file present", "no exports.csv, exports.parquet or exports.xlsx "
+                                                       "(or customs_transactions.csv, customs_transactions.csv.gz or a "
+                                                       "folder customs_transactions/ of Parquet files) in")),
     "unsupported_format": (_rename("exports", "exports.json"), Blocked("exports.json", "file format", "found exports.json in")),
     "legacy_xls": (_rename("firms", "firms.xls"), Blocked("firms.xls", "file format", "expected firms.csv, firms.parquet or firms.xlsx")),
     "empty_file": (lambda d: _csv(d, "participation", ""), Blocked("participation.csv", "file not empty", "the file is empty (no header row)")),

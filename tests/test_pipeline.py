@@ -35,7 +35,8 @@ def landing_copy(demo_landing: Path, tmp_path: Path, **replaced: pd.DataFrame | 
 
 def cli_env(tmp_path: Path, landing: Path, **settings: str) -> dict:
     return {**os.environ, "EXPORT_IMPACT_LANDING_DIR": str(landing), "EXPORT_IMPACT_OUTPUT_DIR": str(tmp_path / "out"),
-            "EXPORT_IMPACT_WAREHOUSE": str(tmp_path / "warehouse"), "DAGSTER_HOME": str(tmp_path / "home"), **settings}
+            "EXPORT_IMPACT_WAREHOUSE": str(tmp_path / "warehouse"), "DAGSTER_HOME": str(tmp_path / "home"),
+            "EXPORT_IMPACT_VAULT": str(tmp_path / "vault"), **settings}
 
 
 def run_cli(tmp_path: Path, landing: Path, **settings: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,15 @@ from __future__ import annotations
 import csv
 import sys
 
-from analyses.contracts.model import DEFAULT_CONTRACTS_DIR, ColumnSpec, Contract, country_codes, load_contracts
+from analyses.contracts.model import (
+    DEFAULT_CONTRACTS_DIR,
+    FORMS,
+    ColumnSpec,
+    Contract,
+    country_codes,
+    load_contract,
+    load_contracts,
+)
 
 _TYPE_NAMES = {
     "string": "text",
@@ -22,6 +30,8 @@ _TYPE_NAMES = {
 
 def _rules(column: ColumnSpec) -> str:
     rules = []
+    if column.pseudonymise:
+        rules.append("replaced at ingestion by its keyed pseudonym (HMAC-SHA256): stored, logged and published only as `p` + 24 hex digits")
     if column.unique:
         rules.append("unique")
     if column.minimum is not None:
@@ -138,6 +148,24 @@ def render(contracts: dict[str, Contract] | None = None) -> str:
     ]
     for contract in contracts.values():
         lines += _section(contract)
+    lines += [
+        "## Exports as customs transactions",
+        "",
+        "Instead of `exports`, the landing folder may hold shipment-level customs transactions: a file "
+        "`customs_transactions.csv` or `customs_transactions.csv.gz` (`,` or `;` separated, UTF-8, one shipment per "
+        "line), or a folder `customs_transactions/` of Parquet files (the name tells the form; both forms at once are "
+        "refused). DuckDB reads them out of core into the delivery's restricted folder (identifiers already "
+        "pseudonymised), runs the rules below in SQL, writes quarantined shipments to `quarantine/exports.csv` in chunks "
+        "(with `source_row`, and `source_file` for a Parquet folder) and sums the clean ones to one row per firm, year "
+        "(of `date`) and destination: `firm_id`, `year`, `destination`, `export_value_eur` (sum of `value_eur`) and "
+        "`transactions` (shipments). That table takes the place of the exports file; `data_quality.json` counts "
+        "shipments (`rows_in = rows_clean + rows_quarantined + blank_lines_skipped`) and adds `form` and "
+        "`rows_aggregated`.",
+        "",
+    ]
+    for forms in FORMS.values():
+        for form in forms:
+            lines += _section(load_contract(form))
     lines += _panel_section()
     lines += [
         "## Reference list: `countries.csv`",

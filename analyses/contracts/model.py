@@ -18,6 +18,11 @@ import yaml
 SOURCES = ("firms", "financials", "participation", "exports")
 """The four landing files, in dependency order (firms are the reference for all others)."""
 
+TRANSACTIONS_FORM = "customs_transactions"
+"""The second accepted form of ``exports``: shipment-level customs transactions, aggregated out of core."""
+FORMS = {"exports": (TRANSACTIONS_FORM,)}
+"""Other forms a source may be delivered in, each with its own contract named like the form."""
+
 DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "data_contracts"
 LOGICAL_TYPES = ("string", "integer", "number", "date", "boolean")
 DEFAULT_QUARANTINE_THRESHOLD = 0.05
@@ -60,6 +65,8 @@ class ColumnSpec:
     examples: tuple[str, ...] = ()
     zero_pad: int | None = None
     not_after_delivery_year: bool = False
+    #: an identifier replaced by its keyed pseudonym at ingestion (property ``customProperties: pseudonymise``)
+    pseudonymise: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,7 @@ def _parse_column(path: Path, prop: dict) -> ColumnSpec:
     if zero_pad is not None and (logical_type != "string" or not isinstance(zero_pad, int) or zero_pad < 1):
         raise _fail(path, f"property {name}: zeroPadTo needs a string column and a whole number of digits, not {zero_pad!r}")
     not_after_delivery_year = bool(options.get("notAfterDeliveryYear", False))
+    custom = {entry.get("property"): entry.get("value") for entry in prop.get("customProperties") or []}
     if not_after_delivery_year and logical_type != "integer":
         raise _fail(path, f"property {name}: notAfterDeliveryYear applies to integer (year) columns only")
     return ColumnSpec(
@@ -164,6 +172,7 @@ def _parse_column(path: Path, prop: dict) -> ColumnSpec:
         examples=tuple(str(example) for example in prop.get("examples", [])),
         zero_pad=zero_pad,
         not_after_delivery_year=not_after_delivery_year,
+        pseudonymise=bool(custom.get("pseudonymise", False)),
     )
 
 

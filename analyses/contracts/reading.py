@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyses.contracts.model import Contract, ContractError
+from analyses.contracts.model import FORMS, TRANSACTIONS_FORM, Contract, ContractError
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".xlsx")
 LOCATION_COLUMNS = ("source_sheet", "source_row")
@@ -95,14 +95,33 @@ class _Sheet:
     first_row: int = 2
 
 
+def transactions_form(path: Path) -> str | None:
+    """The form a landing path delivers: ``customs_transactions`` for that file or folder, else ``None``."""
+    name = Path(path).name.lower()
+    return TRANSACTIONS_FORM if name.split(".", 1)[0] == TRANSACTIONS_FORM else None
+
+
+def _form_candidates(landing_dir: Path, source: str) -> list[Path]:
+    """``customs_transactions.csv``, ``.csv.gz`` or a ``customs_transactions/`` folder, for the sources that have that form."""
+    forms = FORMS.get(source, ())
+    return sorted(
+        path for path in landing_dir.iterdir()
+        if path.name.lower() in {name for form in forms for name in (f"{form}.csv", f"{form}.csv.gz", form)}
+        and (path.is_file() or path.is_dir())
+    )
+
+
 def find_source_file(landing_dir: Path, source: str) -> Path:
-    """The single ``<source>.csv|.parquet|.xlsx`` in ``landing_dir``; anything else is an error."""
+    """The single ``<source>.csv|.parquet|.xlsx`` in ``landing_dir`` (for ``exports`` also the
+    ``customs_transactions`` form: ``.csv``, ``.csv.gz`` or a folder of Parquet files); anything else is an error."""
     landing_dir = Path(landing_dir)
     if not landing_dir.is_dir():
         raise ContractError("file present", f"landing directory {landing_dir} does not exist")
     candidates = sorted(p for p in landing_dir.iterdir() if p.is_file() and p.stem.lower() == source)
-    supported = [p for p in candidates if p.suffix.lower() in SUPPORTED_SUFFIXES]
-    expected = f"{source}.csv, {source}.parquet or {source}.xlsx"
+    supported = [p for p in candidates if p.suffix.lower() in SUPPORTED_SUFFIXES] + _form_candidates(landing_dir, source)
+    expected = f"{source}.csv, {source}.parquet or {source}.xlsx" + "".join(
+        f" (or {form}.csv, {form}.csv.gz or a folder {form}/ of Parquet files)" for form in FORMS.get(source, ())
+    )
     if len(supported) > 1:
         raise ContractError(
             "file present",

@@ -7,7 +7,10 @@ from pathlib import Path
 from analyses.contracts.model import SOURCES, ContractError
 from analyses.contracts.reading import RawSource
 from analyses.contracts.validation import ValidationResult
-from analyses.csv_safety import write_csv
+from analyses.csv_safety import neutralise_formulas, write_csv
+
+CHUNK_ROWS = 100_000
+"""Quarantined rows of an out-of-core source held in memory at a time while writing the CSV."""
 
 
 def write_quarantine(result: ValidationResult, output_dir: Path) -> Path:
@@ -21,8 +24,26 @@ def write_quarantine(result: ValidationResult, output_dir: Path) -> Path:
     path = Path(output_dir) / "quarantine" / f"{result.source}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     numeric = {column.name for column in result.contract.columns if column.logical_type in ("number", "integer")}
-    headers = [header for header in result.quarantine.columns if header.strip().lower() in numeric]
-    return write_csv(result.quarantine, path, numeric_columns=headers)
+    if result.quarantine_spool is None:
+        headers = [header for header in result.quarantine.columns if header.strip().lower() in numeric]
+        return write_csv(result.quarantine, path, numeric_columns=headers)
+    return _write_spool(result.quarantine_spool, path, numeric)
+
+
+def _write_spool(spool: Path, path: Path, numeric: set[str]) -> Path:
+    """Out-of-core sources: the quarantined rows spooled to Parquet, written to the CSV in chunks (then the spool goes)."""
+    import pyarrow.parquet as pq
+
+    partial = path.with_name(path.name + ".partial")
+    dataset = pq.ParquetFile(spool)
+    headers = [name for name in dataset.schema_arrow.names if name.strip().lower() in numeric]
+    with open(partial, "w", encoding="utf-8", newline="") as handle:
+        dataset.schema_arrow.empty_table().to_pandas().to_csv(handle, index=False)
+        for batch in dataset.iter_batches(batch_size=CHUNK_ROWS):
+            neutralise_formulas(batch.to_pandas(), headers).to_csv(handle, index=False, header=False)
+    partial.replace(path)
+    spool.unlink()
+    return path
 
 
 def data_quality_summary(raws: dict[str, RawSource], results: dict[str, ValidationResult]) -> dict:
@@ -36,7 +57,8 @@ def data_quality_summary(raws: dict[str, RawSource], results: dict[str, Validati
         if result.rows_in != raw.rows_delivered:
             raise RuntimeError(
                 f"{raw.path.name}: the validation result counts {result.rows_in} rows delivered but the file "
-                f"as read has {raw.rows_delivered} ({len(raw.frame)} rows + {raw.blank_lines_skipped} blank lines); "
+                f"as read has {raw.rows_delivered} ({raw.rows_delivered - raw.blank_lines_skipped} rows + "
+                f"{raw.blank_lines_skipped} blank lines); "
                 "the result belongs to a different delivery"
             )
         result.check_accounting()
@@ -59,6 +81,8 @@ def data_quality_summary(raws: dict[str, RawSource], results: dict[str, Validati
             "warnings": list(result.warnings),
             "quarantine_file": f"quarantine/{source}.csv",
         }
+        if result.counted_clean is not None:  # customs transactions, summed to firm, year and destination
+            sources[source].update(form=result.contract.source, rows_aggregated=len(result.clean))
     return {"sources": sources}
 
 

@@ -14,6 +14,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -78,14 +79,19 @@ class ValidationResult:
     warnings: list[str] = field(default_factory=list)
     file: str = ""
     failures: list[RuleFailure] = field(default_factory=list)
+    #: out-of-core sources (customs transactions): ``clean`` is aggregated and the quarantined rows wait in a
+    #: Parquet spool, so the delivered rows are counted here
+    counted_clean: int | None = None
+    counted_quarantined: int | None = None
+    quarantine_spool: Path | None = None
 
     @property
     def rows_clean(self) -> int:
-        return len(self.clean)
+        return len(self.clean) if self.counted_clean is None else self.counted_clean
 
     @property
     def rows_quarantined(self) -> int:
-        return len(self.quarantine)
+        return len(self.quarantine) if self.counted_quarantined is None else self.counted_quarantined
 
     @property
     def rows_with_data(self) -> int:
@@ -123,10 +129,13 @@ class RuleFailure:
     example_row: int
     referenced_source: str | None = None
     example_sheet: str | None = None
+    example_file: str | None = None
 
     @property
     def example_location(self) -> str:
-        """``row 7``, or ``sheet '2019' row 7`` for a workbook."""
+        """``row 7``, ``sheet '2019' row 7`` for a workbook, ``file 'part-1.parquet' row 7`` in a folder."""
+        if self.example_file is not None:
+            return f"file {self.example_file!r} row {self.example_row}"
         return location_text(self.example_sheet, self.example_row)
 
 
@@ -165,18 +174,23 @@ def row_rule_groups(contract: Contract) -> list[str]:
 
 
 def check_structure(raw: RawSource, contract: Contract) -> CheckOutcome:
-    """Blocking check: required columns present, at least one data row, no column wrong-typed throughout."""
+    """Blocking check: required columns present, at least one data row, no column wrong-typed throughout.
+
+    A staged customs-transactions source brings its own problems (found in DuckDB while staging)
+    and contract.
+    """
     problems = _structure_problems(raw, contract)
+    contract = getattr(raw, "contract", contract)
     found = raw.data_columns
     if problems:
         description = " | ".join(str(problem) for problem in problems)
     else:
         description = (
-            f"{raw.path.name}: readable ({raw.format}), {len(raw.frame)} data rows, "
+            f"{raw.path.name}: readable ({raw.format}), {raw.rows_delivered - raw.blank_lines_skipped} data rows, "
             f"all {len(contract.columns)} contract columns present and typed"
         )
     return CheckOutcome(
-        source=contract.source,
+        source=raw.source,
         name="structure",
         passed=not problems,
         blocking=True,
@@ -187,7 +201,7 @@ def check_structure(raw: RawSource, contract: Contract) -> CheckOutcome:
         metadata={
             "rule": "file readable, not empty, every contract column present, no column wrong-typed throughout",
             "file": raw.path.name,
-            "rows": len(raw.frame),
+            "rows": raw.rows_delivered - raw.blank_lines_skipped,
             "columns_found": ", ".join(found),
             "columns_expected": ", ".join(contract.column_names),
             "contract": f"{contract.id} v{contract.version}",
@@ -211,7 +225,12 @@ def validate_sources(raws: dict[str, RawSource], contracts: dict[str, Contract])
     results: dict[str, ValidationResult] = {}
     for source in SOURCES:
         references = {name: result.clean for name, result in results.items()}
-        results[source] = validate_source(raws[source], contracts[source], references, runner)
+        if isinstance(raws[source], RawSource):
+            results[source] = validate_source(raws[source], contracts[source], references, runner)
+        else:  # a staged customs-transactions delivery: validated and aggregated in DuckDB
+            from analyses.contracts.transactions import validate_transactions
+
+            results[source] = validate_transactions(raws[source], references)
     return results
 
 
@@ -237,12 +256,13 @@ def validate_source(
     quarantine["quarantine_reason"] = _reasons(rules, masks, quarantined)
     clean = _clean_frame(raw, contract, typed, ~quarantined)
     failures = [_failure(raw, typed, rule, masks[rule.id]) for rule in rules if masks[rule.id].any()]
+    rule_counts = {rule.id: int(masks[rule.id].sum()) for rule in rules}
     result = ValidationResult(
         source=contract.source,
         contract=contract,
         clean=clean,
         quarantine=quarantine.reset_index(drop=True),
-        rule_counts={rule.id: int(masks[rule.id].sum()) for rule in rules},
+        rule_counts=rule_counts,
         checks=[],
         rows_in=raw.rows_delivered,
         blank_lines_skipped=raw.blank_lines_skipped,
@@ -251,7 +271,8 @@ def validate_source(
         failures=failures,
     )
     result.checks = [
-        *(_group_outcome(contract, group, rules, masks, failures) for group in row_rule_groups(contract)[:-1]),
+        *(_group_outcome(contract, group, rules, rule_counts, _rows_failing(group, rules, masks), failures)
+          for group in row_rule_groups(contract)[:-1]),
         _share_outcome(result),
     ]
     result.check_accounting()
@@ -367,6 +388,8 @@ def _header_warnings(typed: _Typed) -> list[str]:
 
 
 def _structure_problems(raw: RawSource, contract: Contract) -> list[ContractError]:
+    if not isinstance(raw, RawSource):  # staged customs transactions: checked in DuckDB while staging
+        return list(raw.problems)
     name = raw.path.name
     found = raw.data_columns
     typed = _typed(raw, contract)
@@ -641,22 +664,30 @@ def _failure(raw: RawSource, typed: _Typed, rule: _Rule, mask: np.ndarray) -> Ru
     )
 
 
-def _group_outcome(
-    contract: Contract, group: str, rules: list[_Rule], masks: dict[str, np.ndarray], failures: list[RuleFailure]
-) -> CheckOutcome:
-    """One asset check per rule group: failing rows are quarantined, so it warns and never blocks."""
-    group_rules = [rule for rule in rules if rule.group == group]
+def _rows_failing(group: str, rules: list[_Rule], masks: dict[str, np.ndarray]) -> int:
+    """Rows failing at least one rule of ``group``."""
     failing = np.zeros(len(next(iter(masks.values()))), dtype=bool)
-    for rule in group_rules:
-        failing |= masks[rule.id]
+    for rule in rules:
+        if rule.group == group:
+            failing |= masks[rule.id]
+    return int(failing.sum())
+
+
+def _group_outcome(
+    contract: Contract, group: str, rules: list[_Rule], rule_counts: dict[str, int], observed: int,
+    failures: list[RuleFailure], source: str | None = None,
+) -> CheckOutcome:
+    """One asset check per rule group (``observed`` rows fail one of its rules): failing rows are
+    quarantined, so it warns and never blocks. ``source`` when the contract is another form's."""
+    source = source or contract.source
+    group_rules = [rule for rule in rules if rule.group == group]
     metadata: dict[str, str | int | float] = {
         "rule": "; ".join(rule.text for rule in group_rules),
         "contract": f"{contract.id} v{contract.version}",
-        "quarantine_file": f"quarantine/{contract.source}.csv",
+        "quarantine_file": f"quarantine/{source}.csv",
     }
     for rule in group_rules:
-        metadata[f"rows_failing {rule.id}"] = int(masks[rule.id].sum())
-    observed = int(failing.sum())
+        metadata[f"rows_failing {rule.id}"] = int(rule_counts[rule.id])
     broken = [failure for failure in failures if failure.group == group]
     if broken:
         metadata.update(
@@ -664,6 +695,8 @@ def _group_outcome(
         )
         if broken[0].example_sheet is not None:
             metadata["example_sheet"] = broken[0].example_sheet
+        if broken[0].example_file is not None:
+            metadata["example_file"] = broken[0].example_file
         description = (
             f"{observed} row(s) quarantined: "
             + "; ".join(f"{failure.rows} with {failure.rule}" for failure in broken)
@@ -672,7 +705,7 @@ def _group_outcome(
     else:
         description = f"no rows break the {group.replace('_', ' ')} rules ({metadata['rule']}); threshold 0"
     return CheckOutcome(
-        source=contract.source, name=group, passed=observed == 0, blocking=False, severity="WARN",
+        source=source, name=group, passed=observed == 0, blocking=False, severity="WARN",
         description=description, observed=observed, threshold=0, metadata=metadata,
     )
 
