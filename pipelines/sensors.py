@@ -95,9 +95,10 @@ def abandoned_runs_sensor(context: dg.SensorEvaluationContext, output_dir: Outpu
     return dg.SkipReason(f"marked {len(failed)} abandoned run(s) failed: {failed}" if failed else "no abandoned runs")
 
 
-def incident_record(instance: dg.DagsterInstance, run: dg.DagsterRun, failed_at: float) -> dict:
+def incident_record(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict:
     """Run id, job, delivery, failed steps and the plain failure summary of a failed run (as ``make run`` prints it)."""
     events = stored_events(instance, run.run_id)
+    failed_at = instance.get_run_record_by_id(run.run_id).end_time or time.time()
     return {
         "run_id": run.run_id,
         "job": run.job_name,
@@ -142,7 +143,7 @@ def incident_email(record: dict, path: Path, private: tuple[Path, ...]) -> tuple
 )
 def run_failure_incidents(context: dg.RunFailureSensorContext, warehouse: WarehouseDirectory, smtp: SmtpNotifier):
     run = context.dagster_run
-    record = incident_record(context.instance, run, context.dagster_event.timestamp)
+    record = incident_record(context.instance, run)
     path = write_incident(warehouse.root / "incidents", record)
     context.log.info(f"incident record of run {run.run_id}: {path}")
     if not smtp.enabled:
