@@ -16,7 +16,7 @@ OWNERS = {"ingestion": DATA_ENGINEERING, "contracts": DATA_ENGINEERING, "panel":
 
 _CONTRACTS = load_contracts()
 BUSINESS = {
-    **{f"raw_{s}": f"{_CONTRACTS[s].title} exactly as the agency delivered them (from: {_CONTRACTS[s].owner})."
+    **{f"raw_{s}": f"{_CONTRACTS[s].title} exactly as the agency delivered it (from: {_CONTRACTS[s].owner})."
        for s in SOURCES},
     **{f"clean_{s}": f"The {_CONTRACTS[s].title.lower()} the evaluation may use: the delivered rows that meet the "
        "data contract; the others are set aside with their reason, and the checks say how this delivery differs "

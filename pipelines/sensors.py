@@ -138,6 +138,8 @@ def incident_email(record: dict, path: Path, private: tuple[Path, ...]) -> tuple
 @dg.run_failure_sensor(
     name="run_failure_incidents",
     default_status=dg.DefaultSensorStatus.RUNNING,
+    # `make run` executes in its own process, outside any code location: only this setting lets the sensor see its runs
+    monitor_all_code_locations=True,
     description="Writes an incident record of every failed run to <warehouse>/incidents/ and, when an SMTP "
     "server is configured (EXPORT_IMPACT_SMTP_*), e-mails it.",
 )
