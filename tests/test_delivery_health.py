@@ -196,3 +196,11 @@ def test_freshness_verdict_counts_days_from_the_delivery():
     verdict = freshness_verdict(0.0, 40 * 86400.0, timedelta(days=30))
     assert not verdict.fresh and verdict.age_days == 40 and verdict.due_at == 30 * 86400
     assert freshness_verdict(None, 0.0, timedelta(days=1)).fresh is False
+
+
+def test_every_check_puts_the_observed_value_beside_its_threshold(two_deliveries):
+    evaluations = two_deliveries["second"].get_asset_check_evaluations()
+    assert len(evaluations) > 40
+    missing = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations
+               if not {"observed", "threshold"} <= set(e.metadata)]
+    assert missing == []
