@@ -117,7 +117,7 @@ def publish_failure(output_root: str | Path, delivery: str, run_id: str, problem
         "No report or estimates were published by this run.",
         "",
         "What went wrong:",
-        *[f"  - {_publishable(problem, private_paths)}"
+        *[f"  - {publishable_problem(problem, private_paths)}"
           for problem in problems or ["the run stopped before it could say why (killed?)"]],
     ]
     if (staged / "data_quality.json").exists():
@@ -126,7 +126,8 @@ def publish_failure(output_root: str | Path, delivery: str, run_id: str, problem
     return publish(staged, output_root, delivery, run_id, status="failed")
 
 
-def _publishable(problem: str, private_paths: tuple[str | Path, ...]) -> str:
+def publishable_problem(problem: str, private_paths: tuple[str | Path, ...]) -> str:
+    """``problem`` without delivered example values, private folders named by their last part only."""
     text = withhold_examples(problem)
     for folder in sorted((Path(p).resolve() for p in private_paths), key=lambda p: len(str(p)), reverse=True):
         text = text.replace(str(folder), folder.name)

@@ -68,6 +68,10 @@ def impact_report(
         check_name="disclosure_control",
         passed=passed,
         metadata={
+            # failing disclosure rules (intended and as written) plus private paths found; none is allowed
+            "observed": int((report.disclosure.checks["outcome"] == "fail").sum()
+                            + (published.checks["outcome"] == "fail").sum() + len(leaks)),
+            "threshold": 0,
             **report.disclosure.metadata(),
             "published_files": dg.MetadataValue.json(published.metadata()),
             "private_paths": dg.MetadataValue.json(leaks),

@@ -3,6 +3,8 @@
 import dagster as dg
 
 from assets.analysis import did_estimates
+from assets.catalogue import catalogued
+from assets.checks import DELIVERY_CHECKS, freshness_sensor
 from assets.contracts import validated_sources
 from assets.ingestion import raw_source_assets
 from assets.panel import firm_year_panel
@@ -22,11 +24,17 @@ from pipelines.resources import (
     WarehouseDirectory,
     env_or_default,
     setting,
+    smtp_from_environment,
 )
 from pipelines.schedules import quarterly_evaluation
-from pipelines.sensors import abandoned_runs_sensor, landing_files_sensor
+from pipelines.sensors import abandoned_runs_sensor, landing_files_sensor, run_failure_incidents
 
-ALL_ASSETS = [*raw_source_assets, validated_sources, firm_year_panel, did_estimates, impact_report]
+#: Every asset (with owner, kinds and business description) and the checks defined apart from them
+#: (between deliveries, freshness); ``dg.materialize`` takes both in one list.
+ALL_ASSETS = [
+    *dg.map_asset_specs(catalogued, [*raw_source_assets, validated_sources, firm_year_panel, did_estimates, impact_report]),
+    *DELIVERY_CHECKS,
+]
 
 
 def build_resources() -> dict:
@@ -43,6 +51,7 @@ def build_resources() -> dict:
         ),
         "io_manager": ParquetWarehouse(base_dir=str(warehouse / "tables")),
         "object_io_manager": dg.FilesystemIOManager(base_dir=str(warehouse / "objects")),
+        "smtp": smtp_from_environment(),
     }
 
 
@@ -50,7 +59,7 @@ defs = dg.Definitions(
     assets=ALL_ASSETS,
     jobs=[evaluate_programmes],
     schedules=[quarterly_evaluation],
-    sensors=[landing_files_sensor, abandoned_runs_sensor],
+    sensors=[landing_files_sensor, abandoned_runs_sensor, run_failure_incidents, freshness_sensor],
     resources=build_resources(),
     loggers={"console": dg.colored_console_logger, "progress": progress_logger},
     # Process start-up costs seconds per step; one process runs this graph twice as fast.

@@ -10,12 +10,17 @@ import sys
 
 import dagster as dg
 
+from assets.checks import CHECK_STEPS
+
 _STAGE_EVENTS = {"STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED", "STEP_SKIPPED": "skipped"}
 
 
 def _step_outcome(record: logging.LogRecord):
+    """Step outcomes worth a line; a check-only step that ran is not a stage (its failed checks are notes)."""
     event = getattr(record, "dagster_meta", {}).get("dagster_event")
-    return event if event is not None and event.event_type_value in _STAGE_EVENTS else None
+    if event is None or event.event_type_value not in _STAGE_EVENTS:
+        return None
+    return None if event.event_type_value == "STEP_SUCCESS" and event.step_key in CHECK_STEPS else event
 
 
 class _StageLine(logging.Formatter):

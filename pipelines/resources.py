@@ -7,6 +7,8 @@ environment.
 """
 
 import os
+import smtplib
+from email.message import EmailMessage
 from pathlib import Path
 
 import pandas as pd
@@ -105,6 +107,10 @@ class PandasParquetIOManager(UPathIOManager):
     def load_from_path(self, context, path: UPath) -> pd.DataFrame:
         return pd.read_parquet(path)
 
+    def table_path(self, asset: str, delivery: str) -> UPath:
+        """Where ``asset``'s table of ``delivery`` is stored (exists only once materialised)."""
+        return self._base_path / asset / f"{delivery}{self.extension}"
+
 
 class ParquetWarehouse(ConfigurableIOManagerFactory):
     """Tables of the warehouse as Parquet files under ``base_dir`` (a local folder or an fsspec URL)."""
@@ -149,3 +155,44 @@ class PseudonymKey(ConfigurableResource):
 
     def linkage_path(self, delivery: str, source: str) -> Path:
         return self.vault / "linkage" / delivery / f"{source}.csv"
+
+
+class SmtpNotifier(ConfigurableResource):
+    """E-mails run incidents through a standard SMTP server; off unless a host and a recipient are set.
+
+    Configured from ``EXPORT_IMPACT_SMTP_HOST``, ``EXPORT_IMPACT_SMTP_PORT`` (default 25),
+    ``EXPORT_IMPACT_SMTP_FROM`` and ``EXPORT_IMPACT_SMTP_TO`` (comma-separated addresses). Plain SMTP
+    as a relay inside the agency's network expects it: no login, no TLS.
+    """
+
+    host: str = ""
+    port: int = 25
+    from_address: str = "export-impact@localhost"
+    to_addresses: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host and self.recipients)
+
+    @property
+    def recipients(self) -> list[str]:
+        return [address.strip() for address in self.to_addresses.split(",") if address.strip()]
+
+    def send(self, subject: str, body: str) -> None:
+        """Send one plain-text message; raises ``OSError``/``smtplib.SMTPException`` when the server refuses."""
+        message = EmailMessage()
+        message["Subject"], message["From"], message["To"] = subject, self.from_address, ", ".join(self.recipients)
+        message.set_content(body)
+        with smtplib.SMTP(self.host, self.port, timeout=30) as server:
+            server.send_message(message)
+
+
+def smtp_from_environment() -> SmtpNotifier:
+    """The notifier configured by ``EXPORT_IMPACT_SMTP_*`` (through ``EnvVar``), or a switched-off one."""
+    port = EnvVar.int("EXPORT_IMPACT_SMTP_PORT") if os.environ.get("EXPORT_IMPACT_SMTP_PORT") else 25
+    return SmtpNotifier(
+        host=env_or_default("EXPORT_IMPACT_SMTP_HOST", ""),
+        port=port,
+        from_address=env_or_default("EXPORT_IMPACT_SMTP_FROM", "export-impact@localhost"),
+        to_addresses=env_or_default("EXPORT_IMPACT_SMTP_TO", ""),
+    )

@@ -25,20 +25,25 @@ def run_problems(events: Iterable) -> list[str]:
                 problems.append(f"{event.step_key}: {innermost_message(failure.error)}")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
-            if not evaluation.passed and evaluation.severity.value == "ERROR":
+            if not evaluation.passed and stops_run(evaluation):
                 failed_checks.append(evaluation)
     return list(dict.fromkeys(problems)) + check_lines(failed_checks)
 
 
 def run_warnings(events: Iterable) -> list[str]:
-    """Failed checks that did not stop the run (e.g. a few rows quarantined): worth a look."""
+    """Failed checks that did not stop the run (a few rows quarantined, drift from the previous delivery): worth a look."""
     return check_lines(
         event.event_specific_data
         for event in events
         if event.event_type_value == "ASSET_CHECK_EVALUATION"
         and not event.event_specific_data.passed
-        and event.event_specific_data.severity.value == "WARN"
+        and not stops_run(event.event_specific_data)
     )
+
+
+def stops_run(evaluation) -> bool:
+    """An error-level check stops the run unless it is declared non-blocking (the checks between deliveries)."""
+    return evaluation.severity.value == "ERROR" and evaluation.blocking is not False
 
 
 def check_lines(evaluations: Iterable) -> list[str]:

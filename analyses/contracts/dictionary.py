@@ -68,7 +68,8 @@ def _section(contract: Contract) -> list[str]:
         "",
         f"- **Contract:** `{contract.id}`, version **{contract.version}** (`data_contracts/{contract.source}.yaml`)",
         f"- **Owner:** {contract.owner}",
-        f"- **Freshness:** {contract.freshness or '—'}",
+        f"- **Freshness:** {contract.freshness or '—'}"
+        + (f" (the `freshness` check of `raw_{contract.source}` warns when the newest delivery is older)" if contract.freshness else ""),
         f"- **Quarantine threshold:** {contract.quarantine_threshold:.0%} of delivered rows "
         "(above it the whole delivery is rejected)",
         "",
@@ -89,6 +90,7 @@ def _section(contract: Contract) -> list[str]:
             f"| `{column.name}` | {_TYPE_NAMES[column.logical_type]} | {'yes' if column.required else 'no'} "
             f"| {_rules(column)} | {column.description} | {examples} |"
         )
+    lines += _drift_lines(contract)
     table_rules = []
     if contract.no_exact_duplicates:
         table_rules.append("A row repeated identically is a delivery error: the first copy is kept, the others quarantined.")
@@ -108,6 +110,23 @@ def _section(contract: Contract) -> list[str]:
     if table_rules:
         lines += ["", "Row rules across columns:", ""] + [f"- {rule}" for rule in table_rules]
     lines.append("")
+    return lines
+
+
+def _drift_lines(contract: Contract) -> list[str]:
+    """The ``deliveryDrift`` thresholds: what a new delivery may change against the previous one."""
+    if contract.drift is None or not contract.drift.metrics:
+        return []
+    lines = ["", "Checks against the previous delivery: " + contract.drift.description, "",
+             "| Check | Measure | By | Warn above | Fail above | Groups not judged below | Meaning |",
+             "|---|---|---|---|---|---|---|"]
+    for metric in contract.drift.metrics:
+        year = f"year (of `{contract.drift.year_column}`)" if contract.drift.year_column else "year"
+        by = ", ".join(year if c == "year" else f"`{c}`" for c in metric.by) or "—"
+        lines.append(
+            f"| `drift_{metric.name}` | `{metric.measure}` | {by} | {metric.warn_change:.0%} | {metric.fail_change:.0%} "
+            f"| {f'{metric.min_previous:g}' if metric.min_previous else '—'} | {metric.description} |"
+        )
     return lines
 
 

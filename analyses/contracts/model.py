@@ -88,6 +88,39 @@ class RowReference:
 
 
 @dataclass(frozen=True)
+class DriftMetric:
+    """One measure compared between a delivery and the previous one (``customProperties.deliveryDrift``).
+
+    ``measure`` is ``rows``, ``distinct <column>`` or ``sum <column>``; ``by`` lists the columns it is
+    grouped by (``year`` is the contract's ``year_column`` read as a calendar year). A relative change
+    beyond ``warn_change`` warns and beyond ``fail_change`` fails; groups with fewer than
+    ``min_previous`` in the previous delivery are shown but not judged (small counts move a lot).
+    """
+
+    name: str
+    measure: str
+    by: tuple[str, ...] = ()
+    warn_change: float = 0.10
+    fail_change: float = 0.25
+    min_previous: float = 0
+    description: str = ""
+
+    @property
+    def column(self) -> str | None:
+        """The column a ``distinct``/``sum`` measure reads; ``None`` for ``rows``."""
+        return self.measure.split(" ", 1)[1] if " " in self.measure else None
+
+
+@dataclass(frozen=True)
+class DeliveryDrift:
+    """How a source may change from one delivery to the next before someone should look."""
+
+    year_column: str | None
+    metrics: tuple[DriftMetric, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Contract:
     """A versioned contract for one landing source."""
 
@@ -110,6 +143,10 @@ class Contract:
     path: Path | None = None
     #: every ``customProperties`` entry by name (thresholds the code reads, e.g. export coverage)
     custom_properties: dict = field(default_factory=dict)
+    #: ``slaProperties.freshness`` as (value, unit), e.g. ``(3, "months")``: how often the source is delivered
+    freshness_period: tuple[float, str] | None = None
+    #: thresholds of the checks against the previous delivery (``customProperties.deliveryDrift``)
+    drift: DeliveryDrift | None = None
 
     @property
     def column_names(self) -> list[str]:
@@ -195,6 +232,46 @@ def _parse_row_reference(path: Path, relation: dict) -> RowReference:
     )
 
 
+_DRIFT_MEASURES = ("rows", "distinct", "sum")
+_FRESHNESS_UNITS = ("days", "months", "years")
+
+
+def _parse_drift(path: Path, entry: dict | None, columns: set[str]) -> DeliveryDrift | None:
+    """``customProperties.deliveryDrift``: the year column and the measures compared between deliveries."""
+    if entry is None:
+        return None
+    value = entry.get("value") or {}
+    year_column = value.get("yearColumn")
+    if year_column is not None and year_column not in columns:
+        raise _fail(path, f"deliveryDrift: yearColumn {year_column!r} is not a column of the contract")
+    metrics = []
+    for item in value.get("metrics") or []:
+        name, measure = item.get("name"), str(item.get("measure", ""))
+        kind, _, column = measure.partition(" ")
+        if not name or kind not in _DRIFT_MEASURES or (kind == "rows") != (not column):
+            raise _fail(path, f"deliveryDrift metric {name!r}: measure must be rows, distinct <column> or sum <column>, not {measure!r}")
+        by = tuple(item.get("by") or ())
+        unknown = [c for c in (column, *by) if c and c not in columns and not (c == "year" and year_column)]
+        if unknown:
+            raise _fail(path, f"deliveryDrift metric {name}: unknown column(s) {', '.join(unknown)}")
+        warn, fail = float(item.get("warnChange", 0.10)), float(item.get("failChange", 0.25))
+        if not 0 <= warn <= fail:
+            raise _fail(path, f"deliveryDrift metric {name}: need 0 <= warnChange <= failChange, got {warn} and {fail}")
+        metrics.append(DriftMetric(
+            name=name, measure=measure, by=by, warn_change=warn, fail_change=fail,
+            min_previous=float(item.get("minPrevious", 0)), description=" ".join(str(item.get("description", "")).split()),
+        ))
+    return DeliveryDrift(year_column, tuple(metrics), " ".join(str(entry.get("description", "")).split()))
+
+
+def _freshness_period(path: Path, freshness: dict) -> tuple[float, str] | None:
+    if not freshness:
+        return None
+    if freshness.get("unit") not in _FRESHNESS_UNITS or not isinstance(freshness.get("value"), (int, float)):
+        raise _fail(path, f"slaProperties freshness needs a number value and a unit among {', '.join(_FRESHNESS_UNITS)}")
+    return float(freshness["value"]), freshness["unit"]
+
+
 def load_contract(source: str, contracts_dir: Path | None = None) -> Contract:
     """Read ``<contracts_dir>/<source>.yaml`` into a :class:`Contract` (defaults to the repo's)."""
     path = Path(contracts_dir or DEFAULT_CONTRACTS_DIR) / f"{source}.yaml"
@@ -205,7 +282,8 @@ def load_contract(source: str, contracts_dir: Path | None = None) -> Contract:
     if missing:
         raise _fail(path, f"missing top-level key(s) {', '.join(missing)}")
     (table,) = document["schema"]
-    custom = {entry["property"]: entry.get("value") for entry in document.get("customProperties") or []}
+    custom_entries = {entry["property"]: entry for entry in document.get("customProperties") or []}
+    custom = {name: entry.get("value") for name, entry in custom_entries.items()}
     sla = {entry["property"]: entry for entry in document.get("slaProperties") or []}
     freshness = sla.get("freshness", {})
     description = document.get("description") or {}
@@ -243,6 +321,8 @@ def load_contract(source: str, contracts_dir: Path | None = None) -> Contract:
         sheet=custom.get("sheet"),
         path=path,
         custom_properties=custom,
+        freshness_period=_freshness_period(path, freshness),
+        drift=_parse_drift(path, custom_entries.get("deliveryDrift"), {p.get("name") for p in table["properties"]}),
     )
     if contract.source != source:
         raise _fail(path, f"schema physicalName {contract.source!r} does not match source {source!r}")
