@@ -56,6 +56,7 @@ from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from analyses.did import AggteResult, AttGtResult, aggte, att_gt
 from analyses.did.attgt import _ZERO_SE
+from analyses.mechanisms.plan import FamiliesPlan
 from analyses.panel import (
     BASELINE_COVARIATES,
     FIRST_YEAR_COLUMN,
@@ -150,8 +151,11 @@ class EvaluationPlan:
     #: (R ``aggte(type="dynamic", balance_e=H, min_e=0, max_e=H)``), so it does not depend on how long
     #: the panel runs; R's ``simple`` average is kept in ``estimates.csv`` beside it.
     headline_horizon: int = 3
+    #: mechanism models (``analyses.mechanisms.plan.FamiliesPlan``; a mapping in YAML, defaults when absent)
+    families: FamiliesPlan | dict | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "families", FamiliesPlan.from_value(self.families))
         unknown = sorted(set(self.services) - set(SERVICES))
         if unknown:
             raise ValueError(f"evaluation plan: unknown service(s) {unknown}; expected some of {SERVICES}")
@@ -190,7 +194,8 @@ class EvaluationPlan:
         return cls(**coerced)
 
     def to_dict(self) -> dict:
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        plain = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        return {**plain, "families": self.families.to_dict()}
 
     @property
     def covariate_columns(self) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ import dagster as dg
 from assets.analysis import did_estimates
 from assets.contracts import validated_sources
 from assets.ingestion import raw_source_assets
+from assets.mechanisms import mechanism_assets
 from assets.panel import firm_year_panel
 from assets.reporting import impact_report
 from pipelines.jobs import evaluate_programmes
@@ -24,7 +25,7 @@ from pipelines.resources import (
 from pipelines.schedules import quarterly_evaluation
 from pipelines.sensors import abandoned_runs_sensor, landing_files_sensor
 
-ALL_ASSETS = [*raw_source_assets, validated_sources, firm_year_panel, did_estimates, impact_report]
+ALL_ASSETS = [*raw_source_assets, validated_sources, firm_year_panel, did_estimates, *mechanism_assets, impact_report]
 
 
 def build_resources() -> dict:

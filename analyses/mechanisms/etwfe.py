@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from scipy.stats import norm
 
 from analyses.did.prepare import _plain, check_timing_codes
@@ -49,7 +51,8 @@ class EtwfeFit:
     ``cells``: ``group, time, estimate, se, n_obs`` per cohort x period coefficient (the coefficients of
     the treatment dummies, R's ``.Dtreat:first.treat::g:year::t``); ``coef``/``vcov`` every coefficient
     (columns named ``cell:g:t``, ``cell:g:t:x``, ``cohort:g``, ``period:t``, ``slope:cohort:g:x``,
-    ``slope:period:t:x``), ``design`` the n x K matrix behind them (rows ``row_index`` of the input).
+    ``slope:period:t:x``); ``matrix`` the sparse n x K design behind them, ``design`` the same as a
+    DataFrame indexed by the input rows used (for cross-checks on small data).
     """
 
     family: str
@@ -57,7 +60,8 @@ class EtwfeFit:
     coef: pd.Series
     vcov: pd.DataFrame
     cells: pd.DataFrame
-    design: pd.DataFrame
+    matrix: sp.csr_matrix
+    row_index: pd.Index
     y: np.ndarray
     fitted: np.ndarray  # linear predictor
     row_group: np.ndarray
@@ -72,49 +76,58 @@ class EtwfeFit:
     controls: tuple
     notes: list = field(default_factory=list)
 
+    @property
+    def design(self) -> pd.DataFrame:
+        return pd.DataFrame(self.matrix.toarray(), columns=self.coef.index, index=self.row_index)
+
     def __repr__(self) -> str:
         return f"EtwfeFit(family={self.family!r}, cgroup={self.cgroup!r}, {len(self.cells)} cells, n={self.n_obs})"
 
 
-def _demean_two_way(x: np.ndarray, a: np.ndarray, b: np.ndarray, tol=1e-13, maxiter=10_000) -> np.ndarray:
-    """Residual of ``x`` on two sets of fixed effects (alternating projections; R ``fixest::demean``)."""
-    na, nb = a.max() + 1, b.max() + 1
-    ca, cb = np.bincount(a, minlength=na), np.bincount(b, minlength=nb)
-    resid = x.astype(float).copy()
-    for _ in range(maxiter):
-        before = resid.copy()
-        resid -= (np.bincount(a, resid, na) / ca)[a]
-        resid -= (np.bincount(b, resid, nb) / cb)[b]
-        if np.max(np.abs(resid - before)) < tol * (1 + np.max(np.abs(x))):
-            break
-    return resid
+def _demean_two_way(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Residual of ``x`` on two sets of fixed effects (exact least squares; R ``fixest::demean``'s target)."""
+    dummies = sp.hstack([_indicators(a), _indicators(b)[:, 1:]]).tocsr()
+    gram = (dummies.T @ dummies).toarray()
+    coef = np.linalg.lstsq(gram, dummies.T @ x, rcond=None)[0]
+    return x - dummies @ coef
 
 
-def _full_rank_columns(x: np.ndarray) -> np.ndarray:
-    """Indices of a maximal set of linearly independent columns, earlier columns kept first (fixest's rule)."""
+def _indicators(codes: np.ndarray) -> sp.csr_matrix:
+    return sp.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), codes.max() + 1))
+
+
+def _full_rank_columns(gram: np.ndarray, order: np.ndarray, tol: float = 1e-10) -> np.ndarray:
+    """Columns (in ``order`` of preference) that are linearly independent of those kept before them.
+
+    Incremental Cholesky of the Gram matrix: a column whose squared residual on the kept ones is below
+    ``tol`` times its squared norm is dropped (fixest's rule: earlier regressors, and fixed effects, win).
+    """
     keep: list[int] = []
-    scale = np.sqrt((x**2).sum(axis=0))
-    q = np.zeros((x.shape[0], 0))
-    for j in range(x.shape[1]):
-        if scale[j] == 0:
+    factor = np.zeros((0, 0))
+    for j in order:
+        if gram[j, j] <= 0:
             continue
-        v = x[:, j] / scale[j]
-        v = v - q @ (q.T @ v)
-        v = v - q @ (q.T @ v)
-        norm_v = np.linalg.norm(v)
-        if norm_v > 1e-9:
+        cross = gram[keep, j]
+        proj = solve_triangular(factor, cross, lower=True) if keep else np.zeros(0)
+        residual = gram[j, j] - proj @ proj
+        if residual > tol * gram[j, j]:
+            size = len(keep)
+            grown = np.zeros((size + 1, size + 1))
+            grown[:size, :size] = factor
+            grown[size, :size] = proj
+            grown[size, size] = np.sqrt(residual)
+            factor = grown
             keep.append(j)
-            q = np.column_stack([q, v / norm_v])
     return np.array(keep, dtype=int)
 
 
 def _clustered_vcov(bread: np.ndarray, scores: np.ndarray, codes: np.ndarray, n: int, k: int) -> np.ndarray:
     """CRV1: ``bread meat bread`` with fixest's ``G/(G-1) (n-1)/(n-K)``."""
     n_clusters = int(codes.max()) + 1
-    sums = np.zeros((n_clusters, scores.shape[1]))
-    np.add.at(sums, codes, scores)
+    sums = _indicators(codes).T @ scores  # clusters x K (sparse)
+    meat = (sums.T @ sums).toarray() if sp.issparse(sums) else sums.T @ sums
     adjust = n_clusters / (n_clusters - 1) * (n - 1) / (n - k)
-    return adjust * bread @ (sums.T @ sums) @ bread
+    return adjust * bread @ meat @ bread
 
 
 def etwfe(
@@ -181,7 +194,9 @@ def etwfe(
         if family != "poisson":
             break
         y = frame[yname].to_numpy(dtype=float)
-        zero_cells = [i for i in range(len(cell_keys)) if not (y[row_cell == i] > 0).any()]
+        active = row_cell >= 0
+        positive = np.bincount(row_cell[active], weights=(y[active] > 0), minlength=len(cell_keys))
+        zero_cells = list(np.flatnonzero(positive == 0))
         if not zero_cells:
             break
         listed = ", ".join(f"({_plain(cell_keys[i][0])},{_plain(cell_keys[i][1])})" for i in zero_cells)
@@ -192,9 +207,10 @@ def etwfe(
         warnings.warn(note, stacklevel=2)
 
     y = frame[yname].to_numpy(dtype=float)
+    gram = (design.T @ design).toarray()
     fe_first = np.argsort([not name.startswith(("cohort:", "period:", "slope:")) for name in names], kind="stable")
-    keep = np.sort(fe_first[_full_rank_columns(design[:, fe_first])])  # fixest: regressors collinear with FE go
-    x = design[:, keep]
+    keep = np.sort(_full_rank_columns(gram, fe_first))  # fixest: regressors collinear with the FE are dropped
+    x = design[:, keep].tocsr()
     names = [names[j] for j in keep]
     n = x.shape[0]
     n_cohorts, n_periods = frame[gname].nunique(), frame[tname].nunique()
@@ -202,15 +218,13 @@ def etwfe(
     k = sum(name.startswith("cell:") for name in names) + (n_cohorts + n_periods - 1) + len(xvar) * (n_cohorts + n_periods)
     codes = pd.factorize(frame[idname], sort=True)[0]
     if family == "gaussian":
-        coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-        eta, iterations = x @ coef, 0
-        bread = np.linalg.inv(x.T @ x)
-        scores = x * (y - eta)[:, None]
+        coef, weight, iterations = _weighted_solve(x, y, np.ones(n)), np.ones(n), 0
+        eta = x @ coef
     else:
         coef, eta, iterations = _poisson_irls(x, y, tol, maxiter)
-        mu = np.exp(eta)
-        bread = np.linalg.inv(x.T @ (x * mu[:, None]))
-        scores = x * (y - mu)[:, None]
+        weight = np.exp(eta)
+    bread = np.linalg.inv((x.T @ x.multiply(weight[:, None])).toarray())
+    scores = x.multiply((y - np.exp(eta) if family == "poisson" else y - eta)[:, None]).tocsr()
     vcov = _clustered_vcov(bread, scores, codes, n, k)
     coef_s = pd.Series(coef, index=names)
     vcov_df = pd.DataFrame(vcov, index=names, columns=names)
@@ -223,7 +237,7 @@ def etwfe(
     group, time = frame[gname].to_numpy(dtype=float), frame[tname].to_numpy(dtype=float)
     return EtwfeFit(
         family=family, cgroup=cgroup, coef=coef_s, vcov=vcov_df, cells=cells,
-        design=pd.DataFrame(x, columns=names, index=frame.index), y=y, fitted=eta, row_group=group, row_time=time,
+        matrix=x, row_index=frame.index, y=y, fitted=eta, row_group=group, row_time=time,
         row_treated=(group > 0) & (time >= group), cluster_codes=codes, n_obs=n, n_clusters=int(codes.max()) + 1,
         rank=x.shape[1], ssc_k=k, iterations=iterations, controls=xvar, notes=notes)
 
@@ -234,34 +248,42 @@ def _design(frame, tname, gname, xvar, cgroup):
     cohorts, gcode = np.unique(group, return_inverse=True)
     periods, tcode = np.unique(time, return_inverse=True)
     active = (group > 0) & (time >= group) if cgroup == "notyet" else (group > 0) & (time > periods[0])
-    cell_keys = sorted({(g, t) for g, t in zip(group[active], time[active])})
-    lookup = {key: i for i, key in enumerate(cell_keys)}
+    pair = gcode * len(periods) + tcode
+    used, row_cell_active = np.unique(pair[active], return_inverse=True)
+    cell_keys = [(cohorts[code // len(periods)], periods[code % len(periods)]) for code in used]
     row_cell = np.full(len(frame), -1)
-    row_cell[active] = [lookup[(g, t)] for g, t in zip(group[active], time[active])]
+    row_cell[active] = row_cell_active
     controls = {c: frame[c].to_numpy(dtype=float) for c in xvar}
     demeaned = {c: _demean_two_way(v, gcode, tcode) for c, v in controls.items()}
-    columns, names = [], []
-    for i, (g, t) in enumerate(cell_keys):
-        dummy = (row_cell == i).astype(float)
-        columns.append(dummy)
-        names.append(f"cell:{_plain(g)}:{_plain(t)}")
-        for c in xvar:
-            columns.append(dummy * demeaned[c])
-            names.append(f"cell:{_plain(g)}:{_plain(t)}:{c}")
-    for j, g in enumerate(cohorts):
-        columns.append((gcode == j).astype(float))
-        names.append(f"cohort:{_plain(g)}")
-    for j, t in enumerate(periods[1:], start=1):
-        columns.append((tcode == j).astype(float))
-        names.append(f"period:{_plain(t)}")
+    rows = np.arange(len(frame))
+    blocks, names = [], []
+
+    def add(mask_rows, column_of_row, n_columns, values, labels):
+        blocks.append(sp.csr_matrix((values, (rows[mask_rows], column_of_row)), shape=(len(frame), n_columns)))
+        names.extend(labels)
+
+    cell_labels = [f"cell:{_plain(g)}:{_plain(t)}" for g, t in cell_keys]
+    n_cells, width = len(cell_keys), 1 + len(xvar)
+    on = row_cell >= 0
+    add(on, row_cell[on] * width, n_cells * width, np.ones(on.sum()),
+        [label + suffix for label in cell_labels for suffix in ["", *(f":{c}" for c in xvar)]])
+    for j, c in enumerate(xvar, start=1):  # interactions sit beside their cell's dummy
+        blocks[-1] = blocks[-1] + sp.csr_matrix((demeaned[c][on], (rows[on], row_cell[on] * width + j)),
+                                                shape=(len(frame), n_cells * width))
+    everywhere = np.ones(len(frame), dtype=bool)
+    add(everywhere, gcode, len(cohorts), np.ones(len(frame)), [f"cohort:{_plain(g)}" for g in cohorts])
+    later = tcode > 0
+    add(later, tcode[later] - 1, len(periods) - 1, np.ones(later.sum()), [f"period:{_plain(t)}" for t in periods[1:]])
     for c in xvar:
-        for j, g in enumerate(cohorts):
-            columns.append((gcode == j) * controls[c])
-            names.append(f"slope:cohort:{_plain(g)}:{c}")
-        for j, t in enumerate(periods):
-            columns.append((tcode == j) * controls[c])
-            names.append(f"slope:period:{_plain(t)}:{c}")
-    return np.column_stack(columns), names, row_cell, cell_keys
+        add(everywhere, gcode, len(cohorts), controls[c], [f"slope:cohort:{_plain(g)}:{c}" for g in cohorts])
+        add(everywhere, tcode, len(periods), controls[c], [f"slope:period:{_plain(t)}:{c}" for t in periods])
+    return sp.hstack(blocks).tocsc(), names, row_cell, cell_keys
+
+
+def _weighted_solve(x: sp.csr_matrix, z: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Weighted least squares by the normal equations (Cholesky of the K x K ``X'WX``)."""
+    xw = x.multiply(weight[:, None]).tocsr()
+    return cho_solve(cho_factor((x.T @ xw).toarray()), xw.T @ z)
 
 
 def _poisson_irls(x, y, tol, maxiter):
@@ -270,9 +292,7 @@ def _poisson_irls(x, y, tol, maxiter):
     eta = np.log(mu)
     deviance_old = np.inf
     for iteration in range(1, maxiter + 1):
-        z = eta + (y - mu) / mu
-        sw = np.sqrt(mu)
-        coef, *_ = np.linalg.lstsq(x * sw[:, None], z * sw, rcond=None)
+        coef = _weighted_solve(x, eta + (y - mu) / mu, mu)
         eta = x @ coef
         mu = np.exp(eta)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -296,10 +316,9 @@ def emfx(fit: EtwfeFit, type: str = "simple", alp: float = 0.05) -> pd.DataFrame
     """
     if type not in _EMFX_KEY:
         raise ValueError(f"type must be one of {list(_EMFX_KEY)}, got {type!r}")
-    x = fit.design.to_numpy()
-    untreated = x.copy()
-    cell_columns = [j for j, name in enumerate(fit.design.columns) if name.startswith("cell:")]
-    untreated[:, cell_columns] = 0.0
+    x = fit.matrix.tocsr()
+    cell_columns = np.array([name.startswith("cell:") for name in fit.coef.index])
+    untreated = (x @ sp.diags((~cell_columns).astype(float))).tocsr()
     eta0 = untreated @ fit.coef.to_numpy()
     z = norm.ppf(1 - alp / 2)
     rows = fit.row_treated
@@ -312,8 +331,9 @@ def emfx(fit: EtwfeFit, type: str = "simple", alp: float = 0.05) -> pd.DataFrame
         if fit.family == "poisson":
             mu1, mu0 = np.exp(fit.fitted[sel]), np.exp(eta0[sel])
             estimate = np.mean(mu1 - mu0)
-            gradient = (mu1 @ x[sel] - mu0 @ untreated[sel]) / sel.sum()
-            log_gradient = mu1 @ x[sel] / mu1.sum() - mu0 @ untreated[sel] / mu0.sum()
+            treated_sum, untreated_sum = x[sel].T @ mu1, untreated[sel].T @ mu0
+            gradient = (treated_sum - untreated_sum) / sel.sum()
+            log_gradient = treated_sum / mu1.sum() - untreated_sum / mu0.sum()
             log_ratio = np.log(mu1.sum() / mu0.sum())
             log_se = float(np.sqrt(log_gradient @ vcov @ log_gradient))
             extra = {"proportional": np.expm1(log_ratio), "proportional_se": np.exp(log_ratio) * log_se,
@@ -322,7 +342,7 @@ def emfx(fit: EtwfeFit, type: str = "simple", alp: float = 0.05) -> pd.DataFrame
                      "proportional_p_value": 2 * norm.sf(abs(log_ratio) / log_se)}
         else:
             estimate = np.mean(fit.fitted[sel] - eta0[sel])
-            gradient = (x[sel] - untreated[sel]).mean(axis=0)
+            gradient = np.asarray((x[sel] - untreated[sel]).mean(axis=0)).ravel()
             extra = {}
         se = float(np.sqrt(gradient @ vcov @ gradient))
         row = {"estimate": estimate, "se": se, "ci_lower": estimate - z * se, "ci_upper": estimate + z * se,

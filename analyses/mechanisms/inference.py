@@ -15,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 from scipy.stats import chi2, norm
 
-from analyses.did.bootstrap import analytic_se, multiplier_bootstrap
+from analyses.did.bootstrap import multiplier_bootstrap
 
 
 @dataclass
@@ -37,6 +36,11 @@ class JointInfluence:
         self.names.append(name)
         self.estimates.append(float(estimate))
         self._parts.append((unit_ids, inf_func / len(unit_ids)))
+
+    def influence(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(inf_func, unit_ids)`` of one estimate, as added."""
+        ids, scaled = self._parts[self.names.index(name)]
+        return scaled * len(ids), ids
 
     def matrix(self) -> np.ndarray:
         """``N x k`` influence functions on the union of the ``N`` units (zero where a unit is not in a sample)."""
@@ -105,13 +109,3 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def se_of(inf_func: np.ndarray) -> float:
-    """Analytic standard error of one influence function (units as clusters)."""
-    return float(analytic_se(np.asarray(inf_func, float)[:, None])[0])
-
-
-def adjust_family(table: pd.DataFrame, t_draws: np.ndarray | None = None) -> pd.Series:
-    """``p_value_adjusted`` for a family's rows: Romano-Wolf when ``t_draws`` (rows' order) are given, else Holm."""
-    if t_draws is not None:
-        return pd.Series(romano_wolf(table["estimate"] / table["std_error"], t_draws), index=table.index)
-    return pd.Series(holm(table["p_value"].to_numpy()), index=table.index)
