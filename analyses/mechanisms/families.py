@@ -95,7 +95,7 @@ class _Collector:
         spec = f"{treatment} × {outcome}"
         self.specs.append(spec)
         try:
-            head = cs_headline(sample, outcome, "firm_id", plan or self.plan)
+            head = cs_headline(_usable_cohorts(sample, plan or self.plan), outcome, "firm_id", plan or self.plan)
         except ValueError as error:
             self.fail(spec, error)
             return
@@ -259,7 +259,7 @@ def run_sequences(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
                 continue
             added = starters[f"first_{second}_year"]
             later = added > starters["first_service_year"]
-            data = starters.loc[later | added.eq(0)].assign(cohort=np.where(later, added, 0))
+            data = starters.assign(cohort=np.where(later, added, 0)).loc[later | added.eq(0)]
             data = data.loc[observed.loc[data.index]]
             for outcome in plan.families.sequence_outcomes:
                 out.headline(data.loc[data[outcome].notna()], f"{first}>{second}", outcome, plan=sequence_plan)
@@ -275,24 +275,26 @@ def run_bundles(panel: pd.DataFrame, participation: pd.DataFrame, plan: Evaluati
     started, fam = time.perf_counter(), plan.families
     out = _Collector("bundles", plan)
     bundles = bundle_starts(participation, fam.bundle_window_months).set_index("firm_id")
-    floor = cohort_floor(plan.min_cohort_size)
     label = panel["firm_id"].map(bundles["bundle"])
     never = panel["first_service"].eq(NO_SERVICE)
     observed = panel["exports_covered"].eq(1)
-    first_year = panel.loc[observed, "year"].min()
     for bundle in sorted(bundles["bundle"].unique()):
         data = panel.loc[(label.eq(bundle) | never) & observed].assign(
             cohort=lambda d: d["firm_id"].map(bundles["bundle_year"]).fillna(0).astype(int))
-        sizes = data.loc[data["cohort"] > 0].groupby("cohort")["firm_id"].nunique()
-        small = sizes.index[(sizes < floor) | (sizes.index <= first_year + plan.anticipation)]
-        data = data.loc[~data["cohort"].isin(small)]
         for outcome in fam.bundle_outcomes:
-            if not (data["cohort"] > 0).any():
-                out.specs.append(f"{bundle} × {outcome}")
-                out.fail(f"{bundle} × {outcome}", f"no cohort of at least {floor} firms with a base period")
-                continue
             out.headline(data.loc[data[outcome].notna()], bundle, outcome)
     return out.result(started)
+
+
+def _usable_cohorts(data: pd.DataFrame, plan: EvaluationPlan) -> pd.DataFrame:
+    """``data`` without cohorts below the plan's floor or without a year before support (treated at the start)."""
+    floor = cohort_floor(plan.min_cohort_size)
+    sizes = data.loc[data["cohort"] > 0].groupby("cohort")["firm_id"].nunique()
+    small = sizes.index[(sizes < floor) | (sizes.index <= data["year"].min() + plan.anticipation)]
+    kept = data.loc[~data["cohort"].isin(small)]
+    if not (kept["cohort"] > 0).any():
+        raise ValueError(f"no cohort of at least {floor} firms with a year before support")
+    return kept
 
 
 def run_value(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:

@@ -23,7 +23,7 @@ class FamiliesPlan:
     dose_num_knots: int = 0
     #: pre-programme subgroups (``region`` only when named) and their outcomes
     subgroups: tuple[str, ...] = ("in_cluster", "size_class", "exported_before")
-    subgroup_outcomes: tuple[str, ...] = ("exporter", "n_destinations")
+    subgroup_outcomes: tuple[str, ...] = ("exporter",)
     market_outcomes: tuple[str, ...] = ("new_eu_destination", "new_non_eu_destination", "n_eu_destinations",
                                         "n_non_eu_destinations")
     #: two services starting within this many months form a bundle (their own treatment group)
@@ -32,8 +32,10 @@ class FamiliesPlan:
     bundle_outcomes: tuple[str, ...] = ("exporter", "n_destinations")
     persistence_outcomes: tuple[str, ...] = ("sustained_exporter", "spell_survives_1", "spell_survives_2",
                                              "spell_survives_3")
-    #: controls of the extended TWFE value models (time-invariant first-year snapshots); empty = none
-    value_controls: tuple[str, ...] = ("log_employees_first", "exporter_first", "in_cluster")
+    #: controls of the extended TWFE value models (time-invariant first-year snapshots), each interacted with
+    #: every cohort x period cell as R etwfe does. None by default: with Poisson, cells where few firms export
+    #: leave those interactions unidentified (near-singular information matrix, measured on the demo)
+    value_controls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.run) - set(FAMILY_NAMES))

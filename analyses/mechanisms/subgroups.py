@@ -1,10 +1,12 @@
 """For whom: Callaway-Sant'Anna effects by pre-programme subgroup, and tests that they differ.
 
-Each subgroup's treated firms (labelled in their last year before support: cluster membership, size
-class from employees, prior exporting, region) are compared with the **whole** comparison group of
-the service, with the plan's covariates (so the doubly robust reweighting matches comparisons to the
-subgroup). Because the comparison firms are shared, subgroup estimates are correlated; the test of
-difference therefore uses their influence functions stacked on the union of firms
+Each subgroup's treated firms are labelled in their last year before support (cluster membership, size
+class from employees, prior exporting, region). For a firm attribute that never changes (cluster
+membership, region) the comparison firms are those with the same value (exact matching; the attribute then
+drops out of the propensity model). For a label measured before support (size class, prior exporting) the
+**whole** comparison group of the service is used with the plan's covariates, so the doubly robust
+reweighting matches comparisons to the subgroup; those subgroup estimates share comparison firms and are
+correlated. Either way the test of difference uses the influence functions stacked on the union of firms
 (``analyses.mechanisms.inference.JointInfluence``), not two separate intervals.
 
 The estimate per subgroup is the plan's headline (R ``aggte(type="dynamic", balance_e=H, min_e=0,
@@ -100,10 +102,13 @@ def subgroup_effects(sample: pd.DataFrame, outcome: str, subgroup: str, plan: Ev
     min_firms = plan.min_cohort_size if min_firms is None else min_firms
     label = sample[idname].map(labels[subgroup]).fillna("")
     comparison = sample["cohort"] == 0
+    fixed = subgroup in sample and (sample.groupby(idname)[subgroup].nunique(dropna=False) <= 1).all()
+    if fixed:  # a firm attribute that never changes: compare like with like (exact matching on it)
+        own = sample[subgroup].map(lambda v: "" if pd.isna(v) else (str(int(v)) if isinstance(v, (bool, int, float, np.number)) else str(v)))
     joint, rows = JointInfluence(), []
     z = norm.ppf(1 - plan.alpha / 2)
     for value in sorted(v for v in labels[subgroup].unique() if v != ""):
-        mine = sample.loc[comparison | (label == value)]
+        mine = sample.loc[((comparison & own.eq(value)) if fixed else comparison) | (label == value)]
         n_firms = int((labels[subgroup] == value).sum())
         row = {"subgroup": f"{subgroup}={value}", "estimate": np.nan, "std_error": np.nan, "ci_lower": np.nan,
                "ci_upper": np.nan, "p_value": np.nan, "n_treated": n_firms, "n_control": 0, "reason": ""}
