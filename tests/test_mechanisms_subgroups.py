@@ -44,11 +44,18 @@ def test_planted_difference_is_detected():
     assert by.loc["in_cluster=0", "ci_lower"] <= 1.0 <= by.loc["in_cluster=0", "ci_upper"]
     assert by.loc["in_cluster=1", "ci_lower"] <= 0.3 <= by.loc["in_cluster=1", "ci_upper"]
     assert test["p_value"] < 0.01 and test["ci_lower"] <= 0.7 <= test["ci_upper"]
-    # the shared comparison firms make the two estimates positively correlated
+    # cluster membership never changes: each subgroup has its own comparison firms, so no covariance
+    assert joint.covariance()[0, 1] == pytest.approx(0.0, abs=1e-15)
+    assert test["se"] == pytest.approx(np.sqrt(by.std_error.pow(2).sum()), rel=1e-9)
+
+
+def test_shared_comparison_group_is_accounted_for():
+    """Size class is measured before support: every class is compared with all comparison firms."""
+    table, test, joint = subgroup_effects(staggered(), "y", "size_class", PLAN)
+    assert (table.n_control == table.n_control.iloc[0]).all()
     cov = joint.covariance()
-    assert cov[0, 1] > 0
-    naive = np.sqrt(by.std_error.pow(2).sum())
-    assert test["se"] < naive
+    assert (cov[np.triu_indices(len(cov), 1)] > 0).all()  # shared comparisons: positively correlated
+    assert test["df"] == len(table) - 1
 
 
 def test_small_subgroup_is_reported_not_estimated():

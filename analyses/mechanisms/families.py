@@ -88,6 +88,13 @@ class _Collector:
             self.joint.add(str(len(self.rows) - 1), estimate, inf_func, unit_ids)
             self.joint_rows.append(len(self.rows) - 1)
 
+    def begin(self, specification: str, sample) -> bool:
+        """Record a specification; ``False`` (and the reason) when its service has no cohort to estimate."""
+        self.specs.append(specification)
+        if sample is None:
+            self.fail(specification, "no cohort could be estimated")
+        return sample is not None
+
     def fail(self, specification: str, error) -> None:
         self.failed.append({"family": self.family, "specification": specification, "reason": str(error)})
 
@@ -147,9 +154,7 @@ def run_dose(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
     for service, sample in _samples(panel, plan):
         for outcome in fam.dose_outcomes:
             spec = f"{service} × {outcome}"
-            out.specs.append(spec)
-            if sample is None:
-                out.fail(spec, "no cohort could be estimated")
+            if not out.begin(spec, sample):
                 continue
             data = sample.loc[sample[outcome].notna()]
             years = data["year"].nunique()
@@ -164,7 +169,7 @@ def run_dose(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
                 out.fail(spec, error)
                 continue
             n1, n0 = result.n_treated, result.n_control
-            for j, (parameter, aggregation) in enumerate((("ATT", "dose_level"), ("ACRT", "dose_slope"))):
+            for j, aggregation in enumerate(("dose_level", "dose_slope")):  # ATT^o, ACRT^o
                 row = result.overall.iloc[j]
                 out.row(service, outcome, "cs_dose", aggregation, row.estimate, row.se, n1, n0,
                         inf_func=result.overall_inf_func[:, j], unit_ids=result.unit_ids)
@@ -189,9 +194,7 @@ def run_subgroups(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
         for outcome in fam.subgroup_outcomes:
             for name in fam.subgroups:
                 spec = f"{service} × {outcome} by {name}"
-                out.specs.append(spec)
-                if sample is None:
-                    out.fail(spec, "no cohort could be estimated")
+                if not out.begin(spec, sample):
                     continue
                 data = sample.loc[sample[outcome].notna()]
                 table, test, joint = _quiet(subgroup_effects, data, outcome, name, plan, "firm_id", floor)
@@ -212,32 +215,28 @@ def run_subgroups(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
     return result
 
 
+def _headlines_by_service(family: str, panel: pd.DataFrame, plan: EvaluationPlan, outcomes) -> FamilyResult:
+    """The plan's headline per service and each of ``outcomes``."""
+    started = time.perf_counter()
+    out = _Collector(family, plan)
+    for service, sample in _samples(panel, plan):
+        for outcome in outcomes:
+            if sample is not None:
+                out.headline(sample.loc[sample[outcome].notna()], service, outcome)
+            else:
+                out.begin(f"{service} × {outcome}", sample)
+    return out.result(started)
+
+
 def run_markets(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
     """Headline effect on EU and non-EU market outcomes (new destinations, number of destinations) per service."""
-    started = time.perf_counter()
-    out = _Collector("markets", plan)
-    for service, sample in _samples(panel, plan):
-        for outcome in plan.families.market_outcomes:
-            if sample is None:
-                out.specs.append(f"{service} × {outcome}")
-                out.fail(f"{service} × {outcome}", "no cohort could be estimated")
-                continue
-            out.headline(sample.loc[sample[outcome].notna()], service, outcome)
-    return out.result(started)
+    return _headlines_by_service("markets", panel, plan, plan.families.market_outcomes)
 
 
 def run_persistence(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
     """Headline effect on ``sustained_exporter`` and ``spell_survives_k`` (``analyses.mechanisms.outcomes``)."""
-    started = time.perf_counter()
-    out = _Collector("persistence", plan)
-    for service, sample in _samples(add_persistence_outcomes(panel), plan):
-        for outcome in plan.families.persistence_outcomes:
-            if sample is None:
-                out.specs.append(f"{service} × {outcome}")
-                out.fail(f"{service} × {outcome}", "no cohort could be estimated")
-                continue
-            out.headline(sample.loc[sample[outcome].notna()], service, outcome)
-    return out.result(started)
+    return _headlines_by_service("persistence", add_persistence_outcomes(panel), plan,
+                                 plan.families.persistence_outcomes)
 
 
 def run_sequences(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
@@ -316,9 +315,7 @@ def run_value(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
                                            ("exporter", "gaussian", "etwfe_ols"),
                                            ("log_export_value_if_exporting", "gaussian", "etwfe_ols")):
             spec = f"{service} × {outcome} ({estimator})"
-            out.specs.append(spec)
-            if sample is None:
-                out.fail(spec, "no cohort could be estimated")
+            if not out.begin(spec, sample):
                 continue
             data = sample.loc[sample[outcome].notna()]
             try:
