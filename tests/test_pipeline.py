@@ -60,6 +60,7 @@ def test_definitions_load_with_every_asset_check_job_schedule_and_sensor():
     assert keys == {
         *(f"raw_{s}" for s in sources), *(f"clean_{s}" for s in sources),
         "data_quality", "firm_year_panel", "panel_account", "did_estimates", "evaluation_diagnostics", "impact_report",
+        *(f"mechanism_{f}" for f in ("dose", "subgroups", "markets", "value", "bundles", "sequences", "persistence")),
     }
     checks = {(key.asset_key.to_user_string(), key.name) for key in repository.asset_graph.asset_check_keys}
     assert {(f"raw_{s}", "structure") for s in sources} <= checks
