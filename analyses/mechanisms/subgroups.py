@@ -61,6 +61,13 @@ def cs_headline(sample: pd.DataFrame, outcome: str, idname: str, plan: Evaluatio
                     agg.n_control)
 
 
+def _as_label(value) -> str:
+    """A subgroup value as text: whole numbers (flags) without decimals, missing as empty."""
+    if pd.isna(value):
+        return ""
+    return str(int(value)) if isinstance(value, (bool, int, float, np.number)) else str(value)
+
+
 def subgroup_labels(sample: pd.DataFrame, idname: str = "firm_id") -> pd.DataFrame:
     """One row per treated firm (index ``idname``): ``SUBGROUPS`` labels from its last row before support.
 
@@ -73,11 +80,8 @@ def subgroup_labels(sample: pd.DataFrame, idname: str = "firm_id") -> pd.DataFra
     size = np.select([(lo <= employees) & (employees < hi) for lo, hi, _ in SIZE_CLASSES],
                      [label for _, _, label in SIZE_CLASSES], "")
 
-    def flag(column):
-        return last[column].map(lambda v: "" if pd.isna(v) else str(int(v)))
-
-    labels = pd.DataFrame({"in_cluster": flag("in_cluster"), "size_class": size,
-                           "exported_before": flag("exporter")}, index=last.index)
+    labels = pd.DataFrame({"in_cluster": last["in_cluster"].map(_as_label), "size_class": size,
+                           "exported_before": last["exporter"].map(_as_label)}, index=last.index)
     if "region" in last:
         labels["region"] = last["region"].astype(str)
     return labels
@@ -104,7 +108,7 @@ def subgroup_effects(sample: pd.DataFrame, outcome: str, subgroup: str, plan: Ev
     comparison = sample["cohort"] == 0
     fixed = subgroup in sample and (sample.groupby(idname)[subgroup].nunique(dropna=False) <= 1).all()
     if fixed:  # a firm attribute that never changes: compare like with like (exact matching on it)
-        own = sample[subgroup].map(lambda v: "" if pd.isna(v) else (str(int(v)) if isinstance(v, (bool, int, float, np.number)) else str(v)))
+        own = sample[subgroup].map(_as_label)
     joint, rows = JointInfluence(), []
     z = norm.ppf(1 - plan.alpha / 2)
     for value in sorted(v for v in labels[subgroup].unique() if v != ""):
