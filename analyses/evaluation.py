@@ -56,6 +56,7 @@ from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from analyses.did import AggteResult, AttGtResult, aggte, att_gt
 from analyses.did.attgt import _ZERO_SE
+from analyses.mechanisms.plan import FamiliesPlan
 from analyses.panel import (
     BASELINE_COVARIATES,
     FIRST_YEAR_COLUMN,
@@ -152,8 +153,11 @@ class EvaluationPlan:
     headline_horizon: int = 3
     #: write the linkage table (firm identifier -> pseudonym) of each delivery to the vault (restricted)
     linkage_table: bool = False
+    #: mechanism models (``analyses.mechanisms.plan.FamiliesPlan``; a mapping in YAML, defaults when absent)
+    families: FamiliesPlan | dict | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "families", FamiliesPlan.from_value(self.families))
         unknown = sorted(set(self.services) - set(SERVICES))
         if unknown:
             raise ValueError(f"evaluation plan: unknown service(s) {unknown}; expected some of {SERVICES}")
@@ -192,7 +196,8 @@ class EvaluationPlan:
         return cls(**coerced)
 
     def to_dict(self) -> dict:
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        plain = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        return {**plain, "families": self.families.to_dict()}
 
     @property
     def covariate_columns(self) -> tuple[str, ...]:

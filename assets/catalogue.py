@@ -12,7 +12,7 @@ from analyses.contracts import SOURCES, load_contracts
 DATA_ENGINEERING = "team:data-engineering"
 EVALUATION_UNIT = "team:evaluation-unit"
 OWNERS = {"ingestion": DATA_ENGINEERING, "contracts": DATA_ENGINEERING, "panel": EVALUATION_UNIT,
-          "analysis": EVALUATION_UNIT, "reporting": EVALUATION_UNIT}
+          "analysis": EVALUATION_UNIT, "mechanisms": EVALUATION_UNIT, "reporting": EVALUATION_UNIT}
 
 _CONTRACTS = load_contracts()
 BUSINESS = {
@@ -29,6 +29,16 @@ BUSINESS = {
                      "intervals: the numbers behind the report.",
     "evaluation_diagnostics": "How far the estimates can be trusted: trends before support, comparability of "
                               "supported and other firms, effects too small to detect, what could not be estimated.",
+    "mechanism_dose": "Whether more support (advisory hours, grant euros, network events in the first episode) "
+                      "did more for exporting: dose-response curves.",
+    "mechanism_subgroups": "For whom support worked: effects by cluster membership, firm size and prior exporting, "
+                           "with a test of whether groups differ.",
+    "mechanism_markets": "Which markets support opened: new EU and non-EU destinations and their number.",
+    "mechanism_value": "How much more firms exported in euros (a proportional effect), and how much of it came from "
+                       "firms starting to export.",
+    "mechanism_bundles": "What starting with two services together did, as its own kind of support.",
+    "mechanism_sequences": "What adding a second service did for firms that had started with another one.",
+    "mechanism_persistence": "Whether exporting lasted: sustained exporting and survival of new export spells.",
     "impact_report": "The impact report the agency publishes (HTML and PDF), with the estimate files, after "
                      "statistical disclosure control.",
 }
