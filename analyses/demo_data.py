@@ -211,9 +211,11 @@ def generate_demo_data(
     last_year: int = 2024,
     seed: int = DEFAULT_SEED,
     messy: bool = False,
+    plan: EvaluationPlan | None = None,
 ) -> DemoData:
     """Draw an unbalanced firm-year data set and its true effects; same seed, same data.
 
+    The truths are for the firms and cohorts ``plan`` (default: ``EvaluationPlan()``) estimates on.
     ``messy`` splits about 1 % of export rows into two shipments of the same
     firm-year-destination (legitimate duplicates the panel builder sums).
     """
@@ -247,7 +249,7 @@ def generate_demo_data(
         world: _world_tables(firms, employees, domestic, world_rows, years, treatment)
         for world, world_rows in rows.items()
     }
-    truth = true_effects(tables["observed"], tables["untreated"])
+    truth = true_effects(tables["observed"], tables["untreated"], plan=plan)
     observed_tables = tables["observed"]
     exports = _split_shipments(rng, observed_tables["exports"]) if messy else observed_tables["exports"]
     return DemoData(
