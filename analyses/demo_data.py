@@ -211,12 +211,40 @@ def generate_demo_data(
     last_year: int = 2024,
     seed: int = DEFAULT_SEED,
     messy: bool = False,
+    plan: EvaluationPlan | None = None,
 ) -> DemoData:
     """Draw an unbalanced firm-year data set and its true effects; same seed, same data.
 
+    The truths are for the firms and cohorts ``plan`` (default: ``EvaluationPlan()``) estimates on.
     ``messy`` splits about 1 % of export rows into two shipments of the same
     firm-year-destination (legitimate duplicates the panel builder sums).
     """
+    rng = np.random.default_rng(seed)
+    tables = _simulate_worlds(rng, n_firms, first_year, last_year)
+    truth = true_effects(tables["observed"], tables["untreated"], plan=plan)
+    observed_tables = tables["observed"]
+    exports = _split_shipments(rng, observed_tables["exports"]) if messy else observed_tables["exports"]
+    return DemoData(
+        firms=observed_tables["firms"],
+        financials=observed_tables["financials"],
+        participation=observed_tables["participation"],
+        exports=exports,
+        true_effects=truth,
+    )
+
+
+def demo_worlds(
+    n_firms: int = 10_000, first_year: int = 2012, last_year: int = 2024, seed: int = DEFAULT_SEED
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """Both worlds of :func:`generate_demo_data` (same arguments, same draws): ``{"observed": tables,
+    "untreated": tables}``, each the four clean tables; ``untreated`` has the same firms, accounts and
+    episodes, with exports as they would have been without any support. ``observed`` is the demo data.
+    """
+    return _simulate_worlds(np.random.default_rng(seed), n_firms, first_year, last_year)
+
+
+def _simulate_worlds(rng: np.random.Generator, n_firms: int, first_year: int, last_year: int) -> dict:
+    """Both worlds' clean tables, driven by common random numbers (see the module docstring)."""
     if n_firms < 50:
         raise ValueError(f"n_firms must be at least 50 to populate the cohorts, got {n_firms}")
     if not first_year < COHORT_YEARS[0] <= COHORT_YEARS[-1] < last_year:
@@ -224,7 +252,6 @@ def generate_demo_data(
             f"years {first_year}-{last_year} must start before {COHORT_YEARS[0]} "
             f"and end after {COHORT_YEARS[-1]} (the programme cohorts)"
         )
-    rng = np.random.default_rng(seed)
     years = np.arange(first_year, last_year + 1)
     firms = _draw_firms(rng, n_firms, years)
     employees, domestic = _draw_accounts(rng, firms, years.size)
@@ -242,21 +269,10 @@ def generate_demo_data(
         ]
         for world, world_rows in zip(rows, exporting.destination_rows(t, outcomes)):
             rows[world].append(world_rows)
-
-    tables = {
+    return {
         world: _world_tables(firms, employees, domestic, world_rows, years, treatment)
         for world, world_rows in rows.items()
     }
-    truth = true_effects(tables["observed"], tables["untreated"])
-    observed_tables = tables["observed"]
-    exports = _split_shipments(rng, observed_tables["exports"]) if messy else observed_tables["exports"]
-    return DemoData(
-        firms=observed_tables["firms"],
-        financials=observed_tables["financials"],
-        participation=observed_tables["participation"],
-        exports=exports,
-        true_effects=truth,
-    )
 
 
 def _draw_firms(rng: np.random.Generator, n: int, years: np.ndarray) -> _Firms:
@@ -660,9 +676,12 @@ def true_effects(
     ``s`` the firms and cohorts are those ``analyses.evaluation.service_sample`` keeps
     under ``plan`` (default plan: never-served comparisons, cohort floor 10); per outcome
     only firm-years where the observed outcome is known count (and where the untreated
-    one is too), and cohorts treated in the outcome's first observed year are dropped, as
-    ``att_gt`` does.  Cohort weights are the cohort's firms with the outcome observed, as
-    ``aggte`` weights them.
+    one is too), with time-varying covariates only those of firms whose outcome is also
+    known in the base year g - 1 (``att_gt`` reads covariates there; :func:`_in_cells`),
+    and cohorts treated in the outcome's first observed year are dropped, as ``att_gt``
+    does.  Cohort weights are the cohort's firms with the outcome observed, as ``aggte``
+    weights them.  Outcome-regression CS-DiD on the observed world minus the same on the
+    untreated world equals these truths exactly (``tests/test_demo_data.py``).
 
     Rows (``TRUTH_COLUMNS``; ``subgroup`` empty unless stated):
 
@@ -706,12 +725,31 @@ def true_effects(
             _treated_firm_traits(sample, doses[service]), on="firm_id"
         )
         effects = effect.loc[rows.index].where(seen.loc[rows.index])
+        in_cells = _in_cells(sample, seen, rows, plan)
         for outcome, (first, last) in periods.items():
             keep = (rows["cohort"] > first + plan.anticipation).to_numpy()
-            truth = _aggregate(rows.loc[keep], effects.loc[keep, outcome], first, last, horizon)
+            truth = _aggregate(rows.loc[keep], effects.loc[keep, outcome], in_cells.loc[keep, outcome].to_numpy(),
+                               first, last, horizon)
             if len(truth):
                 frames.append(truth.assign(treatment=service, outcome=outcome))
     return _tidy(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(TRUTH_COLUMNS)), outcomes)
+
+
+def _in_cells(sample: pd.DataFrame, seen: pd.DataFrame, rows: pd.DataFrame, plan: EvaluationPlan) -> pd.DataFrame:
+    """Per outcome, whether a treated firm-year enters its ATT(g,t) cell.
+
+    With time-varying covariates (``covariate_timing="base_period"``) ``att_gt`` reads covariates in the
+    cell's base year ``g - 1 - anticipation``, so a firm whose outcome is not observed then (e.g. a window
+    outcome of a firm whose accounts start three years before its programme) leaves the cells from its
+    start on; it still counts in its cohort's size. With first-year snapshots every observed year counts.
+    """
+    if plan.covariate_timing != "base_period" or not plan.covariates:
+        return pd.DataFrame(True, index=rows.index, columns=seen.columns)
+    by_firm_year = seen.set_index([sample["firm_id"], sample["year"]])
+    base_year = rows["cohort"] - 1 - plan.anticipation
+    at_base = by_firm_year.reindex(pd.MultiIndex.from_arrays([rows["firm_id"], base_year]), fill_value=False)
+    started = (rows["year"] > base_year).to_numpy()[:, None]
+    return pd.DataFrame(at_base.to_numpy(dtype=bool) | ~started, index=rows.index, columns=seen.columns)
 
 
 def _first_episode_doses(participation: pd.DataFrame) -> dict[str, pd.Series]:
@@ -744,14 +782,16 @@ def _treated_firm_traits(sample: pd.DataFrame, dose: pd.Series) -> pd.DataFrame:
     )
 
 
-def _aggregate(rows: pd.DataFrame, effect: pd.Series, first: int, last: int, horizon: int) -> pd.DataFrame:
-    """Every truth row of one service and outcome from its treated firm-years (see ``true_effects``)."""
-    observed = effect.notna()
-    rows = rows.loc[observed]
-    effect = effect.loc[observed].to_numpy()
+def _aggregate(rows: pd.DataFrame, effect: pd.Series, in_cells: np.ndarray, first: int, last: int,
+               horizon: int) -> pd.DataFrame:
+    """Every truth row of one service and outcome from its treated firm-years (see ``true_effects``);
+    ``in_cells`` marks the firm-years that enter their ATT(g,t) cell (:func:`_in_cells`)."""
+    observed = effect.notna().to_numpy()
+    rows, in_cells = rows.loc[observed], in_cells[observed]
+    effect = effect.to_numpy()[observed]
     if not len(rows):
         return pd.DataFrame()
-    cells = _Cells.of(rows, effect, first)
+    cells = _Cells.of(rows, effect, in_cells, first)
     out = [
         pd.DataFrame({"group": cells.group, "year": cells.year, "event_time": cells.year - cells.group,
                       "true_effect": cells.att, "n_treated": cells.n_observed, "aggregation": "attgt"}),
@@ -765,9 +805,9 @@ def _aggregate(rows: pd.DataFrame, effect: pd.Series, first: int, last: int, hor
         labels = rows[trait].to_numpy()
         for label in sorted(set(labels) - {""}):
             member = labels == label
-            out.append(_Cells.of(rows.loc[member], effect[member], first).headline(last, horizon)
+            out.append(_Cells.of(rows.loc[member], effect[member], in_cells[member], first).headline(last, horizon)
                        .assign(subgroup=f"{trait}={label}"))
-    out.append(_dose_slope(rows, effect, last, horizon))
+    out.append(_dose_slope(rows.loc[in_cells], effect[in_cells], last, horizon))
     return pd.concat([frame for frame in out if len(frame)], ignore_index=True)
 
 
@@ -782,10 +822,11 @@ class _Cells:
     size: dict
 
     @classmethod
-    def of(cls, rows: pd.DataFrame, effect: np.ndarray, first: int) -> _Cells:
+    def of(cls, rows: pd.DataFrame, effect: np.ndarray, in_cells: np.ndarray, first: int) -> _Cells:
+        """Cells from the firm-years ``in_cells``; cohort sizes from every firm with the outcome observed."""
         cohort, year = rows["cohort"].to_numpy(), rows["year"].to_numpy()
         size = rows.groupby("cohort")["firm_id"].nunique().to_dict()
-        in_cell = year > first
+        in_cell = (year > first) & in_cells
         keys, inverse = np.unique(cohort[in_cell] * 10_000 + year[in_cell], return_inverse=True)
         count = np.bincount(inverse, minlength=len(keys))
         att = np.bincount(inverse, weights=effect[in_cell], minlength=len(keys)) / count

@@ -10,14 +10,16 @@ support programmes usually go wrong:
   (``control_group="nevertreated"``), or additionally firms of the same service not yet treated
   (``"notyettreated"``); firms whose first service was a *different* one never serve as
   comparisons for ``s`` (they are contaminated by another treatment);
-* covariates are taken as R ``did`` takes them (``covariate_timing="base_period"``, the default):
-  on a balanced panel from the earlier year of each comparison, the base period (the year before the
-  cohort's start for post-treatment cells), so they describe the firm before its programme; on an
-  unbalanced register (R's repeated-cross-section estimators) as observed in each year.
-  ``covariate_timing="first_year"`` uses first-panel-year snapshots (``*_first``) instead. A firm-year
-  whose covariates are missing (e.g. fewer than three earlier years of customs data for the
-  prior-exporting history) cannot be a base period; it is dropped and counted, as R drops it, and
-  treated firms without such a year before their programme are left out;
+* covariates are time-varying and read in each comparison's base period
+  (``covariate_timing="base_period"``, the default): on a balanced panel as R ``did`` reads them, on
+  an unbalanced register likewise (``att_gt`` gives every firm of a 2x2 cell its covariates as
+  observed in the cell's base period, where R's repeated-cross-section path would read each row's
+  own, post-programme exporting included), so for post-programme cells they describe the firm in
+  the year before its programme: size, turnover, age, cluster membership, exported in g-1, years
+  exported in g-3..g-1. ``covariate_timing="first_year"`` uses first-panel-year snapshots
+  (``*_first``) instead. A firm-year whose covariates are missing (e.g. fewer than three years of
+  customs data for the exporting history) cannot be a base period; it is dropped and counted, as R
+  drops it, and treated firms without such a year before their programme are left out;
 * firms already treated when the data start (support in or before the first year with data) are
   in no cohort and no comparison group, for every service; firms first treated after the last
   year with data are untreated throughout and serve as comparisons (as R ``did`` codes them);
@@ -129,11 +131,9 @@ class EvaluationPlan:
     outcomes: tuple[str, ...] = DEFAULT_OUTCOMES
     #: covariate measures (panel columns); empty (None) means ``DEFAULT_COVARIATES[covariate_timing]``
     covariates: tuple[str, ...] | None = None
-    #: ``base_period``: as each year stands, read in each comparison's base period (R ``did``);
+    #: ``base_period``: as each year stands, read in each comparison's base period (``analyses.did``);
     #: ``first_year``: each measure's first-panel-year snapshot (``analyses.panel.FIRST_YEAR_COLUMN``)
-    #: ``first_year`` by default: measured on the realistic demo, ``base_period`` covariates still
-    #: bias the estimates on unbalanced registers (README, "Covariates")
-    covariate_timing: str = "first_year"
+    covariate_timing: str = "base_period"
     #: look-back window k (years) of the new-market outcomes; the panel must be built with it
     lookback_years: int = LOOKBACK_YEARS
     control_group: str = "nevertreated"
@@ -249,8 +249,6 @@ def _estimation_sample(panel: pd.DataFrame, service: str, plan: EvaluationPlan) 
     excluded = classified["left_out"].ne("")
     left_out = _left_out_rows(classified.loc[excluded], service, "", classified.loc[excluded, "left_out"])
     sample = classified.loc[~excluded].drop(columns="left_out")
-    if plan.covariate_timing == "base_period":
-        sample = _hold_covariates_from_the_start(sample, plan)
     no_covariates = ~covariates_known(sample, plan.covariate_columns)
     if no_covariates.any():
         rows_without = sample.loc[no_covariates]
@@ -312,28 +310,6 @@ def _classify(panel: pd.DataFrame, service: str, plan: EvaluationPlan) -> tuple[
     return sample, sizes[list(COHORT_COLUMNS)]
 
 
-def _hold_covariates_from_the_start(sample: pd.DataFrame, plan: EvaluationPlan) -> pd.DataFrame:
-    """Treated firms' covariates from the programme start on, held at their last pre-programme values.
-
-    On a balanced panel R ``did`` reads covariates in each comparison's base period only, so this
-    changes nothing there. On an unbalanced register R's repeated-cross-section path reads every
-    row's own covariates, and a treated firm's prior exporting after the start is itself an
-    outcome of the programme; holding it at the base period keeps post-programme values out
-    (a deliberate difference from R there). Comparison firms are never treated: their covariates
-    stay as observed.
-    """
-    columns = list(plan.covariate_columns)
-    if not columns:
-        return sample
-    treated = sample["cohort"] > 0
-    started = treated & (sample["year"] >= sample["cohort"] - plan.anticipation)
-    before = sample.loc[treated & ~started & covariates_known(sample, plan.covariate_columns)]
-    base = before.sort_values(["firm_id", "year"], kind="stable").groupby("firm_id")[columns].last()
-    held = sample.copy()
-    held.loc[started, columns] = base.reindex(held.loc[started, "firm_id"]).to_numpy()
-    return held
-
-
 def covariates_known(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
     """Rows whose covariates are all finite numbers (what a base period needs).
 
@@ -348,13 +324,15 @@ def covariates_known(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series
 
 
 def _missing_covariates_reason(rows: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
-    """Name the covariates missing in each row."""
+    """Name the covariates missing in each row, and the uncovered customs year when that is why."""
     missing = ~np.isfinite(rows[list(columns)].to_numpy(dtype="float64"))
+    uncovered = rows["exports_covered"].eq(0).to_numpy()
     return pd.Series(
         [
             "covariate(s) missing in the year: " + ", ".join(c for c, gap in zip(columns, row) if gap)
+            + (f" ({year} not covered by the customs extract)" if gap_year else "")
             + " (such a year cannot be a base period; dropped, as R did drops it)"
-            for row in missing
+            for row, year, gap_year in zip(missing, rows["year"], uncovered)
         ],
         index=rows.index,
     )

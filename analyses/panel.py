@@ -47,7 +47,7 @@ from analyses.contracts.model import SOURCES, load_contract, load_countries
 SERVICES = ("advisory", "network", "grant")
 #: default look-back window (years) of the new-market outcomes
 LOOKBACK_YEARS = 3
-#: years of prior exporting counted by ``years_exported_last3``
+#: years of exporting counted by ``years_exported_last3`` (t-3..t-1) and ``years_exported_3y`` (t-2..t)
 PRIOR_EXPORT_YEARS = 3
 WINDOW_OUTCOMES = (
     "enters_new_market",
@@ -57,13 +57,15 @@ WINDOW_OUTCOMES = (
     "new_non_eu_destination",
 )
 PANEL_OUTCOMES = ("exporter", "n_destinations", "log_export_value", *WINDOW_OUTCOMES)
-#: covariates as they stand in each year; R ``did`` takes them from a comparison's base period
+#: covariates as they stand in each year; ``att_gt`` reads them in each comparison's base period, so
+#: read in the base year g-1 ``exporter`` is "exported in g-1" and ``years_exported_3y`` "years
+#: exported in g-3..g-1" (the issue's prior-exporting history)
 TIME_VARYING_COVARIATES = (
     "log_employees",
     "log_turnover",
     "firm_age",
-    "exported_last_year",
-    "years_exported_last3",
+    "exporter",
+    "years_exported_3y",
     "in_cluster",
 )
 #: the first-year snapshot of a measure (``in_cluster`` does not vary: it is its own snapshot)
@@ -123,7 +125,8 @@ _DOSE_UNIT = {"advisory": "advisory hours", "network": "network events", "grant"
 PANEL_COLUMNS: dict[str, str] = {
     "firm_id": "Firm identifier (text, as delivered).",
     "year": "Calendar year of the accounts row.",
-    "exporter": "1 if the firm's export value summed over shipments and destinations is > 0, else 0.",
+    "exporter": "1 if the firm's export value summed over shipments and destinations is > 0, else 0. Also a "
+    "time-varying covariate: read in the base year g-1, whether the firm exported in g-1.",
     "export_value_eur": "Export value in euros, summed over all shipments and destinations; 0 in a year without exports.",
     "log_export_value": "log(1 + export_value_eur): 0 for non-exporters, so entry is part of the outcome.",
     "n_destinations": "Number of destinations served (positive summed value).",
@@ -164,9 +167,12 @@ PANEL_COLUMNS: dict[str, str] = {
     "firm_age": "year - founded_year (time-varying covariate).",
     "firm_age_first": "firm_age in the firm's first panel year, on every row.",
     "exported_last_year": "1 if the firm exported in t-1, else 0; missing if t-1 is not a panel year of the firm "
-    "covered by the customs extract (time-varying covariate).",
+    "covered by the customs extract.",
     "years_exported_last3": "Number of years with exports in t-3..t-1 (0-3); missing unless all three are panel "
-    "years of the firm covered by the customs extract (time-varying covariate).",
+    "years of the firm covered by the customs extract.",
+    "years_exported_3y": "Number of years with exports in t-2..t (0-3); missing unless all three are panel years of "
+    "the firm covered by the customs extract (time-varying covariate: read in the base year g-1, the years "
+    "exported in g-3..g-1).",
     "nace2": "NACE Rev.2 division (register).",
     "region": "NUTS-2 region (register).",
     "in_cluster": "1 if the firm is a cluster member (register; constant over time).",
@@ -444,6 +450,11 @@ def _add_history(panel: pd.DataFrame, by_market: pd.DataFrame, lookback: int) ->
     panel["exported_last_year"] = where_known(before, trailing(observed, 1) == 1)
     panel["years_exported_last3"] = where_known(
         trailing(exported, PRIOR_EXPORT_YEARS), trailing(observed, PRIOR_EXPORT_YEARS) == PRIOR_EXPORT_YEARS
+    )
+    through_t = PRIOR_EXPORT_YEARS - 1  # the year itself and the two before it
+    panel["years_exported_3y"] = where_known(
+        trailing(exported, through_t) + exported[firm_code, year_code],
+        (trailing(observed, through_t) == through_t) & covered,
     )
 
     # a market served at t is new if the firm served it in none of t-k..t-1

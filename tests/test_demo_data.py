@@ -1,6 +1,7 @@
 """Demo-data generator: determinism, contract v1 conformance, the hard paths it plants, and its truths."""
 
 import filecmp
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -13,8 +14,10 @@ from analyses.demo_data import (
     HEADLINE_HORIZON,
     LANDING_FILES,
     TRUTH_COLUMNS,
+    demo_worlds,
     generate_demo_data,
     main,
+    true_effects,
     truth_as_estimate_rows,
     write_demo_data,
 )
@@ -399,19 +402,45 @@ def test_generation_is_vectorised_enough():
     assert np.isfinite(generated.true_effects["true_effect"]).all()
 
 
+def test_the_truths_are_what_the_estimator_adds_up_from_the_planted_effects():
+    """Issue 9: advisory x exporter ``simple`` ran 2.1 SE above its truth at 10,000 firms. The truths are the
+    estimand the estimator targets (closing firms, late accounts and all): outcome-regression CS-DiD is
+    linear in the supported firms' outcomes, so its estimate on the observed world minus its estimate on the
+    untreated world (same firms, same draws) is exactly the planted truth, for every published aggregation.
+    What is left between an estimate and its truth is the estimator's error on the untreated outcomes."""
+    from analyses.evaluation import run_evaluation
+
+    plan = EvaluationPlan(bootstrap_iterations=0, est_method="reg", services=("advisory", "grant"),
+                          outcomes=("exporter", "new_destination"))
+    worlds = demo_worlds(n_firms=N_FIRMS, seed=11)
+    keys = ["treatment", "outcome", "aggregation", "event_time"]
+    estimates = []
+    for world in ("observed", "untreated"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = run_evaluation(build_firm_year_panel(**worlds[world]).panel, plan)
+        estimates.append(result.estimates.query("estimator == 'cs_did'")[keys + ["estimate"]])
+    added = estimates[0].merge(estimates[1], on=keys, suffixes=("", "_untreated"), validate="one_to_one")
+    truth = truth_as_estimate_rows(true_effects(worlds["observed"], worlds["untreated"], plan=plan))
+    merged = added.merge(truth, on=keys, validate="one_to_one")
+    assert set(merged["aggregation"]) == {"simple", HEADLINE_AGGREGATION, "dynamic", "group", "calendar"}
+    assert len(merged) > 100
+    np.testing.assert_allclose(merged["estimate"] - merged["estimate_untreated"], merged["true_effect"],
+                               rtol=0, atol=1e-9)
+
+
 @pytest.mark.slow
 def test_doubly_robust_callaway_santanna_recovers_the_planted_truth():
     """The reference implementation (csdid, DR, never-treated, first-year covariates), run on the
     firms the pipeline estimates on, hits the truth at 10,000 firms; dropping the covariates moves
-    it further away, because selection into support runs through size and prior exporting."""
+    it further away, because selection into support runs through size and prior exporting.
+    (First-year snapshots: csdid, as R, reads time-varying covariates row by row on an unbalanced panel.)"""
     from csdid.att_gt import ATTgt
 
-    from analyses.evaluation import EvaluationPlan, service_sample
-
-    generated = generate_demo_data(n_firms=10_000)
+    plan = EvaluationPlan(covariate_timing="first_year")
+    generated = generate_demo_data(n_firms=10_000, plan=plan)
     panel = build_firm_year_panel(generated.firms, generated.financials,
                                   generated.participation, generated.exports).panel
-    plan = EvaluationPlan()
     truth = generated.true_effects.query("aggregation == 'simple' and outcome == 'exporter'")
     truth = truth[truth["subgroup"].fillna("").eq("")]
     errors = {}
@@ -428,6 +457,36 @@ def test_doubly_robust_callaway_santanna_recovers_the_planted_truth():
     for service in SERVICES:
         assert abs(errors[service, "covariates"]) < 3, errors
     assert sum(abs(errors[s, "none"]) for s in SERVICES) > sum(abs(errors[s, "covariates"]) for s in SERVICES), errors
+
+
+@pytest.mark.slow
+def test_the_evaluation_recovers_the_planted_truths_at_10000_firms():
+    """Issue 9: with the default plan (time-varying covariates read in each comparison's base period) every
+    headline interval of the 10,000-firm demo contains its planted truth, and the post-programme event times'
+    z = (estimate - truth) / SE are centred on 0 with spread 1 (analytic standard errors; the pipeline's
+    bootstrap ones estimate the same). R's ``simple`` average, no longer the headline, is held to |z| < 2.5:
+    advisory x exporter's is 2.1 at this seed, the estimator's error on the untreated outcomes (the same z on
+    the world without support; across seeds it averages 0). Measured: README, "Covariates"."""
+    from analyses.evaluation import run_evaluation
+
+    plan = EvaluationPlan(bootstrap_iterations=0)
+    generated = generate_demo_data(n_firms=10_000, plan=plan)
+    panel = build_firm_year_panel(generated.firms, generated.financials,
+                                  generated.participation, generated.exports).panel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimates = run_evaluation(panel, plan).estimates.query("estimator == 'cs_did'")
+    merged = estimates.merge(truth_as_estimate_rows(generated.true_effects), validate="one_to_one",
+                             on=["treatment", "outcome", "aggregation", "event_time"])
+    merged["z"] = (merged["estimate"] - merged["true_effect"]) / merged["std_error"]
+    overall = merged[merged["event_time"].isna()].set_index("aggregation")
+    headline, simple = overall.loc[HEADLINE_AGGREGATION], overall.loc["simple"]
+    assert len(headline) == len(simple) == len(SERVICES) * len(plan.outcomes)
+    assert (headline["z"].abs() < 1.96).all(), headline[["treatment", "outcome", "z"]]
+    assert (simple["z"].abs() < 2.5).all(), simple[["treatment", "outcome", "z"]]
+    post = merged.query("aggregation == 'dynamic' and event_time >= 0")["z"]
+    assert len(post) >= 100
+    assert abs(post.mean()) < 0.4 and 0.8 < post.std() < 1.2 and (post.abs() <= 1.96).mean() >= 0.9, post.describe()
 
 
 def test_written_files_pass_the_data_contracts_unchanged(tmp_path):

@@ -88,8 +88,8 @@ def test_each_row_counts_only_the_cohorts_behind_it(panel):
     result = run_evaluation(panel, plan)
     sample, cohorts = service_sample(panel, "advisory", plan)
     sizes = cohorts.loc[cohorts["used"]].set_index("cohort")["n_firms"]
-    # the prior-exporting covariates need three earlier years: the first usable year is the fourth
-    first_year, last_year = int(panel["year"].min()) + PRIOR_EXPORT_YEARS, int(panel["year"].max())
+    # the exporting history (years exported in t-2..t) needs two earlier years: the first usable year is the third
+    first_year, last_year = int(panel["year"].min()) + PRIOR_EXPORT_YEARS - 1, int(panel["year"].max())
     dynamic = result.estimates.query("estimator == 'cs_did' and aggregation == 'dynamic'").set_index("event_time")
     dropped = result.diagnostics["dropped_cells"].query("estimator == 'cs_did' and aggregation == 'dynamic'")
     not_estimated = set(zip(dropped["cohort"], dropped["time"]))
@@ -120,10 +120,10 @@ def test_plan_file_round_trips_and_rejects_typos(tmp_path):
     plan_file.write_text("services: [grant]\ncontrol_group: notyettreated\nbootstrap_iterations: 0\n")
     plan = EvaluationPlan.from_yaml(plan_file)
     assert plan.services == ("grant",) and plan.control_group == "notyettreated"
-    assert plan.xformla == "~ " + " + ".join(BASELINE_COVARIATES)
-    plan_file.write_text("covariate_timing: base_period\nlookback_years: 2\n")
+    assert plan.xformla == "~ " + " + ".join(TIME_VARYING_COVARIATES)
+    plan_file.write_text("covariate_timing: first_year\nlookback_years: 2\n")
     plan = EvaluationPlan.from_yaml(plan_file)
-    assert plan.xformla == "~ " + " + ".join(TIME_VARYING_COVARIATES) and plan.lookback_years == 2
+    assert plan.xformla == "~ " + " + ".join(BASELINE_COVARIATES) and plan.lookback_years == 2
     plan_file.write_text(yaml.safe_dump(plan.to_dict()))
     assert EvaluationPlan.from_yaml(plan_file) == plan
     plan_file.write_text("servises: [grant]\n")
@@ -175,29 +175,32 @@ def test_an_uncovered_last_year_is_left_out_not_counted_as_a_year_without_export
     columns = ["estimate", "std_error", "n_treated", "n_control"]
     pd.testing.assert_frame_equal(results[0].estimates[columns], results[1].estimates[columns])
     left_out = results[0].diagnostics["left_out"]
-    missing = left_out[left_out["outcome"] == "exporter"].set_index("treatment")
-    sample, _ = service_sample(uncovered.panel, "advisory", plan)
-    assert missing.loc["advisory", "firm_years"] == int((sample["year"] == last).sum()) > 500
-    assert missing.loc["advisory", "reason"] == f"outcome missing: {last} not covered by the customs extract"
+    # the year has no exporting history either, so it leaves with the covariates (before any outcome is read)
+    missing = left_out[left_out["reason"].str.contains(f"{last} not covered by the customs extract")]
+    missing = missing.set_index("treatment")
+    classified, _ = _classify(uncovered.panel, "advisory", plan)
+    in_sample = classified["left_out"].eq("") & classified["year"].eq(last)
+    assert missing.loc["advisory", "firm_years"] == int(in_sample.sum()) > 500
+    assert missing.loc["advisory", "outcome"] == "" and "exporter" in missing.loc["advisory", "reason"]
     coverage = results[0].diagnostics["export_coverage"].set_index("year")
     assert not coverage.loc[last, "covered"] and coverage.drop(last)["covered"].all()
 
 
 # --- covariates: time-varying, taken from the base period ---------------------------------------
 
-def test_default_plan_uses_first_year_covariates_and_time_varying_ones_with_prior_exporting_on_request():
+def test_default_plan_uses_time_varying_covariates_with_prior_exporting_and_first_year_snapshots_on_request():
     plan = EvaluationPlan()
-    assert plan.covariate_timing == "first_year" and plan.lookback_years == 3
-    assert plan.covariate_columns == BASELINE_COVARIATES
+    assert plan.covariate_timing == "base_period" and plan.lookback_years == 3
+    assert plan.covariates == plan.covariate_columns == TIME_VARYING_COVARIATES
+    assert {"exporter", "years_exported_3y"} <= set(plan.covariates)  # read in g-1: exported in g-1, in g-3..g-1
     assert plan.outcomes == DEFAULT_OUTCOMES == ("exporter", "n_destinations", "starts_exporting", "new_destination")
     assert all(OUTCOMES[o].definition for o in PANEL_OUTCOMES)  # every panel outcome can be reported and defined
-    varying = EvaluationPlan(covariate_timing="base_period")
-    assert varying.covariates == varying.covariate_columns == TIME_VARYING_COVARIATES
-    assert {"exported_last_year", "years_exported_last3"} <= set(varying.covariates)
+    snapshot = EvaluationPlan(covariate_timing="first_year")
+    assert snapshot.covariate_columns == BASELINE_COVARIATES
     chosen = EvaluationPlan(covariates=("log_employees", "in_cluster", "exporter"), covariate_timing="first_year")
     assert chosen.covariate_columns == ("log_employees_first", "in_cluster", "exporter_first")
-    with pytest.raises(ValueError, match=r"exported_last_year has no first-year snapshot"):
-        EvaluationPlan(covariates=("exported_last_year",), covariate_timing="first_year")
+    with pytest.raises(ValueError, match=r"years_exported_3y has no first-year snapshot"):
+        EvaluationPlan(covariates=("years_exported_3y",), covariate_timing="first_year")
     with pytest.raises(ValueError, match=r"covariate_timing must be 'base_period' or 'first_year', got 'baseline'"):
         EvaluationPlan(covariate_timing="baseline")
     with pytest.raises(ValueError, match=r"lookback_years must be a whole number of years >= 1, got 0"):
@@ -217,36 +220,48 @@ def _time_varying_panel(seed=2, n_units=400, n_periods=6):
     return pd.DataFrame({"unit": unit, "period": period, "g": g, "x": x, "y": y + rng.normal(0, 0.5, unit.size)})
 
 
-@pytest.mark.parametrize("balanced", [True, False], ids=["panel-path", "unbalanced-path"])
-def test_time_varying_covariates_are_taken_as_r_did_takes_them(balanced):
-    """R did (compute.att_gt): on a panel the covariates of the earlier period of each 2x2 comparison
-    (g-1 for post-treatment cells); on the unbalanced path each row's own. Checked against csdid, which
-    ports R, and by hand: a post cell equals the two-period estimate with x frozen at g-1."""
+def test_time_varying_covariates_are_read_in_the_base_period_on_both_paths():
+    """R did (compute.att_gt) reads a balanced panel's covariates in the earlier period of each 2x2 comparison
+    (g-1 for post-treatment cells): checked against csdid, which ports R, and by hand (a post cell equals the
+    two-period estimate with x frozen at g-1). On the unbalanced path R reads each row's own covariates; ours
+    reads them in the same base period, so a cell equals the panel path's on the firms observed in both years."""
     from analyses.did import att_gt
+    from analyses.did.estimators import drdid_rc
 
     csdid = pytest.importorskip("csdid.att_gt", reason="csdid (test-only dependency) is not installed")
     data = _time_varying_panel()
-    if not balanced:
-        data = data.drop(data.sample(frac=0.08, random_state=1).index)
-    options = dict(yname="y", tname="period", idname="unit", gname="g", est_method="dr", bstrap=False, cband=False,
-                   allow_unbalanced_panel=not balanced)
+    options = dict(yname="y", tname="period", idname="unit", gname="g", est_method="dr", bstrap=False, cband=False)
     ours = att_gt(data, xformla="~ x", **options)
-    assert ours.panel.balanced == balanced
+    assert ours.panel.balanced
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = csdid.ATTgt(yname="y", gname="g", idname="unit", tname="period", xformla="y ~ x", data=data,
-                             allow_unbalanced_panel=not balanced)
+        theirs = csdid.ATTgt(yname="y", gname="g", idname="unit", tname="period", xformla="y ~ x", data=data)
         theirs.fit(est_method="dr", bstrap=False)
     # up to the logit's convergence tolerance; taking x from another period moves cells by ~1e-2
     np.testing.assert_allclose(ours.att, np.asarray(theirs.results["att"], float), rtol=0, atol=1e-7)
     np.testing.assert_allclose(ours.se, np.asarray(theirs.results["se"], float), rtol=1e-6)
-    if balanced:  # by hand: ATT(4, 6) compares period 6 with period 3, with x as it stood in period 3
-        two = data[data["period"].isin([3, 6]) & data["g"].isin([0, 4])].copy()
-        frozen = two.assign(x=two.groupby("unit")["x"].transform("first"), g=np.where(two["g"] > 0, 6, 0))
-        current = frozen.assign(x=two.groupby("unit")["x"].transform("last"))
-        cell = ours.att[(ours.group == 4) & (ours.time == 6)].item()
-        by_hand = [att_gt(frame, xformla="~ x", **options).att.item() for frame in (frozen, current)]
-        assert cell == pytest.approx(by_hand[0], abs=1e-12) and abs(cell - by_hand[1]) > 1e-3
+    # by hand: ATT(4, 6) compares period 6 with period 3, with x as it stood in period 3
+    two = data[data["period"].isin([3, 6]) & data["g"].isin([0, 4])].copy()
+    frozen = two.assign(x=two.groupby("unit")["x"].transform("first"), g=np.where(two["g"] > 0, 6, 0))
+    current = frozen.assign(x=two.groupby("unit")["x"].transform("last"))
+    cell = ours.att[(ours.group == 4) & (ours.time == 6)].item()
+    by_hand = [att_gt(frame, xformla="~ x", **options).att.item() for frame in (frozen, current)]
+    assert cell == pytest.approx(by_hand[0], abs=1e-12) and abs(cell - by_hand[1]) > 1e-3
+
+    # unbalanced: units not seen in period 3, the base of ATT(4, 6), leave it; the others enter the
+    # repeated-cross-section estimator with their period-3 covariates on both rows
+    unbalanced = data.drop(data.sample(frac=0.08, random_state=1).index)
+    rc = att_gt(unbalanced, xformla="~ x", allow_unbalanced_panel=True, **options)
+    assert not rc.panel.balanced
+    cell_rows = unbalanced[unbalanced["period"].isin([3, 6]) & unbalanced["g"].isin([0, 4])]
+    x_base = cell_rows[cell_rows["period"] == 3].set_index("unit")["x"]
+    cell_rows = cell_rows[cell_rows["unit"].isin(x_base.index)]
+    assert cell_rows["unit"].nunique() < data.loc[data["g"].isin([0, 4]), "unit"].nunique()  # some left
+    expected, _ = drdid_rc(cell_rows["y"].to_numpy(), (cell_rows["period"] == 6).to_numpy(float),
+                           (cell_rows["g"] == 4).to_numpy(float),
+                           np.column_stack([np.ones(len(cell_rows)), x_base.loc[cell_rows["unit"]].to_numpy()]),
+                           np.ones(len(cell_rows)))
+    assert rc.att[(rc.group == 4) & (rc.time == 6)].item() == pytest.approx(expected, abs=1e-12)
 
 
 def test_years_without_covariates_are_dropped_and_counted_and_baseless_firms_left_out(demo):
@@ -261,19 +276,20 @@ def test_years_without_covariates_are_dropped_and_counted_and_baseless_firms_lef
     missing = left_out[left_out["reason"].str.startswith("covariate(s) missing")]
     first_year = int(panel["year"].min())
     sample, cohorts = service_sample(panel, "advisory", plan)
-    assert (sample["year"] >= first_year + PRIOR_EXPORT_YEARS).all()  # the estimation sample has covariates
+    usable = first_year + PRIOR_EXPORT_YEARS - 1  # the first year with the history t-2..t
+    assert (sample["year"] >= usable).all()  # the estimation sample has covariates
     classified, _ = _classify(panel, "advisory", plan)
     kept = classified.loc[classified["left_out"].eq("")]
     without = ~covariates_known(kept, plan.covariate_columns)
-    assert missing["firm_years"].sum() == without.sum() and "years_exported_last3" in missing["reason"].iloc[0]
-    assert without[kept["year"] < first_year + PRIOR_EXPORT_YEARS].all()  # no history yet in the first years
+    assert missing["firm_years"].sum() == without.sum() and "years_exported_3y" in missing["reason"].iloc[0]
+    assert without[kept["year"] < usable].all()  # no history yet in the first years
     # cohorts whose base year (g - 1) comes before three years of customs history have no baseline
     # covariates; later ones lose only firms whose own accounts start too late
     table = cohorts.set_index("cohort")
     share = table["n_without_baseline"] / table["n_delivered"]
     in_panel = share.index > first_year + 1  # earlier cohorts are already treated when the data start
-    early_cohorts = in_panel & (share.index <= first_year + PRIOR_EXPORT_YEARS)
-    assert (share.loc[early_cohorts] == 1).all() and (share.loc[share.index > first_year + PRIOR_EXPORT_YEARS] < 0.5).all()
+    early_cohorts = in_panel & (share.index <= usable)
+    assert (share.loc[early_cohorts] == 1).all() and (share.loc[share.index > usable] < 0.5).all()
     assert REASON_NO_BASELINE in set(left_out["reason"])
     snapshot = _quick_plan(services=("advisory",), outcomes=("exporter",), covariate_timing="first_year")
     # first-year snapshots need no history, so fewer firms lack a baseline
@@ -467,17 +483,25 @@ def test_a_service_without_any_usable_cohort_is_listed_as_not_estimable_with_the
     assert failed["reason"].str.contains("fewer than 100000 firms").all()
 
 
-def test_supported_firms_covariates_are_held_at_their_pre_programme_values_from_the_start(panel):
-    """R's repeated-cross-section path would read post-programme prior exporting (an outcome)."""
-    plan = _quick_plan(services=("advisory",), outcomes=("exporter",), covariate_timing="base_period")
-    sample, _ = service_sample(panel, "advisory", plan)
-    columns = list(plan.covariate_columns)
-    raw = panel.set_index(["firm_id", "year"])[columns]
-    treated = sample[sample["cohort"] > 0]
-    started = treated[treated["year"] >= treated["cohort"]]
-    last_before = treated[treated["year"] < treated["cohort"]].groupby("firm_id")[columns].last()
-    np.testing.assert_allclose(started[columns].to_numpy(), last_before.loc[started["firm_id"]].to_numpy())
-    assert not np.allclose(started[columns].to_numpy(), raw.loc[list(zip(started["firm_id"], started["year"]))].to_numpy())
-    comparison = sample[sample["cohort"] == 0]
-    np.testing.assert_allclose(comparison[columns].to_numpy(),
-                               raw.loc[list(zip(comparison["firm_id"], comparison["year"]))].to_numpy())
+def test_supported_firms_covariates_after_their_programme_started_do_not_move_the_estimates(panel):
+    """Post-programme prior exporting is an outcome: the estimator reads covariates in each comparison's base
+    period, so scrambling every supported firm's covariates from its programme start on changes nothing
+    (R's repeated-cross-section path would read them)."""
+    plan = _quick_plan(services=("advisory",), outcomes=("exporter",))
+    columns = [c for c in plan.covariate_columns if c not in plan.outcomes]
+    started = panel["first_advisory_year"].gt(0) & panel["year"].ge(panel["first_advisory_year"])
+    rng = np.random.default_rng(4)
+    scrambled = panel.astype({c: "float64" for c in columns})
+    values = panel.loc[started, columns].to_numpy()
+    scrambled.loc[started, columns] = values + rng.normal(3.0, 2.0, values.shape)  # missing ones stay missing
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimates = [run_evaluation(frame, plan).estimates.query("estimator == 'cs_did'") for frame in (panel, scrambled)]
+    np.testing.assert_allclose(estimates[1]["estimate"], estimates[0]["estimate"], rtol=0, atol=1e-10)
+    # the comparison firms' covariates do move the estimates (the check can fail)
+    shifted = panel.assign(log_turnover=panel["log_turnover"] + np.where(panel["first_service"].eq("none"),
+                                                                         0.2 * (panel["year"] - 2012), 0.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        moved = run_evaluation(shifted, plan).estimates.query("estimator == 'cs_did' and aggregation == 'simple'")
+    assert abs(moved["estimate"].item() - estimates[0].query("aggregation == 'simple'")["estimate"].item()) > 1e-4

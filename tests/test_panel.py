@@ -140,7 +140,8 @@ def test_dtypes_and_declared_constants(panel):
                    "in_cluster", "first_service_year", "exporter_first", "firm_age_first", "firm_age"):
         assert panel[column].dtype == "int64", column
     for column in ("export_value_eur", "log_export_value", "log_turnover_first", "grant_intensity",
-                   "grant_first_dose", *WINDOW_OUTCOMES, "exported_last_year", "years_exported_last3"):
+                   "grant_first_dose", *WINDOW_OUTCOMES, "exported_last_year", "years_exported_last3",
+                   "years_exported_3y"):
         assert panel[column].dtype == "float64", column  # window columns are missing without history
     assert set(PANEL_OUTCOMES) | set(BASELINE_COVARIATES) | set(TIME_VARYING_COVARIATES) <= set(panel.columns)
     assert set(FIRST_YEAR_COLUMN.values()) <= set(panel.columns)
@@ -358,7 +359,8 @@ def test_new_markets_after_an_uncovered_year_are_missing_not_guessed():
     # 2015-2017 lack three years of history; 2018 is not covered, and the windows of 2019-2021 reach back to it;
     # covariates describe the years before, so 2018's are known
     expected = {column: [2015, 2016, 2017, 2018, 2019, 2020, 2021] for column in WINDOW_OUTCOMES}
-    expected |= {"years_exported_last3": [2015, 2016, 2017, 2019, 2020, 2021], "exported_last_year": [2015, 2019]}
+    expected |= {"years_exported_last3": [2015, 2016, 2017, 2019, 2020, 2021], "exported_last_year": [2015, 2019],
+                 "years_exported_3y": [2015, 2016, 2018, 2019, 2020]}
     for column, years in expected.items():
         missing = by_year[column].apply(lambda values: values.isna().all())
         assert missing[missing].index.tolist() == years, column
@@ -419,6 +421,7 @@ def test_window_outcomes_by_hand():
         "n_non_eu_destinations": [0, 0, 0, 1, 0, 0, 0, 1, 1, 2, 1, 3],
         "exported_last_year": [NAN, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1],
         "years_exported_last3": [NAN] * 3 + [2, 2, 1, 1, 0, 1, 2, 3, 3],
+        "years_exported_3y": [NAN] * 2 + [2, 2, 1, 1, 0, 1, 2, 3, 3, 3],  # t-2..t: read in g-1, years in g-3..g-1
     }
     for column, values in expected.items():
         np.testing.assert_array_equal(firm[column].to_numpy(), np.asarray(values, dtype=float), err_msg=column)
@@ -448,6 +451,8 @@ def test_a_window_over_a_year_without_accounts_is_missing():
         assert firm.loc[[2016, 2017, 2018], column].isna().all(), column
         assert firm.loc[[2014, 2019], column].notna().all(), column
     assert np.isnan(firm.loc[2016, "exported_last_year"]) and firm.loc[2017, "exported_last_year"] == 0
+    assert firm.loc[[2016, 2017], "years_exported_3y"].isna().all()
+    assert firm.loc[[2014, 2018], "years_exported_3y"].notna().all()
 
 
 def test_accounts_two_years_before_the_programme_give_missing_not_distorted_history():

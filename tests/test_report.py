@@ -501,3 +501,36 @@ def test_outcome_definitions_with_the_plans_window_are_in_the_methods_annex(tmp_
     html = result.html_path.read_text(encoding="utf-8")
     assert "<dt>Entering a new market</dt><dd>1 if the firm exported to a destination not served in the previous 4 years" in html
     assert "as they stood in the base period of each comparison" in html
+
+
+def _page_fill(html: str) -> list[float]:
+    """Share of each PDF page's height that its content reaches (weasyprint's layout of the report)."""
+    import weasyprint
+
+    def lowest(box) -> float:
+        bottom = 0.0
+        for child in getattr(box, "children", None) or []:
+            if getattr(child, "height", None) is not None and hasattr(child, "position_y"):
+                if getattr(child, "element_tag", "") not in ("html", "body", "section"):
+                    bottom = max(bottom, child.position_y + child.margin_height())
+                bottom = max(bottom, lowest(child))
+        return bottom
+
+    boxes = [page._page_box for page in weasyprint.HTML(string=html).render().pages]
+    # children[0] is the document's root box; the others are margin boxes (the page footer)
+    return [(lowest(box.children[0]) - box.content_box_y()) / box.height for box in boxes]
+
+
+def test_no_page_of_the_pdf_is_left_nearly_empty(built):
+    """A section forced onto a new page left a page holding only the previous section's last lines (the demo's
+    page 4 after the TWFE bullets). With the report's own style, however long the text before each section
+    runs, every page but the last is well filled."""
+    _, _, html = built
+    style = re.search(r"<style>.*?</style>", html, re.S).group(0)
+    line = "<p>" + "The two-way fixed-effects gap comes from the covariates, not from cohort weights. " * 4 + "</p>"
+    figure = '<figure><div style="height: 80mm; background: #ccc"></div><figcaption>Figure</figcaption></figure>'
+    for filler in range(9, 30, 4):  # sweeps the end of section 2 over a page
+        sections = [f'<section id="section-{i}"><h2>Section {i}</h2>{line * (filler if i == 2 else 3)}'
+                    f'{figure * 2 if i in (3, 6) else ""}</section>' for i in range(1, 8)]
+        fill = _page_fill(f'<html lang="en"><head>{style}</head><body>{"".join(sections)}</body></html>')
+        assert min(fill[:-1]) > 0.3, (filler, [round(f, 2) for f in fill])

@@ -68,6 +68,15 @@ Deliberate differences from R ``did`` 2.5:
   ``na_rm=False`` raises as R does;
 * cells whose comparison units have propensity scores below ``1e-6`` are named in a
   warning (R's glm warns only below ``10 * eps`` and DRDID silences it);
+* unbalanced panels (``allow_unbalanced_panel=True``) with covariates that vary within a
+  unit: every unit of a cell has its covariates as observed in the cell's earlier period
+  (the base period of a post-treatment cell), as on a balanced panel; R's repeated-cross-
+  section path reads each row's own, so a covariate that responds to treatment (prior
+  exporting) carries post-treatment values into the cell and biases it. A unit not
+  observed in that period leaves the cell (its later row would be post-treatment for a
+  treated unit, another year's measurement for a comparison unit), counted in
+  ``result.notes``. With covariates constant within each unit (or none) the cells keep
+  R's rows, so R and csdid are reproduced there;
 
 * anticipation ``a > 0``: cells with ``g - a <= t < g`` are differenced from period
   ``g - a - 1``, the last one free of anticipation, like the post-treatment cells; R moves

@@ -195,7 +195,7 @@ def _estimate_cells(panel: PreparedPanel, control_group, est_method, base_period
     tfac = 1 if varying else 0
     n_time_cells = len(tlist) - tfac
     columns, groups, times, atts, n_treated, n_control, control_cols, failed = [], [], [], [], [], [], [], []
-    dropped_columns: set[str] = set()
+    log = _CellLog()
     pscore_cells: dict[str, list[str]] = {"numerically 0": [], "did not converge": []}
     for g in glist:
         pre_g = _last_pre_period(g, tlist, anticipation)
@@ -226,7 +226,7 @@ def _estimate_cells(panel: PreparedPanel, control_group, est_method, base_period
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", PropensityScoreWarning)
                     att, column = cell_function(panel, treated_units, controls, t_idx, base, est_method,
-                                                dropped_columns)
+                                                log)
                 _sort_warnings(caught, pscore_cells, f"ATT({g:g},{tlist[t_idx]:g})")
             except CellEstimationError as error:
                 message = f"ATT({g:g},{tlist[t_idx]:g}) could not be estimated: {error}; it is reported as NaN"
@@ -240,8 +240,8 @@ def _estimate_cells(panel: PreparedPanel, control_group, est_method, base_period
             n_control.append(int(controls.sum()))
             control_cols.append(controls)
     messages = []
-    if dropped_columns:
-        messages.append(f"covariate column(s) {sorted(dropped_columns)} are constant within some (g,t) cells and "
+    if log.constant_columns:
+        messages.append(f"covariate column(s) {sorted(log.constant_columns)} are constant within some (g,t) cells and "
                         "were dropped there (they are collinear with the intercept, so estimates are unchanged)")
     if pscore_cells["numerically 0"]:
         messages.append(f"propensity score numerically 0 (< {NUMERICALLY_ZERO:g}) for some comparison units in "
@@ -254,9 +254,20 @@ def _estimate_cells(panel: PreparedPanel, control_group, est_method, base_period
     for message in messages:
         warnings.warn(message, stacklevel=3)
         notes.append(message)
+    if log.left_base:  # by design (see _unbalanced_cell), so a note rather than a warning
+        notes.append(f"{len(log.left_base)} unit(s) not observed in the cell's base period left some (g,t) cells: "
+                     "with covariates that vary over time their pre-treatment covariates are unknown there")
     return (np.asarray(groups, dtype=float), np.asarray(times, dtype=float), np.asarray(atts, dtype=float),
             np.column_stack(columns), np.asarray(n_treated), np.asarray(n_control),
             np.column_stack(control_cols), failed)
+
+
+@dataclass
+class _CellLog:
+    """What the cells set aside: covariates constant within a cell, units without a base-period row."""
+
+    constant_columns: set = field(default_factory=set)
+    left_base: set = field(default_factory=set)
 
 
 def _sort_warnings(caught, pscore_cells, cell: str) -> None:
@@ -280,13 +291,13 @@ def _cell_design(design: np.ndarray, names: list[str], dropped: set[str]) -> np.
     return design
 
 
-def _panel_cell(panel, treated_units, controls, t_idx, base, est_method, dropped):
+def _panel_cell(panel, treated_units, controls, t_idx, base, est_method, log):
     members = treated_units | controls
     n, n_cell = len(members), int(members.sum())
     if not treated_units.any() or not controls.any():
         raise CellEstimationError("no treated or no comparison units")
     earlier = min(t_idx, base)
-    design = _cell_design(panel.design_wide[earlier][members], panel.design_columns, dropped)
+    design = _cell_design(panel.design_wide[earlier][members], panel.design_columns, log.constant_columns)
     att, inf = PANEL_ESTIMATORS[est_method](
         panel.outcome_wide[members, t_idx], panel.outcome_wide[members, base],
         treated_units[members].astype(float), design, panel.weight_wide[members, earlier])
@@ -295,15 +306,33 @@ def _panel_cell(panel, treated_units, controls, t_idx, base, est_method, dropped
     return att, column
 
 
-def _unbalanced_cell(panel, treated_units, controls, t_idx, base, est_method, dropped):
-    rows = ((panel.row_period == t_idx) | (panel.row_period == base)) & (treated_units | controls)[panel.row_unit]
+def _unbalanced_cell(panel, treated_units, controls, t_idx, base, est_method, log):
+    """R's repeated-cross-section 2x2 on the rows of periods ``t_idx`` and ``base``, covariates from the earlier.
+
+    Every unit's covariates are those of its row in the cell's earlier period (the base period of a
+    post-treatment cell), as the panel path reads them; R reads each row's own, and a covariate that
+    responds to treatment (prior exporting) then carries post-treatment values into the cell. A unit
+    not observed in that period has no pre-treatment covariates and leaves the cell: its own later
+    row would be post-treatment for a treated unit and measured at another time for a comparison
+    one, so conditioning on it would not be conditioning on the base period. When no covariate
+    varies within a unit, every row's covariates are its base-period ones and R's rows are kept.
+    """
+    members = treated_units | controls
+    rows = ((panel.row_period == t_idx) | (panel.row_period == base)) & members[panel.row_unit]
+    earlier = min(t_idx, base)
+    if panel.covariates_vary:
+        in_base = panel.row_index[:, earlier] >= 0
+        left = rows & ~in_base[panel.row_unit]
+        log.left_base.update(panel.row_unit[left].tolist())
+        rows &= ~left
     unit = panel.row_unit[rows]
     treated = treated_units[unit].astype(float)
     post = (panel.row_period[rows] == t_idx).astype(float)
     if min(np.sum(treated * post), np.sum(treated * (1 - post)),
            np.sum((1 - treated) * post), np.sum((1 - treated) * (1 - post))) == 0:
         raise CellEstimationError("no treated or no comparison units observed in one of the two periods")
-    design = _cell_design(panel.row_design[rows], panel.design_columns, dropped)
+    design_rows = panel.row_index[unit, earlier] if panel.covariates_vary else np.flatnonzero(rows)
+    design = _cell_design(panel.row_design[design_rows], panel.design_columns, log.constant_columns)
     att, inf = RC_ESTIMATORS[est_method](panel.row_outcome[rows], post, treated, design, panel.row_weight[rows])
     n = len(panel.unit_ids)
     column = np.bincount(unit, weights=(n / len(unit)) * inf, minlength=n)

@@ -35,6 +35,9 @@ class PreparedPanel:
     row_outcome: np.ndarray | None = None
     row_weight: np.ndarray | None = None
     row_design: np.ndarray | None = None
+    row_index: np.ndarray | None = None  # n x T: a unit's row in each period, -1 where it is not observed
+    #: some covariate varies within a unit: cells read covariates in their base period (``att_gt``)
+    covariates_vary: bool = False
     cluster_codes: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     dropped_first_period_units: int = 0
@@ -273,6 +276,10 @@ def prepare_panel(
     else:
         prepared.row_unit, prepared.row_period = row_unit, row_period
         prepared.row_outcome, prepared.row_weight, prepared.row_design = outcome, weights, design_values
+        prepared.row_index = np.full((n, n_periods), -1)
+        prepared.row_index[row_unit, row_period] = np.arange(len(frame))
+        first_row = np.searchsorted(row_unit, row_unit)  # rows are sorted by unit
+        prepared.covariates_vary = bool(np.any(design_values != design_values[first_row]))
         prepared.unit_weight = np.bincount(row_unit, weights=weights, minlength=n) / np.bincount(row_unit, minlength=n)
 
     min_size = design.shape[1] - 1 + 5  # R: number of covariates + 5
