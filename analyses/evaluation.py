@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -120,6 +120,15 @@ SUPPORT_COLUMNS = ("treatment", "outcome", "estimator", "aggregation", "event_ti
 PRETEST_COLUMNS = ("treatment", "outcome", "W", "df", "p_value", "trend_slope", "power")
 
 
+def read_plan_file(path: str | Path) -> dict:
+    """The keys of a YAML plan file, unchecked (``EvaluationPlan.from_mapping`` checks them)."""
+    with open(path, encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: an evaluation plan must be a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
 @dataclass(frozen=True)
 class EvaluationPlan:
     """The specification an evaluator commits to before seeing results (pre-registration).
@@ -186,12 +195,15 @@ class EvaluationPlan:
     @classmethod
     def from_yaml(cls, path: str | Path) -> EvaluationPlan:
         """Read a plan file; unknown keys are an error so that typos cannot go unnoticed."""
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle) or {}
+        return cls.from_mapping(read_plan_file(path), source=str(path))
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping, source: str = "evaluation plan") -> EvaluationPlan:
+        """A plan from its keys (a YAML file's, or run config's); unknown keys are an error naming `source`."""
         allowed = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - allowed)
         if unknown:
-            raise ValueError(f"{path}: unknown evaluation plan key(s) {unknown}; allowed: {sorted(allowed)}")
+            raise ValueError(f"{source}: unknown evaluation plan key(s) {unknown}; allowed: {sorted(allowed)}")
         coerced = {key: tuple(value) if isinstance(value, list) else value for key, value in raw.items()}
         return cls(**coerced)
 

@@ -10,6 +10,7 @@ import os
 import smtplib
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 from dagster import ConfigurableIOManagerFactory, ConfigurableResource, EnvVar, UPathIOManager
@@ -17,6 +18,7 @@ from upath import UPath
 
 from analyses.deliveries import DeliveryRegistry
 from analyses.publishing import ensure_restricted_apart, staging_dir
+from pipelines.plan_config import PlanConfig, merged
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LANDING_DIR = PROJECT_ROOT / "data" / "demo"
@@ -79,15 +81,20 @@ class OutputDirectory(_WrittenFolder):
 
 
 class EvaluationPlanResource(ConfigurableResource):
-    """A pre-registered evaluation plan (YAML); empty means the built-in default plan."""
+    """The pre-registered evaluation plan: a YAML file (empty: the built-in default plan), with any key
+    set in run config (``specification``, the launchpad's or a schedule's) laid over it."""
 
     plan_file: str = ""
+    specification: Optional[PlanConfig] = None
 
     def load(self):
-        """The plan as an ``analyses.evaluation.EvaluationPlan`` (imported here: it pulls in SciPy)."""
-        from analyses.evaluation import EvaluationPlan
+        """The plan as an ``analyses.evaluation.EvaluationPlan``; ``ValueError`` names a bad key or value."""
+        from analyses.evaluation import EvaluationPlan, read_plan_file
 
-        return EvaluationPlan.from_yaml(self.plan_file) if self.plan_file else EvaluationPlan()
+        chosen = self.specification.model_dump(exclude_none=True) if self.specification else {}
+        base = read_plan_file(self.plan_file) if self.plan_file else {}
+        source = f"{self.plan_file} with run config" if self.plan_file else "run config"
+        return EvaluationPlan.from_mapping(merged(base, chosen), source=source)
 
 
 class PandasParquetIOManager(UPathIOManager):

@@ -4,7 +4,7 @@ import dagster as dg
 
 from pipelines.jobs import evaluate_programmes
 from pipelines.partitions import deliveries
-from pipelines.resources import LandingDirectory, WarehouseDirectory
+from pipelines.resources import EvaluationPlanResource, LandingDirectory, WarehouseDirectory
 from pipelines.sensors import delivery_run_request, register_delivery
 
 
@@ -15,7 +15,8 @@ from pipelines.sensors import delivery_run_request, register_delivery
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Re-run the evaluation of the current delivery on the first day of each quarter at 06:00.",
 )
-def quarterly_evaluation(context: dg.ScheduleEvaluationContext, landing: LandingDirectory, warehouse: WarehouseDirectory):
+def quarterly_evaluation(context: dg.ScheduleEvaluationContext, landing: LandingDirectory, warehouse: WarehouseDirectory,
+                         plan: EvaluationPlanResource):
     delivery = register_delivery(landing, warehouse)
     context.instance.add_dynamic_partitions(deliveries.name, [delivery.key])
-    return delivery_run_request(delivery, run_key=None)
+    return delivery_run_request(delivery, run_key=None, plan=plan)

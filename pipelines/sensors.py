@@ -18,11 +18,12 @@ import dagster as dg
 from analyses.contracts import SOURCES, ContractError
 from analyses.contracts.reading import transactions_form
 from analyses.deliveries import Delivery, UnknownDelivery, identify_delivery
-from pipelines.jobs import evaluate_programmes
 from analyses.publishing import publishable_problem
+from pipelines.jobs import evaluate_programmes
 from pipelines.monitoring import HOST_TAG, fail_abandoned_runs
 from pipelines.partitions import deliveries
-from pipelines.resources import LandingDirectory, OutputDirectory, SmtpNotifier, WarehouseDirectory
+from pipelines.plan_config import plan_run_config
+from pipelines.resources import EvaluationPlanResource, LandingDirectory, OutputDirectory, SmtpNotifier, WarehouseDirectory
 from pipelines.run_summary import run_problems, stored_events
 
 LANDING_SUFFIXES = (".csv", ".parquet", ".xlsx")
@@ -56,10 +57,13 @@ def register_delivery(landing: LandingDirectory, warehouse: WarehouseDirectory) 
     return delivery
 
 
-def delivery_run_request(delivery: Delivery, run_key: str | None) -> dg.RunRequest:
-    """A run of ``evaluate_programmes`` on the delivery's partition, tagged with its folder and hash."""
+def delivery_run_request(delivery: Delivery, run_key: str | None, plan: EvaluationPlanResource) -> dg.RunRequest:
+    """A run of ``evaluate_programmes`` on the delivery's partition, tagged with its folder and hash, with the
+    evaluation plan as it stands now in its run config (the run's page shows the specification it used; a bad
+    plan fails the tick, not a run hours later)."""
     return dg.RunRequest(
-        run_key=run_key, partition_key=delivery.key, tags={**delivery.tags(), HOST_TAG: socket.gethostname()}
+        run_key=run_key, partition_key=delivery.key, tags={**delivery.tags(), HOST_TAG: socket.gethostname()},
+        run_config=plan_run_config(plan.load().to_dict()),
     )
 
 
@@ -69,7 +73,8 @@ def delivery_run_request(delivery: Delivery, run_key: str | None) -> dg.RunReque
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Runs the evaluation once for each new delivery that settles in the landing folder.",
 )
-def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingDirectory, warehouse: WarehouseDirectory):
+def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingDirectory, warehouse: WarehouseDirectory,
+                         plan: EvaluationPlanResource):
     fingerprint = landing_fingerprint(landing)
     present = {landing_source(landing.root / name) for name in fingerprint}
     missing = [source for source in SOURCES if source not in present]
@@ -87,7 +92,7 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingDi
         return dg.SkipReason(str(error))
     # The delivery key is the run key: files touched but unchanged are the same delivery, run once.
     return dg.SensorResult(
-        run_requests=[delivery_run_request(delivery, run_key=delivery.key)],
+        run_requests=[delivery_run_request(delivery, run_key=delivery.key, plan=plan)],
         dynamic_partitions_requests=[deliveries.build_add_request([delivery.key])],
         cursor=state,
     )

@@ -220,13 +220,14 @@ def test_cli_reports_a_missing_landing_directory_without_a_traceback(tmp_path):
 
 
 def test_sensor_requests_one_run_per_complete_settled_delivery(demo_landing, tmp_path):
-    from pipelines.resources import LandingDirectory, WarehouseDirectory
+    from pipelines.resources import EvaluationPlanResource, LandingDirectory, WarehouseDirectory
     from pipelines.sensors import SETTLE_SECONDS, landing_files_sensor
 
     landing = tmp_path / "landing"
     landing.mkdir()
     warehouse = WarehouseDirectory(path=str(tmp_path / "warehouse"))
-    resources = {"landing": LandingDirectory(path=str(landing)), "warehouse": warehouse}
+    resources = {"landing": LandingDirectory(path=str(landing)), "warehouse": warehouse,
+                 "plan": EvaluationPlanResource()}
     long_ago = time.time() - 10 * SETTLE_SECONDS
 
     def deliver(name: str, settled: bool = True, content: bytes | None = None) -> None:
