@@ -7,6 +7,8 @@ from assets.contracts import validated_sources
 from assets.ingestion import raw_source_assets
 from assets.panel import firm_year_panel
 from assets.reporting import impact_report
+from assets.robustness import robustness
+from assets.sensitivity import sensitivity
 from pipelines.jobs import evaluate_programmes
 from pipelines.progress import progress_logger
 from pipelines.resources import (
@@ -24,7 +26,8 @@ from pipelines.resources import (
 from pipelines.schedules import quarterly_evaluation
 from pipelines.sensors import abandoned_runs_sensor, landing_files_sensor
 
-ALL_ASSETS = [*raw_source_assets, validated_sources, firm_year_panel, did_estimates, impact_report]
+ALL_ASSETS = [*raw_source_assets, validated_sources, firm_year_panel, did_estimates, sensitivity, robustness,
+              impact_report]
 
 
 def build_resources() -> dict:
