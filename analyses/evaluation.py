@@ -161,6 +161,9 @@ class EvaluationPlan:
     #: each target in 5 steps, as that target's scale is known only from the estimates)
     sensitivity_mbar: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
     sensitivity_m: tuple[float, ...] = ()
+    #: the pre-programme years (nearest the start) the sensitivity analysis reads; 0: all of the event study's.
+    #: Early event times rest on few, late cohorts: their noise widens the relative-magnitudes bounds
+    sensitivity_pre_periods: int = 0
     #: the pre-registered robustness runs of the headline (some of ``ROBUSTNESS_RUNS``; empty: none), the share
     #: of largest exporters the ``dominance`` run drops, and how many years earlier the ``placebo`` starts
     robustness_runs: tuple[str, ...] = ROBUSTNESS_RUNS
@@ -204,6 +207,9 @@ class EvaluationPlan:
                              f"{list(self.sensitivity_mbar)} and {list(self.sensitivity_m)}")
         if not 0 < self.dominance_share < 1:
             raise ValueError(f"evaluation plan: dominance_share must be in (0, 1), got {self.dominance_share!r}")
+        pre = self.sensitivity_pre_periods
+        if isinstance(pre, bool) or not isinstance(pre, int) or pre < 0 or pre == 1:
+            raise ValueError(f"evaluation plan: sensitivity_pre_periods must be 0 (all) or a whole number >= 2, got {pre!r}")
         years = self.placebo_years
         if isinstance(years, bool) or not isinstance(years, int) or years < 1:
             raise ValueError(f"evaluation plan: placebo_years must be a whole number of years >= 1, got {years!r}")

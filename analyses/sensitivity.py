@@ -13,16 +13,24 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from analyses.honest_did import sensitivity_analysis
+from analyses.honest_did import EventStudy, sensitivity_analysis
 
 SENSITIVITY_COLUMNS = ("service", "outcome", "estimator", "target", "restriction", "M", "lower", "upper", "method",
                        "breakdown")
 
 
+def last_pre_periods(study: EventStudy, count: int) -> EventStudy:
+    """The study with only its ``count`` pre-periods nearest the start (all when ``count`` is 0 or more than it has)."""
+    drop = study.num_pre_periods - count if 0 < count < study.num_pre_periods else 0
+    return EventStudy(study.betahat[drop:], study.sigma[drop:, drop:], study.event_times[drop:],
+                      study.num_pre_periods - drop, study.num_post_periods)
+
+
 def sensitivity_table(event_studies: pd.DataFrame, mbar=(0.5, 1.0, 1.5, 2.0), m=(), alpha: float = 0.05,
-                      progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+                      pre_periods: int = 0, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """``SENSITIVITY_COLUMNS`` rows for every event study of ``event_studies`` (``EVENT_STUDY_COLUMNS`` of
-    ``analyses.evaluation``) that HonestDiD can take; ``m`` empty uses 0..2 standard errors of each target.
+    ``analyses.evaluation``) that HonestDiD can take; ``m`` empty uses 0..2 standard errors of each target;
+    ``pre_periods`` > 0 keeps that many pre-programme years nearest the start (:func:`last_pre_periods`).
 
     Studies set aside by the evaluation (``study`` None) have no rows; their reason is in the diagnostics.
     Raises ``ValueError`` if the input lacks the event-study columns.
@@ -34,7 +42,7 @@ def sensitivity_table(event_studies: pd.DataFrame, mbar=(0.5, 1.0, 1.5, 2.0), m=
     for record in event_studies.dropna(subset=["study"]).to_dict("records"):
         if progress:
             progress(f"{record['treatment']} × {record['outcome']} ({record['estimator']}): sensitivity")
-        table = sensitivity_analysis(record["study"], Mbarvec=tuple(mbar), Mvec=list(m) or None, alpha=alpha)
+        table = sensitivity_analysis(last_pre_periods(record["study"], pre_periods), Mbarvec=tuple(mbar), Mvec=list(m) or None, alpha=alpha)
         frames.append(table.assign(service=record["treatment"], outcome=record["outcome"],
                                    estimator=record["estimator"]))
     if not frames:

@@ -25,7 +25,8 @@ def sensitivity(
     evaluation_plan = plan.load()
     started = time.perf_counter()
     table = sensitivity_table(evaluation_diagnostics["event_studies"], evaluation_plan.sensitivity_mbar,
-                              evaluation_plan.sensitivity_m, evaluation_plan.alpha, progress=context.log.info)
+                              evaluation_plan.sensitivity_m, evaluation_plan.alpha,
+                              evaluation_plan.sensitivity_pre_periods, progress=context.log.info)
     breakdowns = (table.drop_duplicates(["service", "outcome", "estimator", "target", "method"])
                   .loc[lambda t: t["method"] != "original",
                        ["service", "outcome", "estimator", "target", "method", "breakdown"]])

@@ -167,47 +167,68 @@ def _with(diagnostics, **frames):
 def test_the_rating_holds_when_every_conclusion_survives_and_prints_what_holds():
     rating = rate_service("advisory", make_diagnostics())
     assert rating.level == 3 and rating.reasons == ()
-    assert any("holds unless post-programme trend differences exceed" in note for note in rating.notes)
-    assert any("placebos find no effect" in note for note in rating.notes)
+    assert any("holds unless post-programme trend differences exceed 3.1 times" in note for note in rating.notes)
+    assert "no robustness run reverses a conclusion (16 runs); no placebo finds an effect (4)" in rating.notes
 
 
-def test_a_conclusion_that_breaks_down_below_mbar_one_lowers_the_rating():
+def _breakdowns(sensitivity, service, values):
+    for outcome, value in values.items():
+        rows = (sensitivity["service"] == service) & (sensitivity["outcome"] == outcome) & (
+            sensitivity["method"] == "C-LF")
+        sensitivity.loc[rows, "breakdown"] = value
+    return sensitivity
+
+
+def test_conclusions_that_break_down_below_mbar_one_lower_the_rating_when_they_are_half_of_them_or_more():
     diagnostics = make_diagnostics()
-    sensitivity = diagnostics["sensitivity"].copy()
-    fragile = (sensitivity["service"] == "advisory") & (sensitivity["outcome"] == "exporter") & (
-        sensitivity["method"] == "C-LF")
-    sensitivity.loc[fragile, "breakdown"] = 0.4
+    # advisory concludes on exporting and markets (2 of 4 intervals exclude zero): one fragile is half
+    sensitivity = _breakdowns(diagnostics["sensitivity"].copy(), "advisory", {"exporter": 0.4})
     rating = rate_service("advisory", _with(diagnostics, sensitivity=sensitivity))
     assert rating.level == 2
-    assert rating.reasons == ("fragile to differences in trends: the effect on the probability of exporting holds "
-                              "only while post-programme trend differences stay below 0.4 times the largest seen "
-                              "before the programme",)
-    # at the benchmark it holds; TWFE's or the effect on impact's breakdown do not decide it
-    sensitivity.loc[fragile, "breakdown"] = MIN_BREAKDOWN_MBAR
+    assert rating.reasons == ("fragile to differences in trends for 1 of 2 effects found: the effect on the "
+                              "probability of exporting holds only while post-programme trend differences stay below "
+                              "0.4 times the largest seen before the programme",)
+    # at the benchmark it holds
+    sensitivity = _breakdowns(sensitivity, "advisory", {"exporter": MIN_BREAKDOWN_MBAR})
     assert rate_service("advisory", _with(diagnostics, sensitivity=sensitivity)).level == 3
+    # network concludes on three outcomes: one fragile is printed, not counted; two are a reason
+    sensitivity = _breakdowns(sensitivity, "network", {"n_destinations": 0.3})
+    rating = rate_service("network", _with(diagnostics, sensitivity=sensitivity))
+    assert rating.level == 3 and any(note.startswith("fragile to differences in trends for 1 of 3")
+                                     and note.endswith("(not the majority)") for note in rating.notes)
+    sensitivity = _breakdowns(sensitivity, "network", {"log_export_value": 0.5})
+    assert rate_service("network", _with(diagnostics, sensitivity=sensitivity)).level == 2
+
+
+def test_only_the_cs_average_decides_and_no_conclusion_means_nothing_to_break():
+    diagnostics = make_diagnostics()
+    sensitivity = diagnostics["sensitivity"].copy()
     other = (sensitivity["service"] == "advisory") & ((sensitivity["estimator"] == "twfe")
                                                       | (sensitivity["target"] == "on_impact"))
     sensitivity.loc[other, "breakdown"] = 0.1
     assert rate_service("advisory", _with(diagnostics, sensitivity=sensitivity)).level == 3
-
-
-def test_no_conclusion_means_nothing_to_break():
-    diagnostics = make_diagnostics()
-    sensitivity = diagnostics["sensitivity"].assign(breakdown=np.nan)
-    rating = rate_service("advisory", _with(diagnostics, sensitivity=sensitivity))
+    rating = rate_service("advisory", _with(diagnostics, sensitivity=diagnostics["sensitivity"].assign(
+        breakdown=np.nan)))
     assert rating.level == 3 and not any("trend differences" in note for note in rating.notes)
 
 
-def test_a_placebo_that_finds_an_effect_lowers_the_rating():
+def _placebo(robustness, service, outcome, values):
+    rows = (robustness["service"] == service) & (robustness["outcome"] == outcome) & (robustness["run"] == "placebo")
+    robustness.loc[rows, ["estimate", "ci_lower", "ci_upper"]] = values
+    return robustness
+
+
+def test_placebos_that_find_effects_lower_the_rating_when_half_of_them_do():
     diagnostics = make_diagnostics()
-    robustness = diagnostics["robustness"].copy()
-    placebo = (robustness["service"] == "network") & (robustness["outcome"] == "exporter") & (
-        robustness["run"] == "placebo")
-    robustness.loc[placebo, ["estimate", "ci_lower", "ci_upper"]] = [0.03, 0.01, 0.05]
+    robustness = _placebo(diagnostics["robustness"].copy(), "network", "exporter", [0.03, 0.01, 0.05])
     rating = rate_service("network", _with(diagnostics, robustness=robustness))
-    assert rating.level == 2 and rating.reasons[0].startswith("the placebo (constructed run placebo) finds an effect "
-                                                              "on the probability of exporting where there can be "
-                                                              "none: 3.0 pp (1.0 pp to 5.0 pp)")
+    assert rating.level == 3  # one of four: expected now and then by chance, printed
+    assert any(note.startswith("1 of 4 placebos (programme starts moved earlier, where the true effect is zero) find "
+                               "an effect: on the probability of exporting: 3.0 pp (1.0 pp to 5.0 pp)")
+               for note in rating.notes)
+    robustness = _placebo(robustness, "network", "n_destinations", [0.3, 0.1, 0.5])
+    rating = rate_service("network", _with(diagnostics, robustness=robustness))
+    assert rating.level == 2 and rating.reasons[0].startswith("2 of 4 placebos")
     assert rate_service("advisory", _with(diagnostics, robustness=robustness)).level == 3
 
 
@@ -220,9 +241,9 @@ def test_a_run_that_reverses_a_conclusion_lowers_the_rating_but_one_that_only_lo
     assert rate_service("advisory", _with(diagnostics, robustness=robustness)).level == 3
     robustness.loc[run, ["estimate", "ci_lower", "ci_upper"]] = [-0.005, -0.028, 0.018]  # other sign
     rating = rate_service("advisory", _with(diagnostics, robustness=robustness))
-    assert rating.level == 2 and rating.reasons[0].startswith(
+    assert rating.level == 2 and rating.reasons == (
         "a robustness run reverses the effect on the probability of exporting (constructed run dominance): "
-        "−0.5 pp (−2.8 pp to 1.8 pp) against 4.1 pp in the main run")
+        "−0.5 pp (−2.8 pp to 1.8 pp) against 4.1 pp in the main run",)
     # an insignificant main estimate is reversed only by a significant run of the other sign
     insignificant = (robustness["service"] == "grant") & (robustness["outcome"] == "n_destinations")
     runs = insignificant & (robustness["run"] == "anticipation")
@@ -250,3 +271,93 @@ def test_a_run_that_could_not_be_estimated_is_printed_not_counted():
     assert rating.level == 3
     assert any(note.startswith("a robustness run could not be estimated") and "no cohort could be estimated" in note
                for note in rating.notes)
+
+
+# --- the report: "How robust are the results", sensitivity.csv and robustness.csv -----------------------------------
+
+@pytest.fixture(scope="module")
+def robust_report(tmp_path_factory):
+    from analyses.reporting import ReportSettings, build_report
+    from tests.report_fixtures import report_inputs
+
+    directory = tmp_path_factory.mktemp("robust_report")
+    inputs = report_inputs(directory)
+    robustness = inputs["diagnostics"]["robustness"]
+    small = (robustness["service"] == "grant") & (robustness["outcome"] == "exporter") & (robustness["run"] == "dominance")
+    robustness.loc[small, "n_treated"] = 7  # too few firms to publish
+    result = build_report(**inputs, output_dir=directory / "out", settings=ReportSettings(formats=("html",)))
+    return result, inputs, directory / "out"
+
+
+def test_the_report_shows_per_service_the_sensitivity_sentence_the_runs_beside_the_main_estimate_and_the_reasons(
+        robust_report):
+    from analyses.reporting.report import SECTION_TITLES
+
+    result, _, out = robust_report
+    html = result.html_path.read_text(encoding="utf-8")
+    assert SECTION_TITLES[2] == "How robust are the results"
+    section = html.split('id="section-3"')[1].split('id="section-4"')[0]
+    for title in ("Advisory support", "Network services", "Export grants"):
+        assert f"<h3>{title}: how robust</h3>" in section
+    # one figure and one sentence per service and outcome, from the relative-magnitudes breakdown of the average
+    assert section.count("<img ") == 12
+    assert ("For the effect of advisory support on the probability of exporting, the conclusion holds unless "
+            "post-programme trend differences are more than 3.1 times the largest seen before the programme.") in section
+    assert section.count("<caption>Robustness runs") == 12 and section.count("Main estimate") == 12
+    assert "Placebo: earlier starts" in section and "Evidence rating: level 3." in section
+    # the small run is withheld in the report and left out of the published file
+    grant = section.split("<h3>Export grants: how robust</h3>")[1].split("</table>")[0]
+    assert "Largest exporters dropped" in grant and "[c]" in grant
+    published = pd.read_csv(out / "robustness.csv")
+    assert not ((published["service"] == "grant") & (published["outcome"] == "exporter")
+                & (published["run"] == "dominance")).any()
+    assert len(published) == 12 * 6 - 1
+
+
+def test_sensitivity_and_robustness_files_are_published_beside_the_estimates_and_pass_the_disclosure_check(
+        robust_report):
+    from analyses.reporting import check_published_files
+
+    result, inputs, out = robust_report
+    sensitivity = pd.read_csv(out / "sensitivity.csv")
+    assert list(sensitivity.columns) == list(SENSITIVITY_COLUMNS)
+    assert len(sensitivity) == len(inputs["diagnostics"]["sensitivity"])
+    assert list(pd.read_csv(out / "robustness.csv").columns) == list(ROBUSTNESS_TABLE_COLUMNS)
+    assert set(result.estimate_files) >= {"csv", "parquet", "sensitivity", "robustness"}
+    checked = check_published_files(out, inputs["panel"]["firm_id"].unique())
+    assert checked.passed
+    assert (checked.checks["cell"].str.startswith("robustness.csv")).any()
+
+
+def test_publishable_tables_follow_the_disclosure_of_the_estimates():
+    from analyses.reporting.report import publishable_robustness
+    from tests.report_fixtures import make_robustness, make_sensitivity
+
+    suppressed = {("network", "exporter", "cs_did", HEADLINE, None), ("grant", "exporter", "twfe", "dynamic", 2.0)}
+    robustness = make_robustness()
+    close = (robustness["service"] == "advisory") & (robustness["outcome"] == "exporter") & (
+        robustness["run"] == "anticipation")
+    robustness.loc[close, "n_treated"] = 117  # 3 firms fewer than the main run: counts of the pair are coarsened
+    sensitivity, shown = publishable_robustness(make_sensitivity(), robustness, suppressed, 10)
+    assert not ((sensitivity["service"] == "network") & (sensitivity["outcome"] == "exporter")
+                & (sensitivity["estimator"] == "cs_did")).any()
+    assert not ((sensitivity["service"] == "grant") & (sensitivity["outcome"] == "exporter")
+                & (sensitivity["estimator"] == "twfe")).any()
+    assert ((sensitivity["service"] == "grant") & (sensitivity["outcome"] == "exporter")).any()  # CS stays
+    assert not ((shown["service"] == "network") & (shown["outcome"] == "exporter")).any()
+    pair = shown[(shown["service"] == "advisory") & (shown["outcome"] == "exporter")]
+    assert sorted(pair["n_treated"]) == [100, 110, 120, 120, 120, 120]  # 117 rounded down: differed by 3 from 120
+
+
+def test_the_plan_can_restrict_the_sensitivity_to_the_pre_periods_nearest_the_start(planted):
+    from analyses.sensitivity import last_pre_periods
+
+    _, _, main = planted
+    study = main.diagnostics["event_studies"]["study"].iloc[0]
+    short = last_pre_periods(study, 3)
+    assert short.num_pre_periods == 3 and list(short.event_times[:3]) == [-4, -3, -2]
+    np.testing.assert_array_equal(short.sigma, study.sigma[-(3 + study.num_post_periods):,
+                                                           -(3 + study.num_post_periods):])
+    assert last_pre_periods(study, 0).num_pre_periods == study.num_pre_periods
+    with pytest.raises(ValueError, match="sensitivity_pre_periods"):
+        EvaluationPlan(sensitivity_pre_periods=1)

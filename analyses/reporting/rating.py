@@ -23,11 +23,14 @@ deciding alone: beside the design's features, the sensitivity analysis
 (``diagnostics["sensitivity"]``, ``analyses.sensitivity``) and the robustness
 runs (``diagnostics["robustness"]``, ``analyses.robustness``):
 
-* a conclusion (headline interval excluding zero) that breaks down at a
+* conclusions (headline intervals excluding zero) that break down at a
   relative magnitude ``Mbar`` below 1, i.e. post-programme trend differences
-  smaller than the largest seen before the programme would overturn it;
-* a placebo (programme starts moved earlier, pre-programme years only) whose
-  interval excludes zero, where the true effect is zero;
+  smaller than the largest seen before the programme would overturn them, for
+  at least half of the service's conclusions (a barely significant effect is
+  always fragile; one such among several is printed, not counted);
+* placebos (programme starts moved earlier, pre-programme years only) whose
+  intervals exclude zero, where the true effect is zero, for at least half of
+  the service's outcomes (one among several happens by chance);
 * a robustness run that reverses a conclusion: its estimate has the other sign
   of a significant main estimate, or it is significant with the other sign.
 
@@ -151,53 +154,64 @@ def _of_service(diagnostics: Mapping, name: str, treatment: str, columns: list[s
     return frame[frame["service"] == treatment]
 
 
+def _majority(found: list, examined: int) -> bool:
+    """A finding lowers the level when it concerns at least half of what was examined: with several outcomes one
+    interval on the wrong side of zero happens by chance (and a barely significant effect is always fragile)."""
+    return bool(found) and 2 * len(found) >= examined
+
+
 def sensitivity_findings(treatment: str, diagnostics: Mapping) -> tuple[list[str], list[str]]:
-    """Reasons and notes from the relative-magnitudes breakdown values of the CS-DiD headline average."""
+    """Reasons and notes from the relative-magnitudes breakdown values of the CS-DiD headline averages."""
     rows = _of_service(diagnostics, "sensitivity", treatment, SENSITIVITY_COLUMNS)
     rows = rows[(rows["estimator"] == "cs_did") & (rows["target"] == "average") & (rows["method"] == "C-LF")]
-    reasons, notes = [], []
-    for record in rows.drop_duplicates("outcome").to_dict("records"):
-        breakdown, noun = float(record["breakdown"]), outcome_spec(record["outcome"]).noun
-        if breakdown != breakdown:  # no conclusion to break
-            continue
-        if breakdown < MIN_BREAKDOWN_MBAR:
-            reasons.append(f"fragile to differences in trends: the effect on {noun} holds only while post-programme "
-                           f"trend differences stay below {breakdown:.2g} times the largest seen before the programme")
-        else:
-            notes.append(f"the effect on {noun} holds unless post-programme trend differences exceed "
-                         + ("any bound" if breakdown == float("inf") else f"{breakdown:.2g} times")
-                         + " the largest seen before the programme")
-    return reasons, notes
+    concluded = rows.drop_duplicates("outcome").dropna(subset=["breakdown"])  # NaN: no conclusion to break
+    fragile = [(outcome_spec(o).noun, b) for o, b in zip(concluded["outcome"], concluded["breakdown"])
+               if b < MIN_BREAKDOWN_MBAR]
+    notes = [f"the effect on {outcome_spec(o).noun} holds unless post-programme trend differences exceed "
+             + ("any bound" if b == float("inf") else f"{b:.2g} times") + " the largest seen before the programme"
+             for o, b in zip(concluded["outcome"], concluded["breakdown"]) if b >= MIN_BREAKDOWN_MBAR]
+    if not fragile:
+        return [], notes
+    listed = "; ".join(f"the effect on {noun} holds only while post-programme trend differences stay below {b:.2g} "
+                       "times the largest seen before the programme" for noun, b in fragile)
+    text = f"fragile to differences in trends for {len(fragile)} of {len(concluded)} effects found: {listed}"
+    return ([text], notes) if _majority(fragile, len(concluded)) else ([], [text + " (not the majority)", *notes])
 
 
 def robustness_findings(treatment: str, diagnostics: Mapping) -> tuple[list[str], list[str]]:
-    """Reasons and notes from the robustness table: placebo effects and reversed conclusions."""
+    """Reasons and notes from the robustness table: placebo effects (when at least half of the placebos find one)
+    and reversed conclusions (each)."""
     table = _of_service(diagnostics, "robustness", treatment, ROBUSTNESS_COLUMNS)
     main = table[table["run"] == "main"].set_index("outcome")
     runs = table[(table["run"] != "main") & table["estimate"].notna() & table["outcome"].isin(main.index)]
-    reasons, checked = [], 0
+    reversals, placebo_effects = [], []
     for record in runs.to_dict("records"):
         outcome, noun = record["outcome"], outcome_spec(record["outcome"]).noun
         base = main.loc[outcome]
         found = _conclusion(record["ci_lower"], record["ci_upper"])
         interval = (f"{_shown(outcome, record['estimate'])} ({_shown(outcome, record['ci_lower'])} to "
                     f"{_shown(outcome, record['ci_upper'])})")
-        checked += 1
         if record["run"] == "placebo":
             if found:
-                reasons.append(f"the placebo ({record['description']}) finds an effect on {noun} where there can be "
-                               f"none: {interval}")
+                placebo_effects.append(f"on {noun}: {interval}")
             continue
         sign = 1 if base["estimate"] > 0 else -1
         concluded = _conclusion(base["ci_lower"], base["ci_upper"])
         if (concluded and record["estimate"] * concluded < 0) or found == -sign:
-            reasons.append(f"a robustness run reverses the effect on {noun} ({record['description']}): {interval} "
-                           f"against {_shown(outcome, base['estimate'])} in the main run")
-    notes = []
-    if checked and not reasons:
-        placebos = int((runs["run"] == "placebo").sum())
-        notes.append(f"{checked} robustness run estimates ({placebos} of them placebos) agree with the main "
-                     "conclusions" + (" and the placebos find no effect" if placebos else ""))
+            reversals.append(f"a robustness run reverses the effect on {noun} ({record['description']}): {interval} "
+                             f"against {_shown(outcome, base['estimate'])} in the main run")
+    placebos = int((runs["run"] == "placebo").sum())
+    reasons, notes = list(reversals), []
+    if placebo_effects:
+        text = (f"{len(placebo_effects)} of {placebos} placebos (programme starts moved earlier, where the true "
+                f"effect is zero) find an effect: " + "; ".join(placebo_effects))
+        if _majority(placebo_effects, placebos):
+            reasons.append(text)
+        else:
+            notes.append(text + " (fewer than half: expected now and then by chance)")
+    if len(runs) and not reversals:
+        notes.append(f"no robustness run reverses a conclusion ({len(runs) - placebos} runs)"
+                     + ("" if placebo_effects or not placebos else f"; no placebo finds an effect ({placebos})"))
     failed = table[(table["run"] != "main") & table["estimate"].isna()]
     notes += [f"a robustness run could not be estimated for {outcome_spec(r['outcome']).noun} ({r['description']}): "
               f"{r['reason']}"
