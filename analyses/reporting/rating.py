@@ -165,16 +165,16 @@ def sensitivity_findings(treatment: str, diagnostics: Mapping) -> tuple[list[str
     rows = _of_service(diagnostics, "sensitivity", treatment, SENSITIVITY_COLUMNS)
     rows = rows[(rows["estimator"] == "cs_did") & (rows["target"] == "average") & (rows["method"] == "C-LF")]
     concluded = rows.drop_duplicates("outcome").dropna(subset=["breakdown"])  # NaN: no conclusion to break
-    fragile = [(outcome_spec(o).noun, b) for o, b in zip(concluded["outcome"], concluded["breakdown"])
+    fragile = [(outcome_spec(o).label.lower(), b) for o, b in zip(concluded["outcome"], concluded["breakdown"])
                if b < MIN_BREAKDOWN_MBAR]
     notes = [f"the effect on {outcome_spec(o).noun} holds unless post-programme trend differences exceed "
-             + ("any bound" if b == float("inf") else f"{b:.2g} times") + " the largest seen before the programme"
+             + ("any bound" if b == float("inf") else f"{b:.2f} times") + " the largest seen before the programme"
              for o, b in zip(concluded["outcome"], concluded["breakdown"]) if b >= MIN_BREAKDOWN_MBAR]
     if not fragile:
         return [], notes
-    listed = "; ".join(f"the effect on {noun} holds only while post-programme trend differences stay below {b:.2g} "
-                       "times the largest seen before the programme" for noun, b in fragile)
-    text = f"fragile to differences in trends for {len(fragile)} of {len(concluded)} effects found: {listed}"
+    text = (f"fragile to differences in trends: {len(fragile)} of {len(concluded)} effects found hold only while "
+            "post-programme trend differences stay below the largest seen before the programme (breakdown values "
+            + ", ".join(f"{label} {b:.2f}" for label, b in fragile) + ")")
     return ([text], notes) if _majority(fragile, len(concluded)) else ([], [text + " (not the majority)", *notes])
 
 
