@@ -137,7 +137,7 @@ def run_robustness(panel: pd.DataFrame, plan: EvaluationPlan, estimates: pd.Data
     main = _headline(estimates, MAIN_RUN, "the evaluation plan as registered")
     pairs = main[["service", "outcome"]]
     frames, missing = [main], []
-    for run in plan.robustness_runs:
+    for run in plan.robustness_runs if len(main) else ():  # no headline: nothing to test
         if progress:
             progress(f"robustness run {run}")
         try:
@@ -159,4 +159,5 @@ def run_robustness(panel: pd.DataFrame, plan: EvaluationPlan, estimates: pd.Data
     order = {name: position for position, name in enumerate((MAIN_RUN, *plan.robustness_runs))}
     table = table.sort_values(["service", "outcome", "run"], key=lambda c: c.map(order) if c.name == "run" else c,
                               kind="stable").reset_index(drop=True)
-    return table.astype({"n_treated": "int64", "n_control": "int64"})
+    numbers = {c: "float64" for c in ("estimate", "std_error", "ci_lower", "ci_upper", "p_value")}
+    return table.astype({**numbers, "n_treated": "int64", "n_control": "int64"})

@@ -25,12 +25,10 @@ def robustness(
     """One row per service, outcome and run (``main`` first); empty estimates with the reason where a run failed."""
     started = time.perf_counter()
     table = run_robustness(firm_year_panel, plan.load(), did_estimates, progress=context.log.info)
-    shown = table.assign(ci=lambda d: "[" + d["ci_lower"].map("{:.4f}".format) + ", "
-                         + d["ci_upper"].map("{:.4f}".format) + "]")
+    shown = table.assign(ci=[f"[{low:.4f}, {high:.4f}]" for low, high in zip(table["ci_lower"], table["ci_upper"])])
+    columns = ["service", "outcome", "run", "estimate", "std_error", "ci", "p_value", "n_treated", "n_control", "reason"]
     return dg.Output(table, metadata={
         **frame_metadata(table),
-        "runs": dg.MetadataValue.md(shown[["service", "outcome", "run", "estimate", "std_error", "ci", "p_value",
-                                           "n_treated", "n_control", "reason"]].to_markdown(index=False,
-                                                                                            floatfmt=".4f")),
+        "runs": dg.MetadataValue.md(shown[columns].to_markdown(index=False, floatfmt=".4f") if len(table) else "none"),
         "seconds": round(time.perf_counter() - started, 1),
     })

@@ -361,3 +361,10 @@ def test_the_plan_can_restrict_the_sensitivity_to_the_pre_periods_nearest_the_st
     assert last_pre_periods(study, 0).num_pre_periods == study.num_pre_periods
     with pytest.raises(ValueError, match="sensitivity_pre_periods"):
         EvaluationPlan(sensitivity_pre_periods=1)
+
+
+def test_without_any_headline_there_is_nothing_to_test_and_the_table_keeps_its_types(planted):
+    panel, plan, main = planted
+    table = run_robustness(panel, plan, main.estimates.iloc[:0])
+    assert table.empty and list(table.columns) == list(ROBUSTNESS_TABLE_COLUMNS)
+    assert table["ci_lower"].dtype == "float64" and table["n_treated"].dtype == "int64"
