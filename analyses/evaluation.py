@@ -58,6 +58,7 @@ from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from analyses.did import AggteResult, AttGtResult, aggte, att_gt
 from analyses.did.attgt import _ZERO_SE
+from analyses.honest_did import event_study_from_aggte, event_study_from_twfe
 from analyses.mechanisms.plan import FamiliesPlan
 from analyses.panel import (
     BASELINE_COVARIATES,
@@ -96,6 +97,8 @@ DEFAULT_COVARIATES = {
     "base_period": TIME_VARYING_COVARIATES,
     "first_year": ("log_employees", "log_turnover", "exporter", "in_cluster", "firm_age"),
 }
+#: The pre-registered robustness runs of the headline (``analyses.robustness`` says what each changes).
+ROBUSTNESS_RUNS = ("anticipation", "comparison_group", "covariate_timing", "dominance", "placebo")
 #: Power at which the minimum detectable effect is quoted.
 POWER = 0.80
 
@@ -118,6 +121,9 @@ SUPPORT_COLUMNS = ("treatment", "outcome", "estimator", "aggregation", "event_ti
 #: The pre-trend Wald test (R ``att_gt``'s W) and its power against a linear differential trend of
 #: ``trend_slope`` per year, the trend that would bias the headline by its MDE (:func:`pretest_trend_slope`).
 PRETEST_COLUMNS = ("treatment", "outcome", "W", "df", "p_value", "trend_slope", "power")
+#: The event studies of ``cs_did`` (universal base period) and ``twfe`` in HonestDiD's layout
+#: (``analyses.honest_did.EventStudy``: every pre-period, post-periods 0..H), for the sensitivity analysis.
+EVENT_STUDY_COLUMNS = ("treatment", "outcome", "estimator", "study", "reason")
 
 
 def read_plan_file(path: str | Path) -> dict:
@@ -164,6 +170,19 @@ class EvaluationPlan:
     linkage_table: bool = False
     #: mechanism models (``analyses.mechanisms.plan.FamiliesPlan``; a mapping in YAML, defaults when absent)
     families: FamiliesPlan | dict | None = None
+    #: sensitivity to violations of parallel trends (Rambachan & Roth 2023, ``analyses.honest_did``): relative
+    #: magnitudes Mbar, and smoothness M in outcome units per year squared (empty: 0 to 2 standard errors of
+    #: each target in 5 steps, as that target's scale is known only from the estimates)
+    sensitivity_mbar: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+    sensitivity_m: tuple[float, ...] = ()
+    #: the pre-programme years (nearest the start) the sensitivity analysis reads; 0: all of the event study's.
+    #: Early event times rest on few, late cohorts: their noise widens the relative-magnitudes bounds
+    sensitivity_pre_periods: int = 0
+    #: the pre-registered robustness runs of the headline (some of ``ROBUSTNESS_RUNS``; empty: none), the share
+    #: of largest exporters the ``dominance`` run drops, and how many years earlier the ``placebo`` starts
+    robustness_runs: tuple[str, ...] = ROBUSTNESS_RUNS
+    dominance_share: float = 0.01
+    placebo_years: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "families", FamiliesPlan.from_value(self.families))
@@ -191,6 +210,24 @@ class EvaluationPlan:
         horizon = self.headline_horizon
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 0:
             raise ValueError(f"evaluation plan: headline_horizon must be a whole number of years >= 0, got {horizon!r}")
+        self._check_robustness()
+
+    def _check_robustness(self) -> None:
+        unknown = sorted(set(self.robustness_runs) - set(ROBUSTNESS_RUNS))
+        if unknown:
+            raise ValueError(f"evaluation plan: unknown robustness run(s) {unknown}; expected some of {ROBUSTNESS_RUNS}")
+        if any(not isinstance(m, (int, float)) or isinstance(m, bool) or m < 0
+               for m in (*self.sensitivity_mbar, *self.sensitivity_m)):
+            raise ValueError("evaluation plan: sensitivity_mbar and sensitivity_m must be lists of numbers >= 0, got "
+                             f"{list(self.sensitivity_mbar)} and {list(self.sensitivity_m)}")
+        if not 0 < self.dominance_share < 1:
+            raise ValueError(f"evaluation plan: dominance_share must be in (0, 1), got {self.dominance_share!r}")
+        pre = self.sensitivity_pre_periods
+        if isinstance(pre, bool) or not isinstance(pre, int) or pre < 0 or pre == 1:
+            raise ValueError(f"evaluation plan: sensitivity_pre_periods must be 0 (all) or a whole number >= 2, got {pre!r}")
+        years = self.placebo_years
+        if isinstance(years, bool) or not isinstance(years, int) or years < 1:
+            raise ValueError(f"evaluation plan: placebo_years must be a whole number of years >= 1, got {years!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> EvaluationPlan:
@@ -372,6 +409,7 @@ def run_evaluation(
     plan: EvaluationPlan | None = None,
     progress: Callable[[str], None] | None = None,
     account: PanelAccount | None = None,
+    headline_only: bool = False,
 ) -> EvaluationResult:
     """Estimate every (service, outcome) pair of the plan; see the module docstring for the design.
 
@@ -380,6 +418,7 @@ def run_evaluation(
     A service or outcome that cannot be estimated is listed in ``diagnostics["not_estimable"]``
     with the reason, and cells or cohorts left out of an aggregate in ``dropped_cells`` and
     ``dropped_cohorts``; nothing here raises because one part could not be estimated.
+    ``headline_only`` estimates only the CS headline of each pair (the robustness runs).
     """
     plan = plan or EvaluationPlan()
     missing = sorted({*plan.outcomes, *plan.covariate_columns, "exports_covered"} - set(panel.columns))
@@ -392,7 +431,7 @@ def run_evaluation(
         )
     rows: list[dict] = []
     pretests, balances, overlaps, mdes, cohorts, not_estimable, left_out = [], [], [], [], [], [], []
-    dropped_cells, dropped_cohorts, support = [], [], []
+    dropped_cells, dropped_cohorts, support, event_studies = [], [], [], []
     for service in plan.services:
         sample, cohort_table, service_left_out = _estimation_sample(panel, service, plan)
         cohorts.append(cohort_table)
@@ -426,12 +465,13 @@ def run_evaluation(
                 if progress:
                     progress(f"{service} × {outcome}: not estimable — {error}")
                 continue
-            pair.estimate_all(result)
+            pair.estimate_all(result, headline_only)
             rows.extend(pair.rows)
             not_estimable.extend(pair.failures)
             dropped_cells.extend(pair.dropped_cells)
             dropped_cohorts.extend(pair.dropped_cohorts)
             support.extend(pair.support)
+            event_studies.extend(pair.event_studies)
             headline = pair.headline_std_error()
             mde = minimum_detectable_effect(headline, plan.alpha)
             slope = pretest_trend_slope(mde, plan.headline_horizon)
@@ -454,6 +494,7 @@ def run_evaluation(
         "dropped_cohorts": pd.DataFrame(dropped_cohorts, columns=list(DROPPED_COHORT_COLUMNS)),
         "cohorts_behind": pd.DataFrame(support, columns=list(SUPPORT_COLUMNS)),
         "left_out": pd.DataFrame(left_out, columns=list(LEFT_OUT_COLUMNS)),
+        "event_studies": pd.DataFrame(event_studies, columns=list(EVENT_STUDY_COLUMNS)),
         "plan": {
             **plan.to_dict(),
             "panel_years": [int(panel["year"].min()), int(panel["year"].max())],
@@ -618,6 +659,8 @@ class _Pair:
         self.dropped_cells: list[dict] = []
         self.dropped_cohorts: list[dict] = []
         self.support: list[dict] = []
+        #: the universal-base event studies (pre-periods, post-periods 0..H) behind the sensitivity analysis
+        self.event_studies: list[dict] = []
 
     def att_gt(self, xformla: str | None, base_period: str) -> AttGtResult:
         plan = self.plan
@@ -630,9 +673,13 @@ class _Pair:
             allow_unbalanced_panel=True, random_state=plan.seed,
         )
 
-    def estimate_all(self, result: AttGtResult) -> None:
-        """R's four aggregations, the headline, the universal-base event study, CS without covariates, TWFE."""
+    def estimate_all(self, result: AttGtResult, headline_only: bool = False) -> None:
+        """R's four aggregations, the headline, the universal-base event study, CS without covariates, TWFE
+        (only the CS headline when ``headline_only``)."""
         plan, horizon = self.plan, self.plan.headline_horizon
+        if headline_only:
+            self.add_cs(result, "cs_did", HEADLINE, type="dynamic", balance_e=horizon, min_e=0, max_e=horizon)
+            return
         for aggregation in ("simple", "dynamic", "group", "calendar"):
             self.add_cs(result, "cs_did", aggregation, type=aggregation)
         window = dict(type="dynamic", balance_e=horizon, min_e=0, max_e=horizon)
@@ -669,6 +716,8 @@ class _Pair:
             self.fail(estimator, aggregation, error)
             return
         self._record_dropped(agg, estimator, aggregation)
+        if (estimator, aggregation) == ("cs_did", UNIVERSAL_EVENT_STUDY):
+            self._keep_event_study(estimator, event_study_from_aggte, agg)
         cells = pd.DataFrame({"group": result.group, "time": result.time, "att": result.att}).dropna()
         cells["event_time"] = cells["time"] - cells["group"]
         if aggregation == HEADLINE:  # R's balance_e: cohorts observed at least H periods after starting
@@ -690,6 +739,16 @@ class _Pair:
             behind = cells.loc[cells[column] == position, "group"].unique()
             self._add(estimator, aggregation, position, row["att"], row["se"], row["ci_lower"], row["ci_upper"],
                       behind)
+
+    def _keep_event_study(self, estimator: str, convert: Callable, result) -> None:
+        """``EVENT_STUDY_COLUMNS`` record of one estimator's event study (``study`` None and the reason when
+        HonestDiD cannot take it, e.g. an event time without an estimate)."""
+        try:
+            study, reason = convert(result, horizon=self.plan.headline_horizon), ""
+        except ValueError as error:
+            study, reason = None, str(error)
+        self.event_studies.append({"treatment": self.service, "outcome": self.outcome, "estimator": estimator,
+                                   "study": study, "reason": reason})
 
     def _add(self, estimator, aggregation, event_time, estimate, se, lower, upper, cohorts, n_treated=None) -> None:
         n_treated = int(self.cohort_size.loc[cohorts].sum()) if n_treated is None else n_treated
@@ -719,6 +778,7 @@ class _Pair:
         static = twfe_static(sample, **common)
         self._add("twfe", "simple", math.nan, static.att, static.se, None, None, used)
         study = twfe_event_study(sample, **common)
+        self._keep_event_study("twfe", event_study_from_twfe, study)
         for _, cell in study.table.loc[lambda t: t["event_time"] != study.ref_e].iterrows():
             e = int(cell["event_time"])
             behind = treated.loc[treated["year"] - treated["cohort"] == e, "cohort"].unique()

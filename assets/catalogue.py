@@ -29,6 +29,10 @@ BUSINESS = {
                      "intervals: the numbers behind the report.",
     "evaluation_diagnostics": "How far the estimates can be trusted: trends before support, comparability of "
                               "supported and other firms, effects too small to detect, what could not be estimated.",
+    "sensitivity": "How far each headline conclusion survives if supported and comparison firms would have drifted "
+                   "apart after support: the breakdown point in plain words.",
+    "robustness": "Whether the headline holds under the pre-registered alternatives (anticipation, another comparison "
+                  "group, covariate timing, without the largest exporters) and a placebo that should show nothing.",
     "mechanism_dose": "Whether more support (advisory hours, grant euros, network events in the first episode) "
                       "did more for exporting: dose-response curves.",
     "mechanism_subgroups": "For whom support worked: effects by cluster membership, firm size and prior exporting, "

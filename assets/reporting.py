@@ -35,8 +35,11 @@ def impact_report(
     evaluation_diagnostics: dict,
     data_quality: dict,
     firm_year_panel: pd.DataFrame,
+    sensitivity: pd.DataFrame,
+    robustness: pd.DataFrame,
 ):
-    """HTML and PDF report, estimates.csv/.parquet, after statistical disclosure control.
+    """HTML and PDF report, estimates.csv/.parquet, sensitivity.csv and robustness.csv, after statistical disclosure
+    control.
 
     Everything is written to the run's staging folder, checked there as it will be published,
     and only then moved to ``<output>/<delivery>/`` in one rename.
@@ -56,8 +59,9 @@ def impact_report(
     }
     settings = ReportSettings()
     staging = output_dir.staging(context.run.run_id, warehouse)
+    diagnostics = {**evaluation_diagnostics, "sensitivity": sensitivity, "robustness": robustness}
     report = build_report(
-        did_estimates, evaluation_diagnostics, data_quality, firm_year_panel, lineage, staging, settings,
+        did_estimates, diagnostics, data_quality, firm_year_panel, lineage, staging, settings,
         input_locations={source: delivery.path(source) for source in delivery.files},
     )
     # What was intended (suppression applied while rendering) and what actually lies in the files.

@@ -10,6 +10,8 @@ from assets.ingestion import raw_source_assets
 from assets.mechanisms import mechanism_assets
 from assets.panel import firm_year_panel
 from assets.reporting import impact_report
+from assets.robustness import robustness
+from assets.sensitivity import sensitivity
 from pipelines.jobs import evaluate_programmes
 from pipelines.progress import progress_logger
 from pipelines.resources import (
@@ -33,8 +35,8 @@ from pipelines.sensors import abandoned_runs_sensor, landing_files_sensor, run_f
 #: Every asset (with owner, kinds and business description) and the checks defined apart from them
 #: (between deliveries, freshness); ``dg.materialize`` takes both in one list.
 ALL_ASSETS = [
-    *dg.map_asset_specs(catalogued, [*raw_source_assets, validated_sources, firm_year_panel, did_estimates, *mechanism_assets,
-                                  impact_report]),
+    *dg.map_asset_specs(catalogued, [*raw_source_assets, validated_sources, firm_year_panel, did_estimates,
+                                     sensitivity, robustness, *mechanism_assets, impact_report]),
     *DELIVERY_CHECKS,
 ]
 

@@ -60,7 +60,8 @@ def test_definitions_load_with_every_asset_check_job_schedule_and_sensor():
     sources = ("firms", "financials", "participation", "exports")
     assert keys == {
         *(f"raw_{s}" for s in sources), *(f"clean_{s}" for s in sources),
-        "data_quality", "firm_year_panel", "panel_account", "did_estimates", "evaluation_diagnostics", "impact_report",
+        "data_quality", "firm_year_panel", "panel_account", "did_estimates", "evaluation_diagnostics", "sensitivity",
+        "robustness", "impact_report",
         *(f"mechanism_{f}" for f in ("dose", "subgroups", "markets", "value", "bundles", "sequences", "persistence")),
     }
     checks = {(key.asset_key.to_user_string(), key.name) for key in repository.asset_graph.asset_check_keys}
@@ -123,7 +124,8 @@ def test_whole_graph_materialises_and_writes_outputs(materialised_pipeline):
     assert result.success
     failed = [c for c in result.get_asset_check_evaluations() if not c.passed and c.severity.value == "ERROR"]
     assert failed == []
-    for name in ("impact_report.html", "impact_report.pdf", "estimates.csv", "estimates.parquet", "data_quality.json"):
+    for name in ("impact_report.html", "impact_report.pdf", "estimates.csv", "estimates.parquet", "data_quality.json",
+                 "sensitivity.csv", "robustness.csv"):
         assert (output / name).stat().st_size > 0, name
     assert json.loads((output / "run.json").read_text())["status"] == "succeeded"
     assert not any((output.parent / ".staging").iterdir())  # the run's staging folder was moved, not copied
@@ -149,6 +151,16 @@ def test_whole_graph_materialises_and_writes_outputs(materialised_pipeline):
     assert len(estimates.query("aggregation == 'dynamic_universal'")) > 0
     materialisation = result.asset_materializations_for_node("did_estimates")[0]
     assert "dynamic_balanced" in materialisation.metadata["headline"].value
+    # every published headline has its sensitivity analysis (CS-DiD and TWFE) and its robustness runs
+    published = set(zip(headline["treatment"], headline["outcome"]))
+    sensitivity = pd.read_csv(output / "sensitivity.csv")
+    assert set(zip(sensitivity["service"], sensitivity["outcome"])) == published
+    assert set(sensitivity["estimator"]) == {"cs_did", "twfe"} and set(sensitivity["target"]) == {"on_impact", "average"}
+    robustness = pd.read_csv(output / "robustness.csv")
+    assert set(robustness["run"]) == {"main", "anticipation", "comparison_group", "covariate_timing", "dominance",
+                                      "placebo"}
+    for node in ("sensitivity", "robustness"):
+        assert result.asset_materializations_for_node(node)[0].metadata["seconds"].value >= 0
     html = (output / "impact_report.html").read_text(encoding="utf-8")
     assert html.count("matches file on disk") == 4 and "not available to verify" not in html  # lineage footer
     quality = json.loads((output / "data_quality.json").read_text())
@@ -281,7 +293,7 @@ def test_a_few_bad_rows_are_quarantined_and_the_run_still_completes(demo_landing
     assert str(tmp_path / "out" / key / "impact_report.html") in out.stdout
     # one line per stage, not Dagster's DEBUG stream; the full log is kept in a file
     assert "validated_sources: done" in out.stdout and "DEBUG" not in out.stdout + out.stderr
-    assert len(out.stdout.splitlines()) < 37, out.stdout  # one line per stage (7 of them mechanism families)
+    assert len(out.stdout.splitlines()) < 40, out.stdout  # one line per stage (7 of them mechanism families), files, notes
     log_file = Path(out.stdout.strip().splitlines()[-1].split()[-1])
     assert log_file.is_file() and "STEP_SUCCESS" in log_file.read_text()
     # quarantined rows are firm-level data: restricted folder, never the published one

@@ -95,8 +95,8 @@ def test_html_is_self_contained_and_accessible(built):
     assert structure.external == []
     assert not re.search(r"url\((?!data:)", html)
     assert "http://" not in html and "https://" not in html
-    # 12 event studies + 3 balance plots + 3 overlap plots, all inline PNG with alt text
-    assert len(structure.images) == 18
+    # 12 event studies + 12 sensitivity figures + 3 balance plots + 3 overlap plots, all inline PNG with alt text
+    assert len(structure.images) == 30
     for image in structure.images:
         assert image["src"].startswith("data:image/png;base64,")
         assert len(image.get("alt", "")) > 40
@@ -320,7 +320,7 @@ def test_report_builds_quickly(built):
     assert Path(result.html_path).stat().st_size < 3_000_000
 
 
-def test_rating_reasons_cover_covariates_overlap_imbalance_power_and_the_robustness_hook():
+def test_rating_reasons_cover_covariates_overlap_imbalance_and_power():
     from analyses.reporting.rating import rate_service
     from tests.report_fixtures import make_diagnostics
 
@@ -346,12 +346,6 @@ def test_rating_reasons_cover_covariates_overlap_imbalance_power_and_the_robustn
     mde = diagnostics["mde"].assign(mde=0.30)  # 0.67 standard deviations for every outcome
     rating = rate_service("advisory", {**diagnostics, "mde": mde})
     assert rating.level == 2 and rating.reasons[0].startswith("too few firms to detect medium-sized effects")
-    # the hook for the sensitivity analysis: a robustness table lowers the rating with its reason
-    robustness = pd.DataFrame([{"treatment": "advisory", "check": "honest_did",
-                                "reason": "effect not robust to a pre-trend half the size of the MDE"}])
-    rating = rate_service("advisory", {**diagnostics, "robustness": robustness})
-    assert rating.level == 2 and rating.reasons == ("effect not robust to a pre-trend half the size of the MDE",)
-    assert rate_service("network", {**diagnostics, "robustness": robustness}).level == 3
 
 
 def test_firm_ids_quoted_in_upstream_warnings_are_redacted(tmp_path):

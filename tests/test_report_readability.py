@@ -53,7 +53,7 @@ def built(tmp_path_factory):
 def test_every_figure_has_label_axis_titles_and_no_code_names(built):
     parser = _Figures()
     parser.feed(built)
-    assert len(parser.images) == 18
+    assert len(parser.images) == 30  # 18 + a sensitivity figure per service and outcome
     for image in parser.images:
         titles = [t for t in image["data-axis-titles"].split(" | ") if t]
         assert titles, image["alt"][:60]
@@ -62,13 +62,13 @@ def test_every_figure_has_label_axis_titles_and_no_code_names(built):
 
 
 def test_tables_outside_the_methods_annex_name_variables_not_codes(built):
-    before_annex = built.split('id="section-6"')[0]
+    before_annex = built.split('id="section-7"')[0]
     parser = _Figures()
     parser.feed(before_annex)
     assert "Employees (log), first panel year" in parser.row_headers
     assert not [h for h in parser.row_headers if CODE.search(h)]
     # the codes are in the methods annex, beside their names
-    annex = built.split('id="section-6"')[1]
+    annex = built.split('id="section-7"')[1]
     assert "<code>log_employees_first</code>" in annex and "Employees (log), first panel year" in annex
 
 

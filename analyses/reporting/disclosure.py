@@ -551,11 +551,31 @@ def _published_table_checks(published: pd.DataFrame, name: str, settings: Report
     return rows
 
 
+def _published_run_checks(published: pd.DataFrame, name: str, settings: ReportSettings) -> list[dict]:
+    """Robustness runs (``robustness.csv``): every estimated row on enough firms, and no two runs of one service and
+    outcome whose counts differ by fewer than `min_firms` firms (rows without an estimate say why, with no counts)."""
+    rows = []
+    estimated = published[published["estimate"].notna()]
+    for line, record in estimated.iterrows():
+        for column in COUNT_COLUMNS:
+            ok = int(record[column]) >= settings.min_firms
+            rows.append(_check(f"published_min_{column}", f"{name} line {line + 2}", int(record[column]),
+                               settings.min_firms, "pass" if ok else "fail"))
+    for (service, outcome), family in estimated.groupby(["service", "outcome"], sort=False):
+        for column in COUNT_COLUMNS:
+            gaps = np.diff(np.sort(family[column].to_numpy()))
+            gap = int(gaps[gaps > 0].min()) if (gaps > 0).any() else 0
+            ok = gap == 0 or gap >= settings.min_firms
+            rows.append(_check(f"published_differencing_{column}", f"{name} {service}/{outcome}", gap,
+                               settings.min_firms, "pass" if ok else "fail"))
+    return rows
+
+
 def check_published_files(output_dir: Path, firm_ids: Iterable,
                           settings: ReportSettings = ReportSettings()) -> DisclosureResult:
     """Re-check the written artefacts: the asset check on the report calls this.
 
-    Reads `estimates.csv`, `estimates.parquet` and the HTML back from disk,
+    Reads `estimates.csv`, `estimates.parquet`, `sensitivity.csv`, `robustness.csv` and the HTML back from disk,
     so it verifies what was actually published rather than what was
     intended. The PDF is rendered from the same HTML; its text is not
     re-read because no PDF text reader is among the dependencies.
@@ -574,6 +594,12 @@ def check_published_files(output_dir: Path, firm_ids: Iterable,
         rows += _published_table_checks(published, "estimates.parquet", settings, first_line=0)
         # identifiers are searched in the values, which the binary file does not show as text
         texts["estimates.parquet"] = published.to_csv(index=False)
+    for name in ("sensitivity.csv", "robustness.csv"):
+        path = output_dir / name
+        if path.exists():
+            texts[name] = path.read_text(encoding="utf-8")
+            if name == "robustness.csv":
+                rows += _published_run_checks(pd.read_csv(path), name, settings)
     html_path = output_dir / "impact_report.html"
     if html_path.exists():
         texts["impact_report.html"] = html_path.read_text(encoding="utf-8")

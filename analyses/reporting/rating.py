@@ -18,9 +18,24 @@ chance (nine tests at 5 % give a 37 % chance of at least one), and a test with
 little power earns nothing by passing. The report shows them as information, with
 their power.
 
-Hook for the sensitivity analysis: a ``diagnostics["robustness"]`` table
-(``treatment, check, reason``; one row per failed robustness check) lowers the
-service to level 2 with each ``reason`` listed. Nothing else needs to change.
+How much to believe it also lowers the level, each finding printed, none
+deciding alone: beside the design's features, the sensitivity analysis
+(``diagnostics["sensitivity"]``, ``analyses.sensitivity``) and the robustness
+runs (``diagnostics["robustness"]``, ``analyses.robustness``):
+
+* conclusions (headline intervals excluding zero) that break down at a
+  relative magnitude ``Mbar`` below 1, i.e. post-programme trend differences
+  smaller than the largest seen before the programme would overturn them, for
+  at least half of the service's conclusions (a barely significant effect is
+  always fragile; one such among several is printed, not counted);
+* placebos (programme starts moved earlier, pre-programme years only) whose
+  intervals exclude zero, where the true effect is zero, for at least half of
+  the service's outcomes (one among several happens by chance);
+* a robustness run that reverses a conclusion: its estimate has the other sign
+  of a significant main estimate, or it is significant with the other sign.
+
+A run that only loses significance is not a reason (it may just have fewer
+firms). What holds is printed as well (``Rating.notes``).
 """
 from __future__ import annotations
 
@@ -38,7 +53,11 @@ MAX_ABS_SMD = 0.25
 MAX_UNSUPPORTED_SHARE = 0.05
 # Cohen's "medium" effect: a design that cannot detect half a standard deviation on any outcome is too small.
 MAX_STANDARDISED_MDE = 0.5
-ROBUSTNESS_COLUMNS = ["treatment", "check", "reason"]
+# Rambachan & Roth's benchmark: a conclusion should survive post-programme trend differences as large as the largest
+# pre-programme one (Mbar = 1).
+MIN_BREAKDOWN_MBAR = 1.0
+ROBUSTNESS_COLUMNS = ["service", "outcome", "run", "description", "estimate", "ci_lower", "ci_upper", "reason"]
+SENSITIVITY_COLUMNS = ["service", "outcome", "estimator", "target", "method", "breakdown"]
 COMPARISON_GROUPS = {
     "nevertreated": "firms never supported",
     "notyettreated": "firms never supported or not yet supported",
@@ -53,6 +72,8 @@ class Rating:
     level: int
     design: str
     reasons: tuple[str, ...] = ()
+    #: what was checked and holds (sensitivity, placebo, robustness runs), printed beside the reasons
+    notes: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -116,6 +137,88 @@ def _power_reason(mde: pd.DataFrame) -> str | None:
             f"{MAX_STANDARDISED_MDE} standard deviations for every outcome ({shown})")
 
 
+def _conclusion(lower: float, upper: float) -> int:
+    """+1 / -1 when the interval lies above / below zero, 0 otherwise (also when missing)."""
+    return 1 if lower > 0 else -1 if upper < 0 else 0
+
+
+def _shown(outcome: str, value: float) -> str:
+    spec = outcome_spec(outcome)
+    return f"{format_number(spec.display(value), spec.decimals)} {spec.unit_short}".strip()
+
+
+def _of_service(diagnostics: Mapping, name: str, treatment: str, columns: list[str]) -> pd.DataFrame:
+    frame = diagnostics.get(name)
+    if not isinstance(frame, pd.DataFrame) or frame.empty or not set(columns) <= set(frame.columns):
+        return pd.DataFrame(columns=columns)
+    return frame[frame["service"] == treatment]
+
+
+def _majority(found: list, examined: int) -> bool:
+    """A finding lowers the level when it concerns at least half of what was examined: with several outcomes one
+    interval on the wrong side of zero happens by chance (and a barely significant effect is always fragile)."""
+    return bool(found) and 2 * len(found) >= examined
+
+
+def sensitivity_findings(treatment: str, diagnostics: Mapping) -> tuple[list[str], list[str]]:
+    """Reasons and notes from the relative-magnitudes breakdown values of the CS-DiD headline averages."""
+    rows = _of_service(diagnostics, "sensitivity", treatment, SENSITIVITY_COLUMNS)
+    rows = rows[(rows["estimator"] == "cs_did") & (rows["target"] == "average") & (rows["method"] == "C-LF")]
+    concluded = rows.drop_duplicates("outcome").dropna(subset=["breakdown"])  # NaN: no conclusion to break
+    fragile = [(outcome_spec(o).label.lower(), b) for o, b in zip(concluded["outcome"], concluded["breakdown"])
+               if b < MIN_BREAKDOWN_MBAR]
+    notes = [f"the effect on {outcome_spec(o).noun} holds unless post-programme trend differences exceed "
+             + ("any bound" if b == float("inf") else f"{b:.2f} times") + " the largest seen before the programme"
+             for o, b in zip(concluded["outcome"], concluded["breakdown"]) if b >= MIN_BREAKDOWN_MBAR]
+    if not fragile:
+        return [], notes
+    text = (f"fragile to differences in trends: {len(fragile)} of {len(concluded)} effects found hold only while "
+            "post-programme trend differences stay below the largest seen before the programme (breakdown values "
+            + ", ".join(f"{label} {b:.2f}" for label, b in fragile) + ")")
+    return ([text], notes) if _majority(fragile, len(concluded)) else ([], [text + " (not the majority)", *notes])
+
+
+def robustness_findings(treatment: str, diagnostics: Mapping) -> tuple[list[str], list[str]]:
+    """Reasons and notes from the robustness table: placebo effects (when at least half of the placebos find one)
+    and reversed conclusions (each)."""
+    table = _of_service(diagnostics, "robustness", treatment, ROBUSTNESS_COLUMNS)
+    main = table[table["run"] == "main"].set_index("outcome")
+    runs = table[(table["run"] != "main") & table["estimate"].notna() & table["outcome"].isin(main.index)]
+    reversals, placebo_effects = [], []
+    for record in runs.to_dict("records"):
+        outcome, noun = record["outcome"], outcome_spec(record["outcome"]).noun
+        base = main.loc[outcome]
+        found = _conclusion(record["ci_lower"], record["ci_upper"])
+        interval = (f"{_shown(outcome, record['estimate'])} ({_shown(outcome, record['ci_lower'])} to "
+                    f"{_shown(outcome, record['ci_upper'])})")
+        if record["run"] == "placebo":
+            if found:
+                placebo_effects.append(f"on {noun}: {interval}")
+            continue
+        sign = 1 if base["estimate"] > 0 else -1
+        concluded = _conclusion(base["ci_lower"], base["ci_upper"])
+        if (concluded and record["estimate"] * concluded < 0) or found == -sign:
+            reversals.append(f"a robustness run reverses the effect on {noun} ({record['description']}): {interval} "
+                             f"against {_shown(outcome, base['estimate'])} in the main run")
+    placebos = int((runs["run"] == "placebo").sum())
+    reasons, notes = list(reversals), []
+    if placebo_effects:
+        text = (f"{len(placebo_effects)} of {placebos} placebos (programme starts moved earlier, where the true "
+                f"effect is zero) find an effect: " + "; ".join(placebo_effects))
+        if _majority(placebo_effects, placebos):
+            reasons.append(text)
+        else:
+            notes.append(text + " (fewer than half: expected now and then by chance)")
+    if len(runs) and not reversals:
+        notes.append(f"no robustness run reverses a conclusion ({len(runs) - placebos} runs)"
+                     + ("" if placebo_effects or not placebos else f"; no placebo finds an effect ({placebos})"))
+    failed = table[(table["run"] != "main") & table["estimate"].isna()]
+    notes += [f"a robustness run could not be estimated for {outcome_spec(r['outcome']).noun} ({r['description']}): "
+              f"{r['reason']}"
+              for r in failed.to_dict("records")]
+    return reasons, notes
+
+
 def rate_service(treatment: str, diagnostics: Mapping) -> Rating:
     """SMS level of the design behind every estimate for ``treatment``, with the reasons for any drop."""
     plan = diagnostics.get("plan") if isinstance(diagnostics.get("plan"), Mapping) else {}
@@ -140,5 +243,10 @@ def rate_service(treatment: str, diagnostics: Mapping) -> Rating:
     power = _power_reason(mde)
     if power:
         reasons.append(power)
-    reasons += [str(reason) for reason in _frame(diagnostics, "robustness", treatment).get("reason", [])]
-    return Rating(treatment, DESIGN_LEVEL - 1 if reasons else DESIGN_LEVEL, _design(plan, mde), tuple(reasons))
+    notes = []
+    for findings in (sensitivity_findings, robustness_findings):
+        found, holds = findings(treatment, diagnostics)
+        reasons += found
+        notes += holds
+    return Rating(treatment, DESIGN_LEVEL - 1 if reasons else DESIGN_LEVEL, _design(plan, mde), tuple(reasons),
+                  tuple(notes))

@@ -22,8 +22,8 @@ from analyses.reporting.disclosure import (
     SUPPRESSED_MARK, DisclosureResult, check_disclosure, cohort_cells, coarsen_overlap, describe_panel,
     drop_suppressed, estimate_key, redact_identifiers, scan_for_identifiers,
 )
-from analyses.reporting.plots import balance_plot, event_study_plot, overlap_plot
-from analyses.reporting.rating import ROBUSTNESS_COLUMNS, rate_service, unsupported_share
+from analyses.reporting.plots import balance_plot, event_study_plot, overlap_plot, sensitivity_plot
+from analyses.reporting.rating import ROBUSTNESS_COLUMNS, SENSITIVITY_COLUMNS, rate_service, unsupported_share
 from analyses.reporting.settings import (
     AGGREGATIONS, ESTIMATORS, HEADLINE, MIN_FIRMS, UNIVERSAL_EVENT_STUDY, ReportSettings, cohort_floor,
 )
@@ -41,6 +41,7 @@ DIAGNOSTIC_COLUMNS = {
     "dropped_cohorts": ["treatment", "outcome", "estimator", "aggregation", "cohort", "reason"],
     "cohorts_behind": ["treatment", "outcome", "estimator", "aggregation", "event_time", "n_cohorts"],
     "robustness": ROBUSTNESS_COLUMNS,
+    "sensitivity": SENSITIVITY_COLUMNS,
     "balance": ["treatment", "covariate", "mean_treated", "mean_control_unweighted", "mean_control_weighted",
                 "smd_unweighted", "smd_weighted"],
     "overlap": ["treatment", "group", "bin_lower", "bin_upper", "n_firms"],
@@ -53,7 +54,7 @@ DIAGNOSTIC_COLUMNS = {
 }
 SOURCE_KEYS = ["rows_in", "rows_clean", "rows_quarantined"]
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-SECTION_TITLES = ["Executive summary", "Headline results", "Event studies", "Diagnostics", "Data quality",
+SECTION_TITLES = ["Executive summary", "Headline results", "How robust are the results", "Event studies", "Diagnostics", "Data quality",
                   "Methods annex", "Limitations", "Lineage and reproducibility"]
 
 
@@ -164,6 +165,51 @@ def write_estimate_files(estimates: pd.DataFrame, output_dir: Path,
     paths = {"csv": output_dir / "estimates.csv", "parquet": output_dir / "estimates.parquet"}
     write_csv(published, paths["csv"], float_format="%.10g")
     published.to_parquet(paths["parquet"], index=False)
+    return paths
+
+
+def _round_close_counts(table: pd.DataFrame, keys: list[str], min_firms: int) -> pd.DataFrame:
+    """Counts of a family (rows sharing ``keys``) rounded down to a multiple of ``min_firms`` when two of them
+    differ by 1 to ``min_firms - 1`` firms (the differencing rule of ``analyses.reporting.disclosure``)."""
+    table = table.copy()
+    for column in ("n_treated", "n_control"):
+        for _, rows in table.groupby(keys, sort=False):
+            values = np.sort(rows[column].to_numpy())
+            gaps = np.diff(values)
+            if ((gaps > 0) & (gaps < min_firms)).any():
+                table.loc[rows.index, column] = rows[column] // min_firms * min_firms
+    return table
+
+
+def publishable_robustness(sensitivity: pd.DataFrame | None, robustness: pd.DataFrame | None,
+                           suppressed: set[tuple], min_firms: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sensitivity and robustness tables as they may be published.
+
+    Sensitivity rows go with their event study: none for a pair whose headline or event-study rows are withheld.
+    Robustness rows on fewer than ``min_firms`` treated or comparison firms, and every row of a pair whose main
+    headline is withheld, are left out; counts of one pair's runs are coarsened like estimate families.
+    """
+    sensitivity = pd.DataFrame(columns=SENSITIVITY_COLUMNS) if sensitivity is None else sensitivity
+    robustness = pd.DataFrame(columns=ROBUSTNESS_COLUMNS + ["n_treated", "n_control"]) if robustness is None \
+        else robustness
+    studies = {"cs_did": (UNIVERSAL_EVENT_STUDY, HEADLINE), "twfe": ("dynamic", HEADLINE)}
+    withheld = {(key[0], key[1], key[2]) for key in suppressed if key[3] in studies.get(key[2], ())}
+    keep = [(s, o, e) not in withheld for s, o, e in sensitivity[["service", "outcome", "estimator"]].itertuples(
+        index=False)]
+    headline_withheld = {(key[0], key[1]) for key in suppressed if key[2:] == ("cs_did", HEADLINE, None)}
+    small = robustness["estimate"].notna() & ((robustness["n_treated"] < min_firms)
+                                              | (robustness["n_control"] < min_firms))
+    pair_withheld = [(s, o) in headline_withheld for s, o in robustness[["service", "outcome"]].itertuples(index=False)]
+    shown = robustness.loc[~small & ~np.array(pair_withheld, dtype=bool)]
+    return (sensitivity.loc[keep].reset_index(drop=True),
+            _round_close_counts(shown, ["service", "outcome"], min_firms).reset_index(drop=True))
+
+
+def write_robustness_files(sensitivity: pd.DataFrame, robustness: pd.DataFrame, output_dir: Path) -> dict[str, Path]:
+    """sensitivity.csv and robustness.csv (already made publishable by :func:`publishable_robustness`)."""
+    paths = {"sensitivity": Path(output_dir) / "sensitivity.csv", "robustness": Path(output_dir) / "robustness.csv"}
+    write_csv(sensitivity, paths["sensitivity"], float_format="%.10g")
+    write_csv(robustness, paths["robustness"], float_format="%.10g")
     return paths
 
 
@@ -557,11 +603,80 @@ def _dropped_rows(cells: pd.DataFrame | None, cohorts: pd.DataFrame | None, firm
     return rows
 
 
-def _ratings(headline: pd.DataFrame) -> list[dict]:
-    """One evidence rating per service (the design's), as the headline table carries it."""
+def _ratings(headline: pd.DataFrame, diagnostics: Mapping) -> list[dict]:
+    """One evidence rating per service (the design's), as the headline table carries it, with every reason and
+    what holds."""
     services = headline.drop_duplicates("treatment")
-    return [{"service": r["service"], "level": r["sms_level"], "reason": r["rating_reason"]}
-            for r in services.to_dict("records")]
+    return [{"service": r["service"], "level": r["sms_level"], "reason": r["rating_reason"],
+             "notes": list(rate_service(r["treatment"], diagnostics).notes)} for r in services.to_dict("records")]
+
+
+RUN_LABELS = {"main": "Main estimate", "anticipation": "Anticipation", "comparison_group": "Comparison group",
+              "covariate_timing": "Covariate timing", "dominance": "Largest exporters dropped",
+              "placebo": "Placebo: earlier starts"}
+
+
+def _robustness_rows(rows: pd.DataFrame, outcome: str, mark: str) -> list[dict]:
+    spec = outcome_spec(outcome)
+    out = []
+    for r in rows.to_dict("records"):
+        if r.get("withheld"):
+            cells = dict.fromkeys(("estimate", "ci", "p", "n_treated", "n_control"), mark)
+        elif r["estimate"] != r["estimate"]:
+            cells = {"estimate": "not estimable", "ci": "", "p": "", "n_treated": "", "n_control": ""}
+        else:
+            value, lower, upper = display_interval(outcome, r["estimate"], r["ci_lower"], r["ci_upper"])
+            cells = {"estimate": format_number(value, spec.decimals),
+                     "ci": f"{format_number(lower, spec.decimals)} to {format_number(upper, spec.decimals)}",
+                     "p": _p_text(r["p_value"]), "n_treated": f"{int(r['n_treated']):,}",
+                     "n_control": f"{int(r['n_control']):,}"}
+        out.append({"run": RUN_LABELS.get(r["run"], r["run"]), "description": r["description"],
+                    "reason": r.get("reason") or "", "main": r["run"] == "main", **cells})
+    return out
+
+
+def _robustness_sections(headline: pd.DataFrame, sensitivity: pd.DataFrame, robustness: pd.DataFrame,
+                         all_robustness: pd.DataFrame | None, event_studies: pd.DataFrame | None,
+                         ratings: list[dict], mark: str) -> list[dict]:
+    """Per service: each outcome's sensitivity plot and plain sentence, its robustness runs beside the main
+    estimate (withheld rows marked), and the service's rating with every reason."""
+    from analyses.honest_did import robustness_sentence
+
+    sections = []
+    rating_of = {r["service"]: r for r in ratings}
+    shown_keys = set(zip(robustness["service"], robustness["outcome"], robustness["run"]))
+    for treatment in _present(headline["treatment"], SERVICES):
+        outcomes = []
+        for outcome in _present(headline.loc[headline["treatment"] == treatment, "outcome"], OUTCOMES):
+            spec = outcome_spec(outcome)
+            rows = sensitivity[(sensitivity["service"] == treatment) & (sensitivity["outcome"] == outcome)
+                               & (sensitivity["estimator"] == "cs_did")]
+            entry = {"outcome": spec.label, "plot": None, "sentence": "", "note": "", "runs": []}
+            if not rows.empty:
+                breakdown = rows.loc[(rows["target"] == "average") & (rows["method"] == "C-LF"), "breakdown"]
+                entry["plot"] = sensitivity_plot(rows, treatment, outcome, "average")
+                subject = f"the effect of {service_title(treatment).lower()} on {spec.noun}"
+                entry["sentence"] = robustness_sentence(subject, float(breakdown.iloc[0]) if len(breakdown)
+                                                        else float("nan"))
+            else:
+                reason = "" if event_studies is None else "; ".join(event_studies.loc[
+                    (event_studies["treatment"] == treatment) & (event_studies["outcome"] == outcome)
+                    & (event_studies["estimator"] == "cs_did"), "reason"].astype(str))
+                entry["note"] = ("No sensitivity analysis" + (f": {reason}" if reason else
+                                                              ": its estimates are withheld or were not computed") + ".")
+            runs = pd.DataFrame() if all_robustness is None else all_robustness[
+                (all_robustness["service"] == treatment) & (all_robustness["outcome"] == outcome)]
+            if not runs.empty:
+                published = robustness[(robustness["service"] == treatment) & (robustness["outcome"] == outcome)]
+                merged = runs[["service", "outcome", "run", "description"]].merge(
+                    published.drop(columns="description"), on=["service", "outcome", "run"], how="left")
+                merged["withheld"] = [(s, o, r) not in shown_keys for s, o, r in
+                                      merged[["service", "outcome", "run"]].itertuples(index=False)]
+                entry["runs"] = _robustness_rows(merged, outcome, mark)
+            outcomes.append(entry)
+        title = service_title(treatment)
+        sections.append({"title": title, "outcomes": outcomes, "rating": rating_of.get(title)})
+    return sections
 
 
 def _plan_items(plan: Mapping, comparison: str) -> dict:
@@ -592,6 +707,16 @@ def _plan_items(plan: Mapping, comparison: str) -> dict:
         "horizon": int(plan.get("headline_horizon", 3)),
         "window": window_words(int(plan.get("headline_horizon", 3)), "the year support started"),
     }
+
+
+def _robustness_plan(plan: Mapping) -> dict:
+    """The sensitivity grids and robustness runs the plan registered, for the methods annex."""
+    mbar = plan.get("sensitivity_mbar") or [0.5, 1.0, 1.5, 2.0]
+    return {"mbar": ", ".join(f"{m:g}" for m in mbar),
+            "m": ", ".join(f"{m:g}" for m in plan.get("sensitivity_m") or []),
+            "runs": list(plan.get("robustness_runs", [])),
+            "dominance_share": f"{float(plan.get('dominance_share', 0.01)):.0%}",
+            "placebo_years": int(plan.get("placebo_years", 2))}
 
 
 # --- rendering --------------------------------------------------------------
@@ -678,6 +803,9 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
     balance_sections, overlap_checks = _balance_sections(
         diagnostics.get("balance"), diagnostics.get("overlap"), treated_ok, settings.min_firms)
     disclosure = disclosure.with_checks(pd.DataFrame(overlap_checks, columns=disclosure.checks.columns))
+    sensitivity, robustness = publishable_robustness(diagnostics.get("sensitivity"), diagnostics.get("robustness"),
+                                                     suppressed, settings.min_firms)
+    ratings = _ratings(headline, diagnostics)
 
     context = {
         "settings": settings,
@@ -704,7 +832,10 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
                                           settings.min_firms),
         "not_estimable": _not_estimable_rows(diagnostics.get("not_estimable"), firm_ids),
         "plan": _plan_items(plan, comparison_phrase(plan.get("control_group"))),
-        "ratings": _ratings(headline),
+        "ratings": ratings,
+        "robust_sections": _robustness_sections(headline, sensitivity, robustness, diagnostics.get("robustness"),
+                                                diagnostics.get("event_studies"), ratings, SUPPRESSED_MARK),
+        "robustness_plan": _robustness_plan(plan),
         "disclosure": disclosure.metadata(),
         "mark": SUPPRESSED_MARK,
         "lineage": lineage,
@@ -723,6 +854,8 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
     html_path = output_dir / "impact_report.html"
     html_path.write_text(html, encoding="utf-8")
     estimate_files = write_estimate_files(estimates, output_dir, disclosure)
+    if "sensitivity" in diagnostics or "robustness" in diagnostics:
+        estimate_files.update(write_robustness_files(sensitivity, robustness, output_dir))
     pdf_path, bookmarks, pages = None, [], 0
     if "pdf" in settings.formats:
         pdf_path = output_dir / "impact_report.pdf"
