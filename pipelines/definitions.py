@@ -7,6 +7,7 @@ from assets.contracts import validated_sources
 from assets.ingestion import raw_source_assets
 from assets.panel import firm_year_panel
 from assets.reporting import impact_report
+from pipelines.executors import selected_executor
 from pipelines.jobs import evaluate_programmes
 from pipelines.progress import progress_logger
 from pipelines.resources import (
@@ -47,6 +48,6 @@ defs = dg.Definitions(
     sensors=[landing_files_sensor, abandoned_runs_sensor],
     resources=build_resources(),
     loggers={"console": dg.colored_console_logger, "progress": progress_logger},
-    # Process start-up costs seconds per step; one process runs this graph twice as fast.
-    executor=dg.in_process_executor,
+    # in-process unless EXPORT_IMPACT_EXECUTOR says multiprocess or celery (pipelines/executors.py)
+    executor=selected_executor(),
 )
