@@ -13,7 +13,6 @@
 import os
 
 import dagster as dg
-from dagster_celery import celery_executor
 
 EXECUTORS = ("in_process", "multiprocess", "celery")
 
@@ -45,5 +44,7 @@ def selected_executor() -> dg.ExecutorDefinition:
         limit = int(os.environ.get("EXPORT_IMPACT_MAX_CONCURRENT_STEPS") or 0)
         return dg.multiprocess_executor.configured({"max_concurrent": limit}, name="multiprocess")
     if name == "celery":
+        from dagster_celery import celery_executor  # imports Celery: only when chosen
+
         return celery_executor.configured(celery_settings(), name="celery")
     return dg.in_process_executor

@@ -2,7 +2,8 @@
 
 Each starts from the system's binaries in a fresh temporary folder and is stopped and removed on
 exit. PostgreSQL refuses to run as root, so as root its folder belongs to the ``postgres`` user
-(``nobody`` where there is none) and the server runs as that user.
+(``nobody`` where there is none) and ``initdb`` and the server run as that user (started with
+``user=``, not through ``runuser``, so that stop signals reach the server itself).
 """
 
 import contextlib
@@ -81,25 +82,25 @@ def postgres_server(database: str = "export_impact"):
     """A PostgreSQL server on 127.0.0.1 with password authentication and one empty database."""
     binaries = postgres_bin()
     folder = Path(tempfile.mkdtemp(prefix="export-impact-pg-"))
-    as_user: list[str] = []
+    as_user: dict = {}
     if os.geteuid() == 0:
         owner = pwd.getpwnam("postgres" if _has_user("postgres") else "nobody")
         os.chown(folder, owner.pw_uid, owner.pw_gid)
-        as_user = ["runuser", "-u", owner.pw_name, "--"]
+        as_user = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": [], "cwd": folder}
     password, port = "export-impact-test", free_port()
     (folder / "pw").write_text(password)
     os.chmod(folder / "pw", 0o644)
     log = folder / "server.log"
     server = None
     try:
-        subprocess.run([*as_user, str(binaries / "initdb"), "-D", str(folder / "data"), "-U", "dagster",
+        subprocess.run([str(binaries / "initdb"), "-D", str(folder / "data"), "-U", "dagster",
                         f"--pwfile={folder / 'pw'}", "-A", "scram-sha-256", "--no-sync", "-E", "UTF8"],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True, **as_user)
         with open(log, "w") as out:
             server = subprocess.Popen(
-                [*as_user, str(binaries / "postgres"), "-D", str(folder / "data"), "-p", str(port), "-k", str(folder),
+                [str(binaries / "postgres"), "-D", str(folder / "data"), "-p", str(port), "-k", str(folder),
                  "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
-                stdout=out, stderr=subprocess.STDOUT)
+                stdout=out, stderr=subprocess.STDOUT, **as_user)
         env = {**os.environ, "PGPASSWORD": password}
         address = ["-h", "127.0.0.1", "-p", str(port), "-U", "dagster"]
         _wait(lambda: subprocess.run([str(binaries / "pg_isready"), *address], capture_output=True).returncode == 0,

@@ -57,6 +57,27 @@ def test_agency_profile_names_the_missing_postgres_settings(tmp_path):
     assert "EXPORT_IMPACT_PROFILE='production': expected one of embedded, agency" in wrong.stderr
 
 
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({}, "in_process"),
+    ({"EXPORT_IMPACT_EXECUTOR": "multiprocess", "EXPORT_IMPACT_MAX_CONCURRENT_STEPS": "2"}, "multiprocess 2"),
+    ({"EXPORT_IMPACT_EXECUTOR": "celery", "EXPORT_IMPACT_CELERY_BROKER": "redis://127.0.0.1:1/0"},
+     "celery redis://127.0.0.1:1/0"),
+    ({"EXPORT_IMPACT_EXECUTOR": "celery"}, "needs EXPORT_IMPACT_CELERY_BROKER"),
+    ({"EXPORT_IMPACT_EXECUTOR": "threads"}, "expected one of in_process, multiprocess, celery"),
+])
+def test_the_environment_chooses_the_jobs_executor(tmp_path, settings, expected):
+    code = (
+        "from pipelines.definitions import defs\n"
+        "executor = defs.resolve_job_def('evaluate_programmes').executor_def\n"
+        "configured = executor.name != 'in_process'\n"
+        "config = executor.config_schema.resolve_config({}).value['config'] if configured else {}\n"
+        "print(executor.name, config.get('max_concurrent', ''), config.get('broker', ''))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_profile_env(tmp_path / "home", **settings),
+                          capture_output=True, text=True)
+    assert expected in " ".join((done.stdout + done.stderr).split())
+
+
 @needs_services
 def test_agency_profile_stores_runs_events_and_schedules_in_postgres_behind_a_run_queue(tmp_path, services):
     postgres, _ = services

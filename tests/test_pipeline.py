@@ -278,7 +278,7 @@ def test_a_few_bad_rows_are_quarantined_and_the_run_still_completes(demo_landing
     assert str(tmp_path / "out" / key / "impact_report.html") in out.stdout
     # one line per stage, not Dagster's DEBUG stream; the full log is kept in a file
     assert "validated_sources: done" in out.stdout and "DEBUG" not in out.stdout + out.stderr
-    assert len(out.stdout.splitlines()) < 30, out.stdout
+    assert len(out.stdout.splitlines()) < 40, out.stdout  # a line per step: one per service estimated
     log_file = Path(out.stdout.strip().splitlines()[-1].split()[-1])
     assert log_file.is_file() and "STEP_SUCCESS" in log_file.read_text()
     # quarantined rows are firm-level data: restricted folder, never the published one
