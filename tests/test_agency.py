@@ -134,11 +134,11 @@ def test_celery_workers_on_the_postgres_instance_publish_the_embedded_estimates(
 
     pd.testing.assert_frame_equal(_estimates(tmp_path / "agency"), _estimates(tmp_path / "embedded"),
                                   check_exact=False, rtol=1e-9, atol=1e-12)
-    # the run is recorded in PostgreSQL, and both workers executed its steps
+    # the run is recorded in PostgreSQL (the module's only successful run), and both workers executed its steps
     code = (
         "import dagster as dg\n"
         "i = dg.DagsterInstance.get()\n"
-        "(record,) = i.get_run_records()\n"
+        "(record,) = i.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))\n"
         "events = i.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)\n"
         "workers = {e.dagster_event.engine_event_data.metadata['Celery worker'].value for e in events\n"
         "           if 'Celery worker' in e.dagster_event.engine_event_data.metadata}\n"
@@ -147,3 +147,18 @@ def test_celery_workers_on_the_postgres_instance_publish_the_embedded_estimates(
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=agency, capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == ["PostgresRunStorage", "SUCCESS", *sorted(workers)]
+
+
+@needs_services
+def test_a_worker_pointed_at_another_warehouse_stops_the_run_with_a_message(tmp_path, services, demo_landing):
+    postgres, broker = services
+    redis_db = broker.rsplit("/", 1)[0] + "/1"  # its own queue: no other test's worker picks these steps up
+    run = _profile_env(tmp_path / "home", EXPORT_IMPACT_PROFILE="agency", EXPORT_IMPACT_EXECUTOR="celery",
+                       EXPORT_IMPACT_CELERY_BROKER=redis_db, EXPORT_IMPACT_LANDING_DIR=str(demo_landing),
+                       EXPORT_IMPACT_OUTPUT_DIR=str(tmp_path / "out"), EXPORT_IMPACT_WAREHOUSE=str(tmp_path / "wh"),
+                       **postgres.env())
+    _instance_config(run)
+    with celery_workers({**run, "EXPORT_IMPACT_WAREHOUSE": str(tmp_path / "elsewhere")}, count=1, log_dir=tmp_path):
+        failed = _run_cli(run)
+    assert failed.returncode == 1
+    assert f"is not registered in {tmp_path / 'elsewhere' / 'deliveries'}" in failed.stderr, failed.stderr
