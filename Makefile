@@ -43,6 +43,7 @@ demo-data: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/did_vs_csdid.py
 	$(BIN)/python benchmarks/validate_exports.py
+	$(BIN)/python benchmarks/executors.py
 
 data-dictionary: $(STAMP)
 	$(BIN)/python -m analyses.contracts.dictionary > data_contracts/DATA_DICTIONARY.md

@@ -404,6 +404,18 @@ def _missing_outcome_reason(rows: pd.DataFrame) -> str:
     return "outcome missing"
 
 
+def check_plan_fits_panel(panel: pd.DataFrame, plan: EvaluationPlan, account: PanelAccount | None = None) -> None:
+    """Raise ``ValueError`` when the plan names a column the panel lacks or another look-back window."""
+    missing = sorted({*plan.outcomes, *plan.covariate_columns, "exports_covered"} - set(panel.columns))
+    if missing:
+        raise ValueError(f"firm_year_panel lacks column(s) {missing} named in the evaluation plan")
+    if account is not None and account.lookback_years != plan.lookback_years:
+        raise ValueError(
+            f"firm_year_panel was built with lookback_years={account.lookback_years} but the evaluation plan says "
+            f"{plan.lookback_years}: rebuild the panel with the plan's window"
+        )
+
+
 def run_evaluation(
     panel: pd.DataFrame,
     plan: EvaluationPlan | None = None,
@@ -421,14 +433,7 @@ def run_evaluation(
     ``headline_only`` estimates only the CS headline of each pair (the robustness runs).
     """
     plan = plan or EvaluationPlan()
-    missing = sorted({*plan.outcomes, *plan.covariate_columns, "exports_covered"} - set(panel.columns))
-    if missing:
-        raise ValueError(f"firm_year_panel lacks column(s) {missing} named in the evaluation plan")
-    if account is not None and account.lookback_years != plan.lookback_years:
-        raise ValueError(
-            f"firm_year_panel was built with lookback_years={account.lookback_years} but the evaluation plan says "
-            f"{plan.lookback_years}: rebuild the panel with the plan's window"
-        )
+    check_plan_fits_panel(panel, plan, account)
     rows: list[dict] = []
     pretests, balances, overlaps, mdes, cohorts, not_estimable, left_out = [], [], [], [], [], [], []
     dropped_cells, dropped_cohorts, support, event_studies = [], [], [], []

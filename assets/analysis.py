@@ -3,39 +3,44 @@
 import dagster as dg
 import pandas as pd
 
-from analyses.evaluation import run_evaluation
+from analyses.evaluation import EvaluationResult, check_plan_fits_panel, run_evaluation
 from analyses.panel import PanelAccount
 from analyses.reporting.settings import HEADLINE
+from analyses.specifications import combine_results, split_plan
 from assets.metadata import frame_metadata
 from pipelines.partitions import deliveries
 from pipelines.resources import EvaluationPlanResource
 
 
-@dg.multi_asset(
-    group_name="analysis",
-    partitions_def=deliveries,
-    outs={
-        "did_estimates": dg.AssetOut(
-            description="One row per estimate: service × outcome × estimator × aggregation (× event time).",
-            kinds={"statsmodels", "parquet"},
-        ),
-        "evaluation_diagnostics": dg.AssetOut(
-            io_manager_key="object_io_manager",
-            description="Pre-trend tests with their power, covariate balance, propensity overlap, minimum detectable "
-            "effects, cohorts, firms and firm-years left out (with reasons), ATT(g,t) cells and cohorts left out of the "
-            "averages, what could not be estimated, and the panel account.",
-        ),
-    },
-)
-def did_estimates(
-    context: dg.AssetExecutionContext,
-    firm_year_panel: pd.DataFrame,
-    panel_account: PanelAccount,
-    plan: EvaluationPlanResource,
-):
-    """Estimate what each service did to firms' exporting, as the evaluation plan specifies."""
+@dg.op(out=dg.DynamicOut(io_manager_key="object_io_manager"))
+def plan_specifications(firm_year_panel: pd.DataFrame, panel_account: PanelAccount, plan: EvaluationPlanResource):
+    """The evaluation plan, one specification per service: each is estimated in its own step.
+
+    A plan that does not fit the panel stops here, once, rather than in every specification's step."""
     evaluation_plan = plan.load()
-    result = run_evaluation(firm_year_panel, evaluation_plan, progress=context.log.info, account=panel_account)
+    check_plan_fits_panel(firm_year_panel, evaluation_plan, panel_account)
+    for key, specification in split_plan(evaluation_plan).items():
+        yield dg.DynamicOutput(specification, mapping_key=key)
+
+
+@dg.op(out=dg.Out(io_manager_key="object_io_manager"))
+def estimate_specification(
+    context: dg.OpExecutionContext, firm_year_panel: pd.DataFrame, panel_account: PanelAccount, specification
+) -> EvaluationResult:
+    """Callaway–Sant'Anna and TWFE for one specification (a service) of the plan."""
+    return run_evaluation(firm_year_panel, specification, progress=context.log.info, account=panel_account)
+
+
+@dg.op(
+    out={
+        "did_estimates": dg.Out(),
+        "evaluation_diagnostics": dg.Out(io_manager_key="object_io_manager"),
+    }
+)
+def combine_specifications(parts: list, plan: EvaluationPlanResource):
+    """The specifications' estimates and diagnostics as one evaluation of the whole plan."""
+    evaluation_plan = plan.load()
+    result = combine_results(parts, evaluation_plan)
     estimates = result.estimates
     headline = estimates.loc[estimates["aggregation"].eq(HEADLINE) & estimates["event_time"].isna()]
     diagnostics = result.diagnostics
@@ -58,6 +63,32 @@ def did_estimates(
             "dropped_cohorts": dg.MetadataValue.md(_markdown(diagnostics["dropped_cohorts"])),
         },
     )
+
+
+@dg.graph_multi_asset(
+    group_name="analysis",
+    partitions_def=deliveries,
+    outs={
+        "did_estimates": dg.AssetOut(
+            description="One row per estimate: service × outcome × estimator × aggregation (× event time).",
+            kinds={"statsmodels", "parquet"},
+        ),
+        "evaluation_diagnostics": dg.AssetOut(
+            io_manager_key="object_io_manager",
+            description="Pre-trend tests with their power, covariate balance, propensity overlap, minimum detectable "
+            "effects, cohorts, firms and firm-years left out (with reasons), ATT(g,t) cells and cohorts left out of the "
+            "averages, what could not be estimated, and the panel account.",
+        ),
+    },
+)
+def did_estimates(firm_year_panel: pd.DataFrame, panel_account: PanelAccount):
+    """Estimate what each service did to firms' exporting, as the evaluation plan specifies: one step per
+    specification (fanned out, so executors with several processes or workers estimate them in parallel),
+    then one step that combines them."""
+    parts = plan_specifications(firm_year_panel, panel_account).map(
+        lambda specification: estimate_specification(firm_year_panel, panel_account, specification)
+    )
+    return combine_specifications(parts.collect())
 
 
 def _markdown(frame: pd.DataFrame) -> str:

@@ -72,6 +72,16 @@ def _stderr_to(log_file: Path):
         os.close(saved)
 
 
+def _reconstructable_job(name: str):
+    """The job as a pointer into ``pipelines.definitions``, which step processes and workers import."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    from pipelines.resources import PROJECT_ROOT
+
+    repository = ReconstructableRepository.for_module("pipelines.definitions", "defs", str(PROJECT_ROOT))
+    return repository.get_reconstructable_job(name)
+
+
 def _bullet(text: str) -> str:
     """A possibly multi-line explanation as one bullet, its continuation lines indented under it."""
     return "  - " + text.replace("\n", "\n      ")
@@ -102,6 +112,7 @@ def run(demo_firms: int = DEMO_FIRMS) -> int:
     import dagster as dg
 
     from pipelines.definitions import defs
+    from pipelines.executors import executor_name
     from pipelines.monitoring import HOST_TAG, fail_abandoned_runs
     from pipelines.partitions import deliveries
     from pipelines.run_summary import run_problems, run_warnings
@@ -120,23 +131,26 @@ def run(demo_firms: int = DEMO_FIRMS) -> int:
         for abandoned in fail_abandoned_runs(instance, output_root):
             print(f"  note: run {abandoned} had been killed; it is now marked failed")
         instance.add_dynamic_partitions(deliveries.name, [delivery.key])
+        tags = {**delivery.tags(), HOST_TAG: socket.gethostname()}
+        run_config = {
+            "loggers": {
+                "console": {"config": {"log_level": "CRITICAL"}},
+                "progress": {"config": {"stages_to_stdout": True, "log_file": str(log_file)}},
+            }
+        }
         try:
             with _stderr_to(log_file):
-                result = job.execute_in_process(
-                    instance=instance,
-                    partition_key=delivery.key,
-                    run_id=run_id,
-                    tags={**delivery.tags(), HOST_TAG: socket.gethostname()},
-                    run_config={
-                        "loggers": {
-                            "console": {"config": {"log_level": "CRITICAL"}},
-                            "progress": {"config": {"stages_to_stdout": True, "log_file": str(log_file)}},
-                        }
-                    },
-                    raise_on_error=False,
-                )
+                if executor_name() == "in_process":
+                    result = job.execute_in_process(instance=instance, partition_key=delivery.key, run_id=run_id,
+                                                    tags=tags, run_config=run_config, raise_on_error=False)
+                else:  # steps in other processes or on Celery workers load the job from its module
+                    result = dg.execute_job(_reconstructable_job(job.name), instance=instance, run_config=run_config,
+                                            tags={**tags, "dagster/partition": delivery.key})
         except KeyboardInterrupt:
             result = None
+        if result is not None and result.run_id != run_id:  # execute_job chose the run id: the log follows it
+            run_id = result.run_id
+            log_file = log_file.rename(logs / f"{run_id}.log")
         problems = run_problems(result.all_events) if result else ["interrupted (Ctrl-C)"]
         notes = run_warnings(result.all_events) if result else []
     folder = output_root / delivery.key

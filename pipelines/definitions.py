@@ -12,6 +12,7 @@ from assets.panel import firm_year_panel
 from assets.reporting import impact_report
 from assets.robustness import robustness
 from assets.sensitivity import sensitivity
+from pipelines.executors import selected_executor
 from pipelines.jobs import evaluate_programmes
 from pipelines.progress import progress_logger
 from pipelines.resources import (
@@ -66,6 +67,6 @@ defs = dg.Definitions(
     sensors=[landing_files_sensor, abandoned_runs_sensor, run_failure_incidents, freshness_sensor],
     resources=build_resources(),
     loggers={"console": dg.colored_console_logger, "progress": progress_logger},
-    # Process start-up costs seconds per step; one process runs this graph twice as fast.
-    executor=dg.in_process_executor,
+    # in-process unless EXPORT_IMPACT_EXECUTOR says multiprocess or celery (pipelines/executors.py)
+    executor=selected_executor(),
 )

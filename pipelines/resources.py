@@ -112,6 +112,11 @@ class PandasParquetIOManager(UPathIOManager):
         partial.rename(path)
 
     def load_from_path(self, context, path: UPath) -> pd.DataFrame:
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} does not exist: was its asset materialised for this delivery, and does this process (e.g. "
+                "a Celery worker) use the same EXPORT_IMPACT_WAREHOUSE as the run?"
+            )
         return pd.read_parquet(path)
 
     def table_path(self, asset: str, delivery: str) -> UPath:

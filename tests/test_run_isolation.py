@@ -100,7 +100,7 @@ def test_a_failed_rerun_replaces_the_published_folder_with_a_plain_failure_note(
     assert "turnover_growth" in (folder / "RUN_FAILED.txt").read_text()
     log_file = Path(second.stderr.strip().splitlines()[-1].split()[-1])
     log = log_file.read_text()
-    assert 'File "' in log and "in run_evaluation" in log  # the stack trace is kept, in the log file
+    assert 'File "' in log and "in check_plan_fits_panel" in log  # the stack trace is kept, in the log file
 
 
 def test_a_killed_run_is_marked_failed_at_the_next_start(demo_landing, tmp_path):
