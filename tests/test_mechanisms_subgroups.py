@@ -92,6 +92,14 @@ def test_romano_wolf_is_between_raw_and_bonferroni_and_monotone():
     assert adjusted[0] == pytest.approx((np.abs(draws).max(axis=1) >= 2.5).mean())
 
 
+def test_romano_wolf_p_values_are_never_below_one_over_draws_plus_one():
+    """No draw reaches a huge statistic: the p-value is floored at 1/(B+1), never exactly 0."""
+    draws = np.random.default_rng(1).normal(size=(199, 3))
+    adjusted = romano_wolf(np.array([40.0, 30.0, 0.1]), draws)
+    assert adjusted[0] == adjusted[1] == pytest.approx(1 / 200)
+    assert adjusted[2] > 0.5
+
+
 def test_joint_influence_rescales_to_the_union():
     joint = JointInfluence()
     joint.add("a", 1.0, np.array([1.0, -1.0]), np.array([10, 11]))
