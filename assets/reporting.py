@@ -35,8 +35,18 @@ def impact_report(
     evaluation_diagnostics: dict,
     data_quality: dict,
     firm_year_panel: pd.DataFrame,
+    mechanism_dose: pd.DataFrame,
+    mechanism_subgroups: pd.DataFrame,
+    mechanism_markets: pd.DataFrame,
+    mechanism_value: pd.DataFrame,
+    mechanism_bundles: pd.DataFrame,
+    mechanism_sequences: pd.DataFrame,
+    mechanism_persistence: pd.DataFrame,
 ):
     """HTML and PDF report, estimates.csv/.parquet, after statistical disclosure control.
+
+    The mechanism families' tables go through the same disclosure control and are published beside the
+    headline rows (column ``family``) and in the report's "How support works" section.
 
     Everything is written to the run's staging folder, checked there as it will be published,
     and only then moved to ``<output>/<delivery>/`` in one rename.
@@ -56,9 +66,13 @@ def impact_report(
     }
     settings = ReportSettings()
     staging = output_dir.staging(context.run.run_id, warehouse)
+    families = [mechanism_dose, mechanism_subgroups, mechanism_markets, mechanism_value, mechanism_bundles,
+                mechanism_sequences, mechanism_persistence]
+    estimated = [table for table in families if len(table)]
     report = build_report(
         did_estimates, evaluation_diagnostics, data_quality, firm_year_panel, lineage, staging, settings,
         input_locations={source: delivery.path(source) for source in delivery.files},
+        mechanisms=pd.concat(estimated, ignore_index=True) if estimated else None,
     )
     # What was intended (suppression applied while rendering) and what actually lies in the files.
     published = check_published_files(staging, firm_year_panel["firm_id"].unique(), settings)

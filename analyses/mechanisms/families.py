@@ -44,9 +44,9 @@ from analyses.mechanisms.inference import JointInfluence, holm, romano_wolf
 from analyses.mechanisms.outcomes import add_persistence_outcomes, bundle_starts
 from analyses.mechanisms.subgroups import cs_headline, subgroup_effects
 from analyses.panel import NO_SERVICE, SERVICE_DOSE_COLUMN
-from analyses.reporting.settings import HEADLINE, cohort_floor
+from analyses.reporting.settings import HEADLINE, MECHANISM_EXTRA_COLUMNS, cohort_floor
 
-MECHANISM_COLUMNS = (*ESTIMATE_COLUMNS, "subgroup", "dose", "p_value_adjusted", "family")
+MECHANISM_COLUMNS = (*ESTIMATE_COLUMNS, *MECHANISM_EXTRA_COLUMNS)
 NOT_ESTIMABLE_COLUMNS = ("family", "specification", "reason")
 SUMMARY_AGGREGATIONS = (HEADLINE, "simple", "dose_level", "dose_slope")
 
