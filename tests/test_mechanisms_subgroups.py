@@ -109,3 +109,24 @@ def test_joint_influence_rescales_to_the_union():
     assert cov[0, 1] == pytest.approx((-1 / 2) * (2 / 3))
     with pytest.raises(ValueError, match="influence function has"):
         joint.add("c", 0.0, np.zeros(2), np.arange(3))
+
+
+@pytest.mark.parametrize("unbalanced, control_group", [(False, "nevertreated"), (True, "notyettreated")])
+def test_headline_from_the_event_window_cells_only_is_unchanged(unbalanced, control_group):
+    """cs_headline estimates only the cells the headline reads (att_gt's event_window): same numbers, fewer cells."""
+    from analyses.did import aggte, att_gt
+    from analyses.did.datasets import load_mpdta
+
+    data = load_mpdta()
+    if unbalanced:
+        data = data.sample(frac=0.9, random_state=3).sort_index()
+    runs = {}
+    for window in (None, (0, 1)):
+        result = att_gt(data, "lemp", "year", "countyreal", "first.treat", xformla="~lpop", control_group=control_group,
+                        bstrap=False, cband=False, allow_unbalanced_panel=unbalanced, event_window=window)
+        agg = aggte(result, type="dynamic", balance_e=1, min_e=0, max_e=1, bstrap=False, cband=False)
+        runs[window] = (len(result.att), agg.overall_att, agg.overall_se, agg.overall_inf_func)
+    (cells, att, se, inf), (fewer, att_w, se_w, inf_w) = runs[None], runs[(0, 1)]
+    assert fewer < cells
+    assert att_w == pytest.approx(att, abs=1e-12) and se_w == pytest.approx(se, abs=1e-12)
+    np.testing.assert_allclose(inf_w, inf, atol=1e-12)
