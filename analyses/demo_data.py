@@ -927,7 +927,8 @@ def mechanism_truths(
       ``s2`` adders among the ``s1`` starters that the estimator uses (``sequence_sample``, cohort floor, a year
       before), the effect being observed minus ``without_later`` exports (only the added service differs);
     * proportional value effect (``run_value``, ``etwfe_poisson`` with ``simple``): ``outcome``
-      ``export_value_eur``, ``aggregation`` ``simple``: ``sum(observed value) / sum(untreated value) - 1`` over
+      ``export_value_eur``, ``aggregation`` ``proportional`` (``true_effects`` has the additive ``simple``):
+      ``sum(observed value) / sum(untreated value) - 1`` over
       the treated firm-years from the start on of the service's estimation sample (emfx's rows), zeros included.
     """
     from analyses.mechanisms.families import sequence_sample, usable_cohorts
@@ -960,7 +961,7 @@ def mechanism_truths(
         treated = sample.loc[(sample["cohort"] > 0) & (sample["year"] >= sample["cohort"])]
         ratio = panel.loc[treated.index, "export_value_eur"].sum() / counterfactual.loc[treated.index,
                                                                                         "export_value_eur"].sum()
-        frames.append(pd.DataFrame({"treatment": [service], "outcome": ["export_value_eur"], "aggregation": ["simple"],
+        frames.append(pd.DataFrame({"treatment": [service], "outcome": ["export_value_eur"], "aggregation": ["proportional"],
                                     "true_effect": [ratio - 1], "n_treated": [treated["firm_id"].nunique()]}))
     truth = pd.concat([frame for frame in frames if len(frame)], ignore_index=True)
     for column in ("event_time", "group", "year"):
