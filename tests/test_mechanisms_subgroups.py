@@ -130,3 +130,28 @@ def test_headline_from_the_event_window_cells_only_is_unchanged(unbalanced, cont
     assert fewer < cells
     assert att_w == pytest.approx(att, abs=1e-12) and se_w == pytest.approx(se, abs=1e-12)
     np.testing.assert_allclose(inf_w, inf, atol=1e-12)
+
+
+def test_propensity_fit_is_reused_for_the_same_cell_under_another_outcome():
+    """att_gt on two outcomes with the same rows fits each cell's propensity logit once; the ATTs are unchanged."""
+    from analyses.did import att_gt, estimators
+    from analyses.did.datasets import load_mpdta
+
+    data = load_mpdta().assign(lemp2=lambda d: 2 * d["lemp"])
+    estimators._PSCORE_CACHE.clear()
+    fits = []
+    original = estimators._fit_pscore
+    try:
+        estimators._fit_pscore = lambda *args: fits.append(1) or original(*args)
+        first = att_gt(data, "lemp", "year", "countyreal", "first.treat", xformla="~lpop", bstrap=False, cband=False)
+        cells = len(fits)
+        second = att_gt(data, "lemp2", "year", "countyreal", "first.treat", xformla="~lpop", bstrap=False, cband=False)
+    finally:
+        estimators._fit_pscore = original
+    # a balanced panel with a time-invariant covariate: one fit per cohort serves all its cells, and nothing is
+    # refitted for the second outcome
+    assert cells == len(np.unique(first.group)) and len(fits) == cells
+    np.testing.assert_allclose(second.att, 2 * first.att, rtol=1e-12)
+    prob, _, _ = estimators._pscore(np.r_[np.ones(5), np.zeros(45)], np.ones((50, 1)), np.ones(50))
+    with pytest.raises(ValueError):
+        prob[0] = 0.5  # cached arrays are read-only
