@@ -80,6 +80,8 @@ def test_network_effect_is_bigger_outside_clusters_and_the_difference_is_detecte
     test = network[network["aggregation"] == "subgroup_difference"].iloc[0]
     assert test["p_value"] < 0.05 and test["estimate"] > 0, test
     _report(table)
+    print(f"difference outside - inside {test['estimate']:.4f} (SE {test['std_error']:.4f}), p = {test['p_value']:.2g}, "
+          f"Holm-adjusted {test['p_value_adjusted']:.2g}")
 
 
 def test_fading_grant_effects_are_recovered_year_by_year(realistic):
