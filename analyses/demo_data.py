@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +169,8 @@ class DemoData:
     participation: pd.DataFrame
     exports: pd.DataFrame
     true_effects: pd.DataFrame
+    #: planted truths of the mechanism models (:func:`mechanism_truths`), ``TRUTH_COLUMNS``
+    mechanism_truths: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TRUTH_COLUMNS)))
 
 
 @dataclass(frozen=True)
@@ -230,15 +232,18 @@ def generate_demo_data(
         participation=observed_tables["participation"],
         exports=exports,
         true_effects=truth,
+        mechanism_truths=mechanism_truths(observed_tables, tables["untreated"], tables["without_later_services"]),
     )
 
 
 def demo_worlds(
     n_firms: int = 10_000, first_year: int = 2012, last_year: int = 2024, seed: int = DEFAULT_SEED
 ) -> dict[str, dict[str, pd.DataFrame]]:
-    """Both worlds of :func:`generate_demo_data` (same arguments, same draws): ``{"observed": tables,
-    "untreated": tables}``, each the four clean tables; ``untreated`` has the same firms, accounts and
-    episodes, with exports as they would have been without any support. ``observed`` is the demo data.
+    """The worlds of :func:`generate_demo_data` (same arguments, same draws): ``{"observed": tables,
+    "untreated": tables, "without_later_services": tables}``, each the four clean tables; ``untreated`` has
+    the same firms, accounts and episodes, with exports as they would have been without any support, and
+    ``without_later_services`` as they would have been with only each firm's first service. ``observed`` is
+    the demo data.
     """
     return _simulate_worlds(np.random.default_rng(seed), n_firms, first_year, last_year)
 
@@ -259,13 +264,17 @@ def _simulate_worlds(rng: np.random.Generator, n_firms: int, first_year: int, la
     untreated = exporting.path(lambda t: 0.0)
     treatment = _assign_treatment(rng, firms, employees, domestic, exporting, untreated, years)
     observed = exporting.path(lambda t: treatment.effect("probability", t, n_firms))
+    first_only = _without_later_services(treatment)
+    without_later = exporting.path(lambda t: first_only.effect("probability", t, n_firms))
 
-    rows = {"untreated": [], "observed": []}
+    rows = {"untreated": [], "observed": [], "without_later_services": []}
     for t in range(years.size):
         outcomes = [
             exporting.outcome(t, untreated[:, t], 0.0, 0.0),
             exporting.outcome(t, observed[:, t], treatment.effect("value", t, n_firms),
                               treatment.effect("markets", t, n_firms)),
+            exporting.outcome(t, without_later[:, t], first_only.effect("value", t, n_firms),
+                              first_only.effect("markets", t, n_firms)),
         ]
         for world, world_rows in zip(rows, exporting.destination_rows(t, outcomes)):
             rows[world].append(world_rows)
@@ -713,7 +722,15 @@ def true_effects(
     outcomes = [column for column in panel.columns if column in known]
     effect = panel[outcomes].astype("float64") - counterfactual[outcomes].astype("float64")
     plan = plan or EvaluationPlan()
-    doses = _first_episode_doses(observed["participation"])
+    frames = _service_truths(panel, effect, _first_episode_doses(observed["participation"]), plan, horizon)
+    return _tidy(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(TRUTH_COLUMNS)), outcomes)
+
+
+def _service_truths(panel: pd.DataFrame, effect: pd.DataFrame, doses: dict[str, pd.Series], plan: EvaluationPlan,
+                    horizon: int) -> list[pd.DataFrame]:
+    """Truth rows of starting with each service for every column of ``effect`` (observed minus counterfactual,
+    aligned with ``panel``), on the firms and cohorts ``service_sample`` keeps (see :func:`true_effects`)."""
+    outcomes = list(effect.columns)
     frames = []
     for service in SERVICES:
         sample, _ = service_sample(panel, service, plan)
@@ -732,7 +749,7 @@ def true_effects(
                                first, last, horizon)
             if len(truth):
                 frames.append(truth.assign(treatment=service, outcome=outcome))
-    return _tidy(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(TRUTH_COLUMNS)), outcomes)
+    return frames
 
 
 def _in_cells(sample: pd.DataFrame, seen: pd.DataFrame, rows: pd.DataFrame, plan: EvaluationPlan) -> pd.DataFrame:
@@ -917,6 +934,84 @@ def truth_as_estimate_rows(truth: pd.DataFrame) -> pd.DataFrame:
     return published.assign(event_time=key)[
         ["treatment", "outcome", "aggregation", "event_time", "true_effect", "n_treated"]
     ].reset_index(drop=True)
+
+
+# --- planted truths of the mechanism models ---------------------------------
+
+
+def _without_later_services(treatment: _Treatment) -> _Treatment:
+    """``treatment`` without the effect of every episode of a service the firm added after its first start
+    (the world in which no firm adds a second service later; bundles and repeats keep theirs)."""
+    start_of_first = np.full(treatment.firm.max() + 1, np.iinfo(np.int64).max)
+    np.minimum.at(start_of_first, treatment.firm, treatment.start)
+    at_first = treatment.start == start_of_first[treatment.firm]
+    first_services = set(zip(treatment.firm[at_first], treatment.service[at_first]))
+    later = ~at_first & np.array([(f, s) not in first_services for f, s in zip(treatment.firm, treatment.service)])
+    return _Treatment(treatment.episodes, treatment.firm, treatment.service, treatment.start,
+                      np.where(later, 0.0, treatment.scale), treatment.accounts_from)
+
+
+def mechanism_truths(
+    observed: dict[str, pd.DataFrame],
+    untreated: dict[str, pd.DataFrame],
+    without_later: dict[str, pd.DataFrame],
+    horizon: int = HEADLINE_HORIZON,
+    plan: EvaluationPlan | None = None,
+) -> pd.DataFrame:
+    """Planted truths of the mechanism models, each for the estimand its estimator targets (``TRUTH_COLUMNS``).
+
+    ``observed``, ``untreated`` and ``without_later`` are the clean tables of three worlds with the same firms
+    and episodes: as observed, without any support, and without the effect of services added after the first.
+
+    * persistence (``analyses.mechanisms.families.run_persistence``): ``sustained_exporter`` and
+      ``spell_survives_k`` (``analyses.mechanisms.outcomes``) of starting with each service, the headline
+      (``aggregation`` ``dynamic_balanced``, overall and per event time) as :func:`true_effects` computes it;
+    * incremental second service (``run_sequences``): ``treatment`` ``s1>s2``, the headline over the cohorts of
+      ``s2`` adders among the ``s1`` starters that the estimator uses (``sequence_sample``, cohort floor, a year
+      before), the effect being observed minus ``without_later`` exports (only the added service differs);
+    * proportional value effect (``run_value``, ``etwfe_poisson`` with ``simple``): ``outcome``
+      ``export_value_eur``, ``aggregation`` ``proportional`` (``true_effects`` has the additive ``simple``):
+      ``sum(observed value) / sum(untreated value) - 1`` over
+      the treated firm-years from the start on of the service's estimation sample (emfx's rows), zeros included.
+    """
+    from analyses.mechanisms.families import sequence_sample, usable_cohorts
+    from analyses.mechanisms.outcomes import PERSISTENCE_OUTCOMES, add_persistence_outcomes
+
+    plan = plan or EvaluationPlan()
+    panel = add_persistence_outcomes(build_firm_year_panel(**observed).panel)
+    counterfactual = add_persistence_outcomes(build_firm_year_panel(**untreated).panel)
+    first_only = build_firm_year_panel(**without_later).panel
+    effect = panel[list(PERSISTENCE_OUTCOMES)] - counterfactual[list(PERSISTENCE_OUTCOMES)]
+    persistence = _service_truths(panel, effect, _first_episode_doses(observed["participation"]), plan, horizon)
+    frames = [frame.loc[frame["aggregation"].eq(HEADLINE_AGGREGATION) & frame["subgroup"].isna()]
+              for frame in persistence if "subgroup" in frame]
+    for first in SERVICES:
+        for second in (s for s in SERVICES if s != first):
+            data = sequence_sample(panel, first, second)
+            for outcome in plan.families.sequence_outcomes:
+                try:
+                    used = usable_cohorts(data.loc[data[outcome].notna()], plan)
+                except ValueError:
+                    continue
+                rows = used.loc[used["cohort"] > 0]
+                added = (panel[outcome] - first_only[outcome]).loc[rows.index].to_numpy(dtype="float64")
+                every_row = np.ones(len(rows), dtype=bool)
+                truth = _Cells.of(rows, added, every_row, used["year"].min()).headline(used["year"].max(), horizon,
+                                                                                      per_event_time=True)
+                frames.append(truth.assign(treatment=f"{first}>{second}", outcome=outcome))
+    for service in SERVICES:
+        sample, _ = service_sample(panel, service, plan)
+        sample = sample.loc[sample["export_value_eur"].notna()]
+        treated = sample.loc[(sample["cohort"] > 0) & (sample["year"] >= sample["cohort"])]
+        ratio = panel.loc[treated.index, "export_value_eur"].sum() / counterfactual.loc[treated.index,
+                                                                                        "export_value_eur"].sum()
+        frames.append(pd.DataFrame({"treatment": [service], "outcome": ["export_value_eur"], "aggregation": ["proportional"],
+                                    "true_effect": [ratio - 1], "n_treated": [treated["firm_id"].nunique()]}))
+    truth = pd.concat([frame for frame in frames if len(frame)], ignore_index=True)
+    for column in ("event_time", "group", "year"):
+        truth[column] = truth[column].astype("Int64") if column in truth else pd.array([pd.NA] * len(truth), "Int64")
+    truth["subgroup"] = ""
+    return truth.astype({"n_treated": "int64"})[list(TRUTH_COLUMNS)]
 
 
 def _split_shipments(rng: np.random.Generator, exports: pd.DataFrame) -> pd.DataFrame:

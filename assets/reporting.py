@@ -37,9 +37,19 @@ def impact_report(
     firm_year_panel: pd.DataFrame,
     sensitivity: pd.DataFrame,
     robustness: pd.DataFrame,
+    mechanism_dose: pd.DataFrame,
+    mechanism_subgroups: pd.DataFrame,
+    mechanism_markets: pd.DataFrame,
+    mechanism_value: pd.DataFrame,
+    mechanism_bundles: pd.DataFrame,
+    mechanism_sequences: pd.DataFrame,
+    mechanism_persistence: pd.DataFrame,
 ):
     """HTML and PDF report, estimates.csv/.parquet, sensitivity.csv and robustness.csv, after statistical disclosure
     control.
+
+    The mechanism families' tables go through the same disclosure control and are published beside the
+    headline rows (column ``family``) and in the report's "How support works" section.
 
     Everything is written to the run's staging folder, checked there as it will be published,
     and only then moved to ``<output>/<delivery>/`` in one rename.
@@ -60,9 +70,13 @@ def impact_report(
     settings = ReportSettings()
     staging = output_dir.staging(context.run.run_id, warehouse)
     diagnostics = {**evaluation_diagnostics, "sensitivity": sensitivity, "robustness": robustness}
+    families = [mechanism_dose, mechanism_subgroups, mechanism_markets, mechanism_value, mechanism_bundles,
+                mechanism_sequences, mechanism_persistence]
+    estimated = [table for table in families if len(table)]
     report = build_report(
         did_estimates, diagnostics, data_quality, firm_year_panel, lineage, staging, settings,
         input_locations={source: delivery.path(source) for source in delivery.files},
+        mechanisms=pd.concat(estimated, ignore_index=True) if estimated else None,
     )
     # What was intended (suppression applied while rendering) and what actually lies in the files.
     published = check_published_files(staging, firm_year_panel["firm_id"].unique(), settings)

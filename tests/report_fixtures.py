@@ -264,8 +264,61 @@ def make_inputs_on_disk(directory: Path) -> tuple[dict, dict]:
     return data_quality, lineage
 
 
+# Mechanism rows (family, treatment, outcome, estimator, aggregation, subgroup, estimate, se): which intervals
+# exclude zero is what the tests rely on. Supported: the sequence, advisory's dose slope, network's cluster
+# difference, advisory's non-EU destinations and value. Not supported: the bundle, the size-class difference,
+# network's and grant's dose slopes, persistence.
+MECHANISM_EFFECTS = [
+    ("bundles", "advisory+network", "exporter", "cs_did", "dynamic_balanced", "", 0.02, 0.02),
+    ("sequences", "advisory>network", "exporter", "cs_did", "dynamic_balanced", "", 0.04, 0.012),
+    ("dose", "advisory", "exporter", "cs_dose", "dose_level", "", 0.03, 0.01),
+    ("dose", "advisory", "exporter", "cs_dose", "dose_slope", "", 0.001, 0.0003),
+    ("dose", "network", "exporter", "cs_dose", "dose_level", "", 0.02, 0.012),
+    ("dose", "network", "exporter", "cs_dose", "dose_slope", "", 0.002, 0.004),
+    ("dose", "grant", "exporter", "cs_dose", "dose_level", "", 0.05, 0.02),
+    ("dose", "grant", "exporter", "cs_dose", "dose_slope", "", 1e-7, 2e-6),
+    ("subgroups", "network", "exporter", "cs_did", "dynamic_balanced", "in_cluster=0", 0.06, 0.015),
+    ("subgroups", "network", "exporter", "cs_did", "dynamic_balanced", "in_cluster=1", 0.01, 0.012),
+    ("subgroups", "advisory", "exporter", "cs_did", "dynamic_balanced", "size_class=micro", 0.03, 0.02),
+    ("subgroups", "advisory", "exporter", "cs_did", "dynamic_balanced", "size_class=small", 0.04, 0.02),
+    ("subgroups", "advisory", "exporter", "cs_did", "dynamic_balanced", "size_class=medium", 0.05, 0.02),
+    ("markets", "advisory", "n_eu_destinations", "cs_did", "dynamic_balanced", "", 0.02, 0.05),
+    ("markets", "advisory", "n_non_eu_destinations", "cs_did", "dynamic_balanced", "", 0.2, 0.05),
+    ("value", "advisory", "export_value_eur", "etwfe_poisson", "simple", "", 0.12, 0.04),
+    ("value", "advisory", "exporter", "etwfe_ols", "simple", "", 0.03, 0.01),
+    ("value", "advisory", "log_export_value_if_exporting", "etwfe_ols", "simple", "", 0.05, 0.04),
+    ("persistence", "grant", "sustained_exporter", "cs_did", "dynamic_balanced", "", 0.001, 0.01),
+]
+DOSE_GRIDS = {"advisory": (10.0, 120.0), "network": (1.0, 8.0), "grant": (5_000.0, 150_000.0)}
+
+
+def make_mechanisms(n_treated: int = 60, n_control: int = 900) -> pd.DataFrame:
+    """Rows of the mechanism families in the published columns (``MECHANISM_COLUMNS``)."""
+    rows = []
+    for family, treatment, outcome, estimator, aggregation, subgroup, estimate, se in MECHANISM_EFFECTS:
+        row = _row(treatment, outcome, estimator, aggregation, np.nan, estimate, se, n_treated, n_control)
+        rows.append({**row, "subgroup": subgroup, "dose": np.nan, "p_value_adjusted": min(1.0, 3 * row["p_value"]),
+                     "family": family})
+        if aggregation == "dose_level":
+            for dose in np.linspace(*DOSE_GRIDS[treatment], 5):
+                share = dose / DOSE_GRIDS[treatment][1]
+                rows.append({**_row(treatment, outcome, estimator, aggregation, np.nan, 2 * estimate * share, se * 1.5,
+                                    n_treated, n_control, UNIFORM_CRITICAL),
+                             "subgroup": "", "dose": dose, "p_value_adjusted": np.nan, "family": family})
+    for treatment, name, difference, p_value in (("network", "in_cluster", 0.05, 0.009),
+                                                 ("advisory", "size_class", np.nan, 0.6)):
+        se = 0.019 if difference == difference else np.nan
+        rows.append({"treatment": treatment, "outcome": "exporter", "estimator": "cs_did",
+                     "aggregation": "subgroup_difference", "event_time": np.nan, "estimate": difference,
+                     "std_error": se, "ci_lower": difference - 1.96 * se, "ci_upper": difference + 1.96 * se,
+                     "p_value": p_value, "n_treated": n_treated, "n_control": n_control, "subgroup": name,
+                     "dose": np.nan, "p_value_adjusted": min(1.0, 2 * p_value), "family": "subgroups"})
+    frame = pd.DataFrame(rows)
+    return frame.astype({"n_treated": "int64", "n_control": "int64"})
+
+
 def report_inputs(directory: Path) -> dict:
     """Keyword arguments for build_report (all but output_dir and settings)."""
     data_quality, lineage = make_inputs_on_disk(directory / "inputs")
     return {"estimates": make_estimates(), "diagnostics": make_diagnostics(), "data_quality": data_quality,
-            "panel": make_panel(), "lineage": lineage}
+            "panel": make_panel(), "lineage": lineage, "mechanisms": make_mechanisms()}

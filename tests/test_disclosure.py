@@ -10,6 +10,7 @@ from analyses.reporting import ReportSettings, check_disclosure, check_published
 from analyses.reporting.disclosure import (
     CELL_COLUMNS, check_cells, coarsen_overlap, cohort_cells, describe_panel, scan_for_identifiers, year_bands,
 )
+from analyses.reporting.settings import MECHANISM_EXTRA_COLUMNS
 from tests.report_fixtures import make_estimates, make_panel, report_inputs
 
 SETTINGS = ReportSettings()
@@ -34,14 +35,15 @@ def test_estimate_on_nine_treated_firms_is_suppressed_and_dropped_from_the_files
     estimates.loc[small, "n_treated"] = 9
     result = check_disclosure(estimates, None, SETTINGS)
     assert result.passed  # suppression is the remedy; nothing unsafe is left
-    assert ("grant", "exporter", "cs_did", "simple", None) in result.suppressed_keys()
+    # a headline row: no subgroup, no dose, family headline
+    assert ("grant", "exporter", "cs_did", "simple", None, "", None, "headline") in result.suppressed_keys()
     failing = result.checks[(result.checks["check"] == "min_treated_firms") & (result.checks["value"] == 9)]
     assert failing["outcome"].tolist() == ["suppressed"]
     paths = write_estimate_files(estimates, tmp_path, result)
     published = pd.read_csv(paths["csv"])
     assert len(published) == len(estimates) - 1
     assert published["n_treated"].min() >= 10
-    assert list(published.columns) == list(estimates.columns)
+    assert list(published.columns) == [*estimates.columns, *MECHANISM_EXTRA_COLUMNS]
     assert len(pd.read_parquet(paths["parquet"])) == len(published)
 
 

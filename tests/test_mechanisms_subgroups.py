@@ -92,6 +92,14 @@ def test_romano_wolf_is_between_raw_and_bonferroni_and_monotone():
     assert adjusted[0] == pytest.approx((np.abs(draws).max(axis=1) >= 2.5).mean())
 
 
+def test_romano_wolf_p_values_are_never_below_one_over_draws_plus_one():
+    """No draw reaches a huge statistic: the p-value is floored at 1/(B+1), never exactly 0."""
+    draws = np.random.default_rng(1).normal(size=(199, 3))
+    adjusted = romano_wolf(np.array([40.0, 30.0, 0.1]), draws)
+    assert adjusted[0] == adjusted[1] == pytest.approx(1 / 200)
+    assert adjusted[2] > 0.5
+
+
 def test_joint_influence_rescales_to_the_union():
     joint = JointInfluence()
     joint.add("a", 1.0, np.array([1.0, -1.0]), np.array([10, 11]))
@@ -101,3 +109,49 @@ def test_joint_influence_rescales_to_the_union():
     assert cov[0, 1] == pytest.approx((-1 / 2) * (2 / 3))
     with pytest.raises(ValueError, match="influence function has"):
         joint.add("c", 0.0, np.zeros(2), np.arange(3))
+
+
+@pytest.mark.parametrize("unbalanced, control_group", [(False, "nevertreated"), (True, "notyettreated")])
+def test_headline_from_the_event_window_cells_only_is_unchanged(unbalanced, control_group):
+    """cs_headline estimates only the cells the headline reads (att_gt's event_window): same numbers, fewer cells."""
+    from analyses.did import aggte, att_gt
+    from analyses.did.datasets import load_mpdta
+
+    data = load_mpdta()
+    if unbalanced:
+        data = data.sample(frac=0.9, random_state=3).sort_index()
+    runs = {}
+    for window in (None, (0, 1)):
+        result = att_gt(data, "lemp", "year", "countyreal", "first.treat", xformla="~lpop", control_group=control_group,
+                        bstrap=False, cband=False, allow_unbalanced_panel=unbalanced, event_window=window)
+        agg = aggte(result, type="dynamic", balance_e=1, min_e=0, max_e=1, bstrap=False, cband=False)
+        runs[window] = (len(result.att), agg.overall_att, agg.overall_se, agg.overall_inf_func)
+    (cells, att, se, inf), (fewer, att_w, se_w, inf_w) = runs[None], runs[(0, 1)]
+    assert fewer < cells
+    assert att_w == pytest.approx(att, abs=1e-12) and se_w == pytest.approx(se, abs=1e-12)
+    np.testing.assert_allclose(inf_w, inf, atol=1e-12)
+
+
+def test_propensity_fit_is_reused_for_the_same_cell_under_another_outcome():
+    """att_gt on two outcomes with the same rows fits each cell's propensity logit once; the ATTs are unchanged."""
+    from analyses.did import att_gt, estimators
+    from analyses.did.datasets import load_mpdta
+
+    data = load_mpdta().assign(lemp2=lambda d: 2 * d["lemp"])
+    estimators._PSCORE_CACHE.clear()
+    fits = []
+    original = estimators._fit_pscore
+    try:
+        estimators._fit_pscore = lambda *args: fits.append(1) or original(*args)
+        first = att_gt(data, "lemp", "year", "countyreal", "first.treat", xformla="~lpop", bstrap=False, cband=False)
+        cells = len(fits)
+        second = att_gt(data, "lemp2", "year", "countyreal", "first.treat", xformla="~lpop", bstrap=False, cband=False)
+    finally:
+        estimators._fit_pscore = original
+    # a balanced panel with a time-invariant covariate: one fit per cohort serves all its cells, and nothing is
+    # refitted for the second outcome
+    assert cells == len(np.unique(first.group)) and len(fits) == cells
+    np.testing.assert_allclose(second.att, 2 * first.att, rtol=1e-12)
+    prob, _, _ = estimators._pscore(np.r_[np.ones(5), np.zeros(45)], np.ones((50, 1)), np.ones(50))
+    with pytest.raises(ValueError):
+        prob[0] = 0.5  # cached arrays are read-only

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ESTIMATE_COLUMNS = [
     "treatment", "outcome", "estimator", "aggregation", "event_time", "estimate",
     "std_error", "ci_lower", "ci_upper", "p_value", "n_treated", "n_control",
+    "subgroup", "dose", "p_value_adjusted", "family",
 ]
 
 
@@ -129,8 +130,11 @@ def test_whole_graph_materialises_and_writes_outputs(materialised_pipeline):
         assert (output / name).stat().st_size > 0, name
     assert json.loads((output / "run.json").read_text())["status"] == "succeeded"
     assert not any((output.parent / ".staging").iterdir())  # the run's staging folder was moved, not copied
-    estimates = pd.read_csv(output / "estimates.csv")
-    assert list(estimates.columns) == ESTIMATE_COLUMNS
+    published = pd.read_csv(output / "estimates.csv")
+    assert list(published.columns) == ESTIMATE_COLUMNS
+    # the mechanism families' rows are published beside the headline's
+    assert {"headline", "dose", "subgroups", "value"} <= set(published["family"])
+    estimates = published.query("family == 'headline'")
     for service in ("advisory", "network", "grant"):
         for outcome in ("exporter", "n_destinations"):
             rows = estimates.query("treatment == @service and outcome == @outcome and estimator == 'cs_did'")
@@ -181,7 +185,7 @@ def test_planted_effects_lie_inside_the_reported_confidence_intervals(materialis
     from analyses.demo_data import truth_as_estimate_rows
 
     _, output = materialised_pipeline
-    estimates = pd.read_csv(output / "estimates.csv").query("estimator == 'cs_did'")
+    estimates = pd.read_csv(output / "estimates.csv").query("estimator == 'cs_did' and family == 'headline'")
     truth = truth_as_estimate_rows(pd.read_csv(demo_landing / "true_effects.csv"))
     merged = estimates.merge(truth, on=["treatment", "outcome", "aggregation", "event_time"], validate="one_to_one")
     overall = merged[merged["event_time"].isna()]
@@ -205,7 +209,7 @@ def test_two_way_fixed_effects_is_further_from_the_truth_than_callaway_santanna(
     from analyses.demo_data import truth_as_estimate_rows
 
     _, output = materialised_pipeline
-    estimates = pd.read_csv(output / "estimates.csv").query("aggregation == 'simple'")
+    estimates = pd.read_csv(output / "estimates.csv").query("aggregation == 'simple' and family == 'headline'")
     truth = truth_as_estimate_rows(pd.read_csv(demo_landing / "true_effects.csv")).query("aggregation == 'simple'")
     merged = estimates.merge(truth[["treatment", "outcome", "true_effect"]], on=["treatment", "outcome"])
     # in standard errors, so outcomes on different scales (markets, shares) weigh alike

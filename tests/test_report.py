@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from analyses.evaluation import ESTIMATE_COLUMNS
+from analyses.reporting.settings import MECHANISM_EXTRA_COLUMNS
 from analyses.reporting import ReportSettings, build_report
 from analyses.reporting.report import SECTION_TITLES
 from analyses.reporting.summary import format_number
@@ -95,8 +96,9 @@ def test_html_is_self_contained_and_accessible(built):
     assert structure.external == []
     assert not re.search(r"url\((?!data:)", html)
     assert "http://" not in html and "https://" not in html
-    # 12 event studies + 12 sensitivity figures + 3 balance plots + 3 overlap plots, all inline PNG with alt text
-    assert len(structure.images) == 30
+    # 12 event studies + 12 sensitivity figures + 3 balance plots + 3 overlap plots + 3 dose-response curves
+    # + 1 subgroup forest plot, all inline PNG with alt text
+    assert len(structure.images) == 34
     for image in structure.images:
         assert image["src"].startswith("data:image/png;base64,")
         assert len(image.get("alt", "")) > 40
@@ -223,7 +225,8 @@ def test_a_report_is_published_when_nothing_at_all_could_be_estimated(tmp_path):
                                    "reason": reason} for service, reason in reasons.items()])
     diagnostics = {**inputs["diagnostics"], "not_estimable": not_estimable,
                    **{name: inputs["diagnostics"][name].iloc[0:0] for name in ("pretests", "mde", "cohorts_behind")}}
-    result = build_report(**{**inputs, "estimates": empty, "diagnostics": diagnostics}, output_dir=tmp_path / "out")
+    result = build_report(**{**inputs, "estimates": empty, "diagnostics": diagnostics, "mechanisms": None},
+                          output_dir=tmp_path / "out")
     text = " ".join(result.html_path.read_text(encoding="utf-8").split())
     assert "No effect could be estimated for any service." in text
     assert result.summary_paragraphs["advisory"] == ("Nothing could be estimated for advisory support: no cohort could "
@@ -252,13 +255,20 @@ def test_no_firm_identifier_reaches_the_report(built):
     assert result.disclosure.checks.query("check == 'no_firm_identifiers'")["outcome"].tolist() == ["pass"]
 
 
-def test_estimate_files_have_exactly_the_twelve_columns(built):
+def test_estimate_files_have_the_evaluation_columns_then_the_mechanism_columns(built):
     result, inputs, _ = built
-    csv = pd.read_csv(result.estimate_files["csv"])
+    csv = pd.read_csv(result.estimate_files["csv"], keep_default_na=False, na_values=[""])
     parquet = pd.read_parquet(result.estimate_files["parquet"])
-    assert list(csv.columns) == list(ESTIMATE_COLUMNS) == list(parquet.columns)
-    assert len(csv) == len(parquet) == len(inputs["estimates"])
-    pd.testing.assert_frame_equal(csv, parquet, check_dtype=False)
+    assert list(csv.columns) == [*ESTIMATE_COLUMNS, *MECHANISM_EXTRA_COLUMNS] == list(parquet.columns)
+    assert len(csv) == len(parquet) == len(inputs["estimates"]) + len(inputs["mechanisms"])
+    pd.testing.assert_frame_equal(csv.fillna({"subgroup": ""}), parquet, check_dtype=False)
+    headline = parquet[parquet["family"] == "headline"]
+    assert len(headline) == len(inputs["estimates"])
+    assert headline["subgroup"].eq("").all() and headline[["dose", "p_value_adjusted"]].isna().all().all()
+    assert set(parquet["family"]) == {"headline", "bundles", "sequences", "dose", "subgroups", "markets", "value",
+                                      "persistence"}
+    mechanisms = parquet[parquet["family"] != "headline"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mechanisms, inputs["mechanisms"], check_dtype=False)
 
 
 def test_small_service_is_withheld_everywhere(tmp_path):
@@ -277,7 +287,7 @@ def test_small_service_is_withheld_everywhere(tmp_path):
     assert "Export grants: balance and overlap" in html and "Withheld: too few supported firms" in html
     assert result.pdf_path is None
     published = pd.read_csv(result.estimate_files["csv"])
-    assert "grant" not in set(published["treatment"])
+    assert "grant" not in set(published.loc[published["family"] == "headline", "treatment"])
 
 
 def test_template_escapes_untrusted_text(tmp_path):

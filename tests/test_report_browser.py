@@ -65,7 +65,7 @@ def test_every_image_loads_without_console_errors(tmp_path):
     probe = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<")
                        .replace("&gt;", ">"))
     assert len(probe["images"]) == html.count("<img ")
-    assert len(probe["images"]) == 30  # 18 + a sensitivity figure per service and outcome
+    assert len(probe["images"]) == 34  # 18 + a sensitivity figure per service and outcome + 4 of "How support works"
     not_loaded = [image["alt"] for image in probe["images"] if not image["loaded"]]
     assert not_loaded == []
     # every figure has an axis title, and axis words are plain names, never code names

@@ -53,7 +53,7 @@ def built(tmp_path_factory):
 def test_every_figure_has_label_axis_titles_and_no_code_names(built):
     parser = _Figures()
     parser.feed(built)
-    assert len(parser.images) == 30  # 18 + a sensitivity figure per service and outcome
+    assert len(parser.images) == 34  # 18 + a sensitivity figure per service and outcome + 4 of "How support works"
     for image in parser.images:
         titles = [t for t in image["data-axis-titles"].split(" | ") if t]
         assert titles, image["alt"][:60]

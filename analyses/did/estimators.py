@@ -14,7 +14,9 @@ fails overlap (R ``did``); the logit Hessian is rebuilt from the final fitted sc
 """
 from __future__ import annotations
 
+import hashlib
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, solve_triangular
@@ -144,7 +146,43 @@ def _wls_fit(y: np.ndarray, design: np.ndarray, weights: np.ndarray, mask: np.nd
     return fitted, asy_lin_rep
 
 
+#: Propensity fits by their exact inputs: the same cell sample under another outcome (EU and non-EU
+#: destinations, exporting and destinations) refits nothing. Bounded, so memory stays small.
+_PSCORE_CACHE: OrderedDict[bytes, tuple] = OrderedDict()
+_PSCORE_CACHE_SIZE = 64
+
+
 def _pscore(treated, design, weights):
+    """The propensity score of a cell (``_fit_pscore``), reused when the same treated flags, design and weights
+    come again; its warnings are repeated, and the arrays are read-only so no caller can alter a cached one."""
+    digest = hashlib.blake2b(digest_size=20)
+    for array in (treated, design, weights):
+        array = np.ascontiguousarray(array, dtype=float)
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    key = digest.digest()
+    if key in _PSCORE_CACHE:
+        _PSCORE_CACHE.move_to_end(key)
+        result, messages = _PSCORE_CACHE[key]
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PropensityScoreWarning)
+            result = _fit_pscore(treated, design, weights)
+        messages = [w.message for w in caught if issubclass(w.category, PropensityScoreWarning)]
+        for w in caught:
+            if not issubclass(w.category, PropensityScoreWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        for array in result:
+            array.flags.writeable = False
+        _PSCORE_CACHE[key] = (result, messages)
+        if len(_PSCORE_CACHE) > _PSCORE_CACHE_SIZE:
+            _PSCORE_CACHE.popitem(last=False)
+    for message in messages:
+        warnings.warn(message)
+    return result
+
+
+def _fit_pscore(treated, design, weights):
     prob, converged = fit_logit(treated, design, weights)
     if not converged:
         warnings.warn(PropensityScoreWarning("did not converge"))

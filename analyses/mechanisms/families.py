@@ -44,9 +44,9 @@ from analyses.mechanisms.inference import JointInfluence, holm, romano_wolf
 from analyses.mechanisms.outcomes import add_persistence_outcomes, bundle_starts
 from analyses.mechanisms.subgroups import cs_headline, subgroup_effects
 from analyses.panel import NO_SERVICE, SERVICE_DOSE_COLUMN
-from analyses.reporting.settings import HEADLINE, cohort_floor
+from analyses.reporting.settings import HEADLINE, MECHANISM_EXTRA_COLUMNS, cohort_floor
 
-MECHANISM_COLUMNS = (*ESTIMATE_COLUMNS, "subgroup", "dose", "p_value_adjusted", "family")
+MECHANISM_COLUMNS = (*ESTIMATE_COLUMNS, *MECHANISM_EXTRA_COLUMNS)
 NOT_ESTIMABLE_COLUMNS = ("family", "specification", "reason")
 SUMMARY_AGGREGATIONS = (HEADLINE, "simple", "dose_level", "dose_slope")
 
@@ -102,7 +102,7 @@ class _Collector:
         spec = f"{treatment} × {outcome}"
         self.specs.append(spec)
         try:
-            head = cs_headline(_usable_cohorts(sample, plan or self.plan), outcome, "firm_id", plan or self.plan)
+            head = cs_headline(usable_cohorts(sample, plan or self.plan), outcome, "firm_id", plan or self.plan)
         except ValueError as error:
             self.fail(spec, error)
             return
@@ -250,19 +250,24 @@ def run_sequences(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
     started = time.perf_counter()
     out = _Collector("sequences", plan)
     sequence_plan = replace(plan, control_group="notyettreated")
-    observed = panel["exports_covered"].eq(1)
     for first in plan.services:
-        starters = panel.loc[panel["first_service"].eq(first) & (panel["year"] >= panel["first_service_year"])]
         for second in plan.services:
             if second == first:
                 continue
-            added = starters[f"first_{second}_year"]
-            later = added > starters["first_service_year"]
-            data = starters.assign(cohort=np.where(later, added, 0)).loc[later | added.eq(0)]
-            data = data.loc[observed.loc[data.index]]
+            data = sequence_sample(panel, first, second)
             for outcome in plan.families.sequence_outcomes:
                 out.headline(data.loc[data[outcome].notna()], f"{first}>{second}", outcome, plan=sequence_plan)
     return out.result(started)
+
+
+def sequence_sample(panel: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
+    """Firm-years of the ``first``-starters from their start on (customs-covered years), ``cohort`` = the year
+    they added ``second`` (0 = not (yet)); firms that started both in the same year (bundles) are left out."""
+    starters = panel.loc[panel["first_service"].eq(first) & (panel["year"] >= panel["first_service_year"])
+                         & panel["exports_covered"].eq(1)]
+    added = starters[f"first_{second}_year"]
+    later = added > starters["first_service_year"]
+    return starters.assign(cohort=np.where(later, added, 0)).loc[later | added.eq(0)]
 
 
 def run_bundles(panel: pd.DataFrame, participation: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
@@ -285,7 +290,7 @@ def run_bundles(panel: pd.DataFrame, participation: pd.DataFrame, plan: Evaluati
     return out.result(started)
 
 
-def _usable_cohorts(data: pd.DataFrame, plan: EvaluationPlan) -> pd.DataFrame:
+def usable_cohorts(data: pd.DataFrame, plan: EvaluationPlan) -> pd.DataFrame:
     """``data`` without cohorts below the plan's floor or without a year before support (treated at the start)."""
     floor = cohort_floor(plan.min_cohort_size)
     sizes = data.loc[data["cohort"] > 0].groupby("cohort")["firm_id"].nunique()

@@ -84,7 +84,9 @@ def romano_wolf(t_observed: np.ndarray, t_draws: np.ndarray) -> np.ndarray:
 
     ``t_draws``: ``biters x k`` draws of the centred statistics (estimate's draw over its bootstrap scale), as
     ``JointInfluence.bootstrap_t`` returns. The hypothesis with the ``r``-th largest ``|t|`` gets
-    ``max over s <= r of P(max over the hypotheses ranked s.. of |t*| >= |t_(s)|)``. NaN statistics stay NaN.
+    ``max over s <= r of P(max over the hypotheses ranked s.. of |t*| >= |t_(s)|)``, floored at ``1 / (B + 1)``
+    (``B`` draws): a bootstrap of ``B`` draws cannot tell p-values below that apart, so none is reported as
+    exactly 0. NaN statistics stay NaN.
     """
     t_observed = np.abs(np.asarray(t_observed, float))
     draws = np.abs(np.asarray(t_draws, float))
@@ -94,7 +96,7 @@ def romano_wolf(t_observed: np.ndarray, t_draws: np.ndarray) -> np.ndarray:
     # max over the hypotheses ranked r and below, for every draw: a reversed running maximum
     tail_max = np.maximum.accumulate(draws[:, order[::-1]], axis=1)[:, ::-1]
     raw = (tail_max >= t_observed[order][None, :]).mean(axis=0)
-    adjusted[order] = np.maximum.accumulate(raw)
+    adjusted[order] = np.maximum(np.maximum.accumulate(raw), 1.0 / (draws.shape[0] + 1))
     return adjusted
 
 

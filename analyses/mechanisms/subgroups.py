@@ -52,7 +52,8 @@ def cs_headline(sample: pd.DataFrame, outcome: str, idname: str, plan: Evaluatio
         result = att_gt(sample, yname=outcome, tname="year", idname=idname, gname="cohort", xformla=plan.xformla,
                         control_group=plan.control_group, est_method=plan.est_method, base_period=plan.base_period,
                         anticipation=plan.anticipation, bstrap=False, cband=False, alp=plan.alpha,
-                        allow_unbalanced_panel=True, random_state=plan.seed)
+                        allow_unbalanced_panel=True, random_state=plan.seed,
+                        event_window=(0, plan.headline_horizon))  # only the cells the headline reads
         agg = aggte(result, type="dynamic", balance_e=plan.headline_horizon, min_e=0, max_e=plan.headline_horizon,
                     bstrap=False, cband=False)
     if not np.isfinite(agg.overall_att):

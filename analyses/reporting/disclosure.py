@@ -16,6 +16,9 @@ Firm-level export data is confidential, so before anything is written:
   reveal a group that small (e.g. 214 firms at e = -1 and 217 at e = 0: a
   3-firm cohort). Such a family's column is rounded down to a multiple of
   `min_firms`, after which every difference is 0 or at least `min_firms`;
+* a subgroup's values (``in_cluster=0`` and ``in_cluster=1``) partition the supported firms, so the
+  headline and all but one value would reveal the last one: when one value of a subgroup is withheld, the
+  other values of that analysis and the test of their difference are withheld too;
 * no firm identifier appears in the published text.
 
 Rounding rather than suppression for the differencing rule: the rule sees
@@ -45,11 +48,13 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from analyses.reporting.settings import ReportSettings
+from analyses.reporting.settings import EXTRA_DEFAULTS, HEADLINE_FAMILY, ReportSettings
 
-ESTIMATE_KEYS = ["treatment", "outcome", "estimator", "aggregation", "event_time"]
+# One published row: the first five identify a headline estimate; mechanism rows add their subgroup, dose and
+# model family (``analyses.reporting.settings.MECHANISM_EXTRA_COLUMNS``).
+ESTIMATE_KEYS = ["treatment", "outcome", "estimator", "aggregation", "event_time", "subgroup", "dose", "family"]
 # Rows of one family can be set side by side and their counts subtracted.
-FAMILY_KEYS = ESTIMATE_KEYS[:-1]
+FAMILY_KEYS = ["treatment", "outcome", "estimator", "aggregation", "subgroup", "family"]
 COUNT_COLUMNS = ("n_treated", "n_control")
 ROUNDED_COLUMNS = FAMILY_KEYS + ["column", "reason"]
 CHECK_COLUMNS = ["check", "cell", "value", "threshold", "outcome"]
@@ -63,22 +68,45 @@ ADDITIVE_AGGREGATIONS = ("group", "calendar")
 SUPPRESSED_MARK = "[c]"
 
 
+def _number_or_none(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _text_or(value, default: str) -> str:
+    return default if value is None or (isinstance(value, float) and math.isnan(value)) or value == "" \
+        else str(value)
+
+
 def estimate_key(row: Mapping) -> tuple:
-    """Hashable key of an estimate row; NaN event times become None."""
-    event_time = row["event_time"]
-    event_time = None if event_time is None or (isinstance(event_time, float) and math.isnan(event_time)) \
-        else float(event_time)
-    return (row["treatment"], row["outcome"], row["estimator"], row["aggregation"], event_time)
+    """Hashable key of an estimate row (``ESTIMATE_KEYS``); NaN event times and doses become None, and a row
+    without the mechanism columns (or with them empty, as read back from a CSV) is a headline row."""
+    return (row["treatment"], row["outcome"], row["estimator"], row["aggregation"],
+            _number_or_none(row["event_time"]), _text_or(row.get("subgroup"), ""),
+            _number_or_none(row.get("dose")), _text_or(row.get("family"), HEADLINE_FAMILY))
+
+
+def with_extra_columns(estimates: pd.DataFrame) -> pd.DataFrame:
+    """``estimates`` with the mechanism columns, headline defaults where absent or empty (``EXTRA_DEFAULTS``)."""
+    out = estimates.copy()
+    for column, default in EXTRA_DEFAULTS.items():
+        if column not in out.columns:
+            out[column] = default
+        elif isinstance(default, str):
+            out[column] = out[column].fillna(default).replace("", default).astype(str)
+    return out
 
 
 def _cell_name(key: tuple) -> str:
-    treatment, outcome, estimator, aggregation, event_time = key
-    suffix = "" if event_time is None else f"/{event_time:g}"
+    treatment, outcome, estimator, aggregation, event_time, subgroup, dose, family = key
+    suffix = ("" if event_time is None else f"/{event_time:g}") + (f"/{subgroup}" if subgroup else "") \
+        + ("" if dose is None else f"/dose={dose:g}") + ("" if family == HEADLINE_FAMILY else f" ({family})")
     return f"estimate {treatment}/{outcome}/{estimator}/{aggregation}{suffix}"
 
 
 def _family_name(family: tuple) -> str:
-    return "/".join(str(part) for part in family)
+    """``treatment/outcome/estimator/aggregation``, then the subgroup and model family of a mechanism row."""
+    shown = [str(part) for part in family[:4]] + [str(part) for part in family[4:] if part not in ("", HEADLINE_FAMILY)]
+    return "/".join(shown)
 
 
 @dataclass
@@ -162,7 +190,28 @@ def _estimate_checks(estimates: pd.DataFrame, settings: ReportSettings) -> tuple
             if not ok and key not in suppressed:
                 suppressed[key] = f"fewer than {settings.min_firms} {label} firms ({count})"
     checks.extend(_secondary_estimates(estimates, suppressed))
+    checks.extend(_subgroup_partitions(estimates, suppressed))
     return checks, suppressed
+
+
+def _subgroup_partitions(estimates: pd.DataFrame, suppressed: dict[tuple, str]) -> list[dict]:
+    """Withhold every value of a subgroup (and their difference test) once one value is withheld."""
+    checks = []
+    rows = estimates.loc[estimates["subgroup"].str.contains("=", regex=False)]
+    name = rows["subgroup"].str.split("=").str[0]
+    for (treatment, outcome, family, _), part in rows.groupby(["treatment", "outcome", "family", name], sort=False):
+        keys = [estimate_key(r) for r in part.to_dict("records")]
+        hidden = [k for k in keys if k in suppressed]
+        if not hidden:
+            continue
+        test = estimates.loc[(estimates["aggregation"] == "subgroup_difference") & (estimates["treatment"] == treatment)
+                             & (estimates["outcome"] == outcome) & (estimates["family"] == family)
+                             & (estimates["subgroup"] == hidden[0][5].split("=")[0])]
+        for victim in [k for k in keys if k not in suppressed] + [estimate_key(r) for r in test.to_dict("records")]:
+            if victim not in suppressed:
+                suppressed[victim] = f"secondary suppression: protects {_cell_name(hidden[0])}"
+                checks.append(_check("secondary_suppression", _cell_name(victim), 1, 2, "secondary"))
+    return checks
 
 
 def _secondary_estimates(estimates: pd.DataFrame, suppressed: dict[tuple, str]) -> list[dict]:
@@ -195,7 +244,7 @@ def closest_counts(published: pd.DataFrame) -> list[dict]:
     distinct counts are sorted.
     """
     found = []
-    for family, rows in published.groupby(FAMILY_KEYS, sort=False):
+    for family, rows in with_extra_columns(published).groupby(FAMILY_KEYS, sort=False):
         for column in COUNT_COLUMNS:
             first = rows[column].astype("int64").reset_index().drop_duplicates(column).sort_values(column)
             if len(first) < 2:
@@ -314,6 +363,7 @@ def check_disclosure(estimates: pd.DataFrame, descriptives: pd.DataFrame | None,
     `cohort_cells`); pass None or an empty frame when no descriptives are
     published.
     """
+    estimates = with_extra_columns(estimates)
     checks, suppressed = _estimate_checks(estimates, settings)
     published = estimates.loc[_kept(estimates, suppressed)]
     differencing_checks, rounded = _differencing(published, settings)
@@ -336,8 +386,9 @@ def _kept(estimates: pd.DataFrame, suppressed) -> np.ndarray:
 
 def drop_suppressed(estimates: pd.DataFrame, disclosure: DisclosureResult | None) -> pd.DataFrame:
     """The estimates as published: suppressed rows dropped, differencing-prone counts rounded down."""
+    estimates = with_extra_columns(estimates)
     if disclosure is None:
-        return estimates.copy()
+        return estimates
     hidden = disclosure.suppressed_keys()
     published = estimates.loc[_kept(estimates, hidden)].copy()
     base = disclosure.settings.min_firms

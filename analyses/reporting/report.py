@@ -20,20 +20,23 @@ from analyses.csv_safety import write_csv
 from analyses.reporting import lineage as lineage_module
 from analyses.reporting.disclosure import (
     SUPPRESSED_MARK, DisclosureResult, check_disclosure, cohort_cells, coarsen_overlap, describe_panel,
-    drop_suppressed, estimate_key, redact_identifiers, scan_for_identifiers,
+    drop_suppressed, estimate_key, redact_identifiers, scan_for_identifiers, with_extra_columns,
 )
+from analyses.reporting.mechanisms import MECHANISM_OUTCOMES, is_known_treatment, mechanism_section
 from analyses.reporting.plots import balance_plot, event_study_plot, overlap_plot, sensitivity_plot
 from analyses.reporting.rating import ROBUSTNESS_COLUMNS, SENSITIVITY_COLUMNS, rate_service, unsupported_share
 from analyses.reporting.settings import (
-    AGGREGATIONS, ESTIMATORS, HEADLINE, MIN_FIRMS, UNIVERSAL_EVENT_STUDY, ReportSettings, cohort_floor,
+    AGGREGATIONS, ESTIMATORS, EXTRA_DEFAULTS, HEADLINE, HEADLINE_FAMILY, INDEXED_AGGREGATIONS, MECHANISM_AGGREGATIONS,
+    MECHANISM_ESTIMATORS, MECHANISM_EXTRA_COLUMNS, MIN_FIRMS, UNIVERSAL_EVENT_STUDY, ReportSettings, cohort_floor,
 )
 from analyses.reporting.summary import (
     OUTCOMES, SERVICES, Intervals, comparison_phrase, comparison_sentence, display_interval, format_number,
     is_estimable, outcome_spec, service_title, summary_paragraphs, variable_label, window_words,
 )
 
-ALLOWED_VALUES = {"treatment": set(SERVICES), "outcome": set(OUTCOMES), "estimator": set(ESTIMATORS),
-                  "aggregation": set(AGGREGATIONS)}
+ALLOWED_VALUES = {"outcome": set(OUTCOMES) | set(MECHANISM_OUTCOMES),
+                  "estimator": set(ESTIMATORS) | set(MECHANISM_ESTIMATORS),
+                  "aggregation": set(AGGREGATIONS) | set(MECHANISM_AGGREGATIONS)}
 ESTIMATOR_LABELS = {"cs_did": "CS-DiD", "cs_did_no_covariates": "CS-DiD without covariates", "twfe": "TWFE"}
 DIAGNOSTIC_COLUMNS = {
     "pretests": ["treatment", "outcome", "W", "df", "p_value"],
@@ -54,8 +57,14 @@ DIAGNOSTIC_COLUMNS = {
 }
 SOURCE_KEYS = ["rows_in", "rows_clean", "rows_quarantined"]
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-SECTION_TITLES = ["Executive summary", "Headline results", "How robust are the results", "Event studies", "Diagnostics", "Data quality",
-                  "Methods annex", "Limitations", "Lineage and reproducibility"]
+#: The numbered sections of the main template (``sections[i]`` there, anchors ``section-<i + 1>``).
+CORE_SECTIONS = ["Executive summary", "Headline results", "How robust are the results", "Event studies", "Diagnostics",
+                 "Data quality", "Methods annex", "Limitations", "Lineage and reproducibility"]
+#: The mechanism models' section (its own template, ``how_support_works.html.j2``), after the event studies.
+MECHANISM_SECTION = "How support works"
+SECTION_TITLES = [*CORE_SECTIONS[:4], MECHANISM_SECTION, *CORE_SECTIONS[4:]]
+_ANCHORS = {title: f"section-{i}" for i, title in enumerate(CORE_SECTIONS, start=1)} | {
+    MECHANISM_SECTION: "section-mechanisms"}
 
 
 @dataclass
@@ -86,40 +95,85 @@ def estimate_columns() -> list[str]:
     return list(ESTIMATE_COLUMNS)
 
 
-def validate_estimates(estimates: pd.DataFrame) -> None:
-    """Fail with the row and column at fault rather than deep inside rendering."""
-    columns = estimate_columns()
+def published_columns() -> list[str]:
+    """The columns of ``estimates.csv``: the evaluation's, then ``MECHANISM_EXTRA_COLUMNS``."""
+    return estimate_columns() + list(MECHANISM_EXTRA_COLUMNS)
+
+
+def _family_names() -> set[str]:
+    from analyses.mechanisms.plan import FAMILY_NAMES
+
+    return {HEADLINE_FAMILY, *FAMILY_NAMES}
+
+
+def validate_estimates(estimates: pd.DataFrame, name: str = "estimates") -> None:
+    """Fail with the row and column at fault rather than deep inside rendering.
+
+    ``estimates``: the evaluation's columns (``estimate_columns``, headline rows) or the published ones
+    (``published_columns``, e.g. the mechanism families' rows); ``name`` names the table in messages.
+    """
+    columns = published_columns() if "family" in estimates.columns else estimate_columns()
     if list(estimates.columns) != columns:
         missing = [c for c in columns if c not in estimates.columns]
         extra = [c for c in estimates.columns if c not in columns]
-        raise ValueError(f"estimates must have exactly the columns {columns} in this order; "
+        raise ValueError(f"{name} must have exactly the columns {columns} in this order; "
                          f"missing {missing}, unexpected {extra}")
-    for column, allowed in ALLOWED_VALUES.items():
+    bad = estimates[~estimates["treatment"].map(is_known_treatment)]
+    if not bad.empty:
+        raise ValueError(f"{name} row {bad.index[0]}: column 'treatment' has value {bad['treatment'].iloc[0]!r}; "
+                         f"allowed: {sorted(SERVICES)}, two services joined by '+' (a bundle) or '>' (a sequence)")
+    allowed_values = {**ALLOWED_VALUES, **({"family": _family_names()} if "family" in columns else {})}
+    for column, allowed in allowed_values.items():
         bad = estimates[~estimates[column].isin(allowed)]
         if not bad.empty:
-            raise ValueError(f"estimates row {bad.index[0]}: column {column!r} has value {bad[column].iloc[0]!r}; "
+            raise ValueError(f"{name} row {bad.index[0]}: column {column!r} has value {bad[column].iloc[0]!r}; "
                              f"allowed: {sorted(allowed)}")
-    for column in columns[4:]:
+    for column in [*columns[4:12], *[c for c in ("dose", "p_value_adjusted") if c in columns]]:
         if not pd.api.types.is_numeric_dtype(estimates[column]):
-            raise ValueError(f"estimates column {column!r} must be numeric, got dtype {estimates[column].dtype}")
-    # CIs may be missing: a reference event time is normalised to zero without an interval
+            raise ValueError(f"{name} column {column!r} must be numeric, got dtype {estimates[column].dtype}")
+    # CIs may be missing: a reference event time is normalised to zero without an interval; a test that more
+    # than two subgroups differ has a p-value but no single difference to estimate
+    without_estimate = estimates["aggregation"].eq("subgroup_difference")
     for column in ("estimate", "n_treated", "n_control"):
-        bad = estimates[estimates[column].isna()]
+        bad = estimates[estimates[column].isna() & ~(without_estimate & (column == "estimate"))]
         if not bad.empty:
-            raise ValueError(f"estimates row {bad.index[0]}: column {column!r} is missing")
+            raise ValueError(f"{name} row {bad.index[0]}: column {column!r} is missing")
     bad = estimates[(estimates["ci_lower"] > estimates["estimate"]) | (estimates["estimate"] > estimates["ci_upper"])]
     if not bad.empty:
         row = bad.iloc[0]
-        raise ValueError(f"estimates row {bad.index[0]}: interval [{row['ci_lower']}, {row['ci_upper']}] "
+        raise ValueError(f"{name} row {bad.index[0]}: interval [{row['ci_lower']}, {row['ci_upper']}] "
                          f"does not contain the estimate {row['estimate']} (rule: ci_lower <= estimate <= ci_upper)")
     bad = estimates[(estimates["n_treated"] < 0) | (estimates["n_control"] < 0)]
     if not bad.empty:
-        raise ValueError(f"estimates row {bad.index[0]}: firm counts n_treated/n_control must be >= 0")
-    # the overall effects (R's simple and the headline) have no event time
-    needs_time = estimates[~estimates["aggregation"].isin(("simple", HEADLINE)) & estimates["event_time"].isna()]
+        raise ValueError(f"{name} row {bad.index[0]}: firm counts n_treated/n_control must be >= 0")
+    if "p_value_adjusted" in columns:
+        bad = estimates[~estimates["p_value_adjusted"].between(0, 1) & estimates["p_value_adjusted"].notna()]
+        if not bad.empty:
+            raise ValueError(f"{name} row {bad.index[0]}: column 'p_value_adjusted' must lie in [0, 1]")
+    # rows of an event study, cohort or calendar table are indexed by event_time; overall effects have none
+    needs_time = estimates[estimates["aggregation"].isin(INDEXED_AGGREGATIONS) & estimates["event_time"].isna()]
     if not needs_time.empty:
-        raise ValueError(f"estimates row {needs_time.index[0]}: column 'event_time' is required for "
+        raise ValueError(f"{name} row {needs_time.index[0]}: column 'event_time' is required for "
                          f"aggregation {needs_time['aggregation'].iloc[0]!r}")
+
+
+def combine_estimates(estimates: pd.DataFrame, mechanisms: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The table ``estimates.csv`` publishes (``published_columns``): the evaluation's rows (family ``headline``,
+    no subgroup, dose or adjusted p-value) followed by the mechanism families' rows.
+
+    ``estimates`` has the evaluation's or the published columns; ``mechanisms`` (optional) the published ones
+    (``analyses.mechanisms.families.MECHANISM_COLUMNS``). Raises ``ValueError`` naming the table, row and column.
+    """
+    validate_estimates(estimates)
+    parts = [with_extra_columns(estimates)[published_columns()]]
+    if mechanisms is not None and len(mechanisms):
+        validate_estimates(mechanisms, "mechanism estimates")
+        parts.append(with_extra_columns(mechanisms)[published_columns()])
+    combined = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+    for column, default in EXTRA_DEFAULTS.items():
+        if not isinstance(default, str):
+            combined[column] = combined[column].astype("float64")
+    return combined
 
 
 def validate_diagnostics(diagnostics: Mapping) -> None:
@@ -151,15 +205,16 @@ def validate_data_quality(data_quality: Mapping) -> None:
 
 def write_estimate_files(estimates: pd.DataFrame, output_dir: Path,
                          disclosure: DisclosureResult | None = None) -> dict[str, Path]:
-    """estimates.csv and estimates.parquet with exactly the estimate columns of the evaluation.
+    """estimates.csv and estimates.parquet with exactly the published columns (``published_columns``).
 
+    ``estimates``: the evaluation's columns (headline rows) or the published ones (``combine_estimates``).
     Rows that fail disclosure are dropped here; they are listed in
     `disclosure.suppressed_estimates` so their absence is explained.
     """
     validate_estimates(estimates)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    published = drop_suppressed(estimates, disclosure)[estimate_columns()].reset_index(drop=True)
+    published = drop_suppressed(estimates, disclosure)[published_columns()].reset_index(drop=True)
     published["n_treated"] = published["n_treated"].astype("int64")
     published["n_control"] = published["n_control"].astype("int64")
     paths = {"csv": output_dir / "estimates.csv", "parquet": output_dir / "estimates.parquet"}
@@ -767,14 +822,19 @@ def render_pdf(html: str, path: Path) -> tuple[list[str], int]:
 
 def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict, panel: pd.DataFrame,
                  lineage: dict, output_dir: Path, settings: ReportSettings = ReportSettings(),
-                 input_locations: Mapping[str, Path] | None = None) -> ReportResult:
+                 input_locations: Mapping[str, Path] | None = None,
+                 mechanisms: pd.DataFrame | None = None) -> ReportResult:
     """Check, render and write the impact report and its companions into `output_dir`.
 
     ``input_locations`` (source → file) lets the lineage footer re-hash the inputs without
-    printing where they are.
+    printing where they are. ``mechanisms``: the mechanism families' rows (``MECHANISM_COLUMNS``, the
+    families' assets concatenated), put through the same disclosure control, published in estimates.csv
+    beside the headline rows and shown in the "How support works" section.
     """
     started = time.perf_counter()
-    validate_estimates(estimates)
+    combined = combine_estimates(estimates, mechanisms)
+    headline_family = combined["family"] == HEADLINE_FAMILY
+    estimates = combined.loc[headline_family]
     validate_diagnostics(diagnostics)
     validate_data_quality(data_quality)
     lineage_module.validate_lineage(lineage)
@@ -791,11 +851,12 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         used = cohorts[cohorts["used"].astype(bool)]
         if not used.empty:
             cells = pd.concat([cells, cohort_cells(used)], ignore_index=True)
-    disclosure = check_disclosure(estimates, cells, settings)
+    disclosure = check_disclosure(combined, cells, settings)
     suppressed = disclosure.suppressed_keys()
     published = drop_suppressed(estimates, disclosure)
     suppressed_pairs = {(key[0], key[1]) for key in suppressed
-                        if key[2] == "cs_did" and key[3] == HEADLINE and key[4] is None}
+                        if key[2] == "cs_did" and key[3] == HEADLINE and key[4] is None and key[5] == ""
+                        and key[7] == HEADLINE_FAMILY}
 
     paragraphs = summary_paragraphs(published, diagnostics, suppressed_pairs, settings.min_firms)
     headline = headline_table(estimates, disclosure, diagnostics, alpha)
@@ -809,7 +870,10 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
 
     context = {
         "settings": settings,
-        "sections": SECTION_TITLES,
+        "sections": CORE_SECTIONS,
+        "contents": [{"anchor": _ANCHORS[title], "title": title} for title in SECTION_TITLES],
+        "mechanism_title": MECHANISM_SECTION,
+        "mechanisms": mechanism_section(drop_suppressed(combined.loc[~headline_family], disclosure), intervals),
         "paragraphs": [{"title": service_title(t), "text": text} for t, text in paragraphs.items()],
         "headline": [{"title": title, "rows": [{**row, **_headline_cells(row)} for row in rows.to_dict("records")]}
                      for title, rows in headline.groupby("service", sort=False)],
@@ -853,7 +917,7 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
     output_dir.mkdir(parents=True, exist_ok=True)
     html_path = output_dir / "impact_report.html"
     html_path.write_text(html, encoding="utf-8")
-    estimate_files = write_estimate_files(estimates, output_dir, disclosure)
+    estimate_files = write_estimate_files(combined, output_dir, disclosure)
     if "sensitivity" in diagnostics or "robustness" in diagnostics:
         estimate_files.update(write_robustness_files(sensitivity, robustness, output_dir))
     pdf_path, bookmarks, pages = None, [], 0

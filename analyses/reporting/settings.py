@@ -16,6 +16,20 @@ HEADLINE = "dynamic_balanced"
 UNIVERSAL_EVENT_STUDY = "dynamic_universal"
 AGGREGATIONS = ("simple", "dynamic", "group", "calendar", HEADLINE, UNIVERSAL_EVENT_STUDY)
 
+#: The mechanism models' vocabulary beside the headline's (README, "Mechanism models"): ``cs_dose`` is the
+#: continuous-dose DiD (``analyses.mechanisms.dose``), ``etwfe_*`` the extended TWFE (``analyses.mechanisms.etwfe``).
+MECHANISM_ESTIMATORS = ("cs_dose", "etwfe_poisson", "etwfe_ols")
+MECHANISM_AGGREGATIONS = ("dose_level", "dose_slope", "eventstudy_level", "eventstudy_slope", "subgroup_difference")
+#: Columns ``estimates.csv`` has beyond the evaluation's: the subgroup (empty = all firms, else ``name=value``;
+#: the subgroup's name on ``subgroup_difference`` rows), the dose of a dose-response row, the p-value adjusted
+#: within its family, and the family (``headline`` for the evaluation's rows).
+MECHANISM_EXTRA_COLUMNS = ("subgroup", "dose", "p_value_adjusted", "family")
+HEADLINE_FAMILY = "headline"
+#: What a headline row holds in the extra columns (and what a missing or empty cell read back means).
+EXTRA_DEFAULTS = {"subgroup": "", "dose": float("nan"), "p_value_adjusted": float("nan"), "family": HEADLINE_FAMILY}
+#: Aggregations whose rows are indexed by ``event_time`` (event time, cohort or year): it may not be empty.
+INDEXED_AGGREGATIONS = ("dynamic", "group", "calendar", UNIVERSAL_EVENT_STUDY)
+
 
 def cohort_floor(min_cohort_size: int) -> int:
     """Smallest cohort the evaluation estimates: the plan's minimum, never below `MIN_FIRMS`."""
