@@ -340,6 +340,12 @@ class EventStudy:
     def __repr__(self) -> str:
         return f"EventStudy(pre={self.num_pre_periods}, post={self.num_post_periods})"
 
+    def __eq__(self, other) -> bool:
+        # element-wise: the generated __eq__ would compare arrays to an ambiguous truth value
+        return isinstance(other, EventStudy) and all(
+            np.array_equal(getattr(self, name), getattr(other, name), equal_nan=True)
+            for name in ("betahat", "sigma", "event_times", "num_pre_periods", "num_post_periods"))
+
 
 def _event_study(event_times, att, sigma, horizon, source):
     event_times = np.asarray(event_times, dtype=float)
