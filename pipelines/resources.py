@@ -17,6 +17,7 @@ from dagster import ConfigurableIOManagerFactory, ConfigurableResource, EnvVar, 
 from upath import UPath
 
 from analyses.deliveries import DeliveryRegistry
+from analyses.evaluation import EvaluationPlan, read_plan_file
 from analyses.publishing import ensure_restricted_apart, staging_dir
 from pipelines.plan_config import PlanConfig, merged
 
@@ -89,8 +90,6 @@ class EvaluationPlanResource(ConfigurableResource):
 
     def load(self):
         """The plan as an ``analyses.evaluation.EvaluationPlan``; ``ValueError`` names a bad key or value."""
-        from analyses.evaluation import EvaluationPlan, read_plan_file
-
         chosen = self.specification.model_dump(exclude_none=True) if self.specification else {}
         base = read_plan_file(self.plan_file) if self.plan_file else {}
         source = f"{self.plan_file} with run config" if self.plan_file else "run config"
