@@ -965,16 +965,18 @@ def mechanism_truths(
 
     * persistence (``analyses.mechanisms.families.run_persistence``): ``sustained_exporter`` and
       ``spell_survives_k`` (``analyses.mechanisms.outcomes``) of starting with each service, the headline
-      (``aggregation`` ``dynamic_balanced``, overall and per event time) as :func:`true_effects` computes it;
+      (``aggregation`` ``dynamic_balanced``, overall and per event time) as :func:`true_effects` computes it,
+      under the family's covariate timing (``persistence_plan``);
     * incremental second service (``run_sequences``): ``treatment`` ``s1>s2``, the headline over the cohorts of
       ``s2`` adders among the ``s1`` starters that the estimator uses (``sequence_sample``, cohort floor, a year
       before), the effect being observed minus ``without_later`` exports (only the added service differs);
     * proportional value effect (``run_value``, ``etwfe_poisson`` with ``simple``): ``outcome``
       ``export_value_eur``, ``aggregation`` ``proportional`` (``true_effects`` has the additive ``simple``):
       ``sum(observed value) / sum(untreated value) - 1`` over
-      the treated firm-years from the start on of the service's estimation sample (emfx's rows), zeros included.
+      the treated firm-years from the start on of the service's value sample (``value_sample``: emfx's rows),
+      zeros included.
     """
-    from analyses.mechanisms.families import sequence_sample, usable_cohorts
+    from analyses.mechanisms.families import persistence_plan, sequence_sample, usable_cohorts, value_sample
     from analyses.mechanisms.outcomes import PERSISTENCE_OUTCOMES, add_persistence_outcomes
 
     plan = plan or EvaluationPlan()
@@ -982,7 +984,8 @@ def mechanism_truths(
     counterfactual = add_persistence_outcomes(build_firm_year_panel(**untreated).panel)
     first_only = build_firm_year_panel(**without_later).panel
     effect = panel[list(PERSISTENCE_OUTCOMES)] - counterfactual[list(PERSISTENCE_OUTCOMES)]
-    persistence = _service_truths(panel, effect, _first_episode_doses(observed["participation"]), plan, horizon)
+    persistence = _service_truths(panel, effect, _first_episode_doses(observed["participation"]),
+                                  persistence_plan(plan), horizon)
     frames = [frame.loc[frame["aggregation"].eq(HEADLINE_AGGREGATION) & frame["subgroup"].isna()]
               for frame in persistence if "subgroup" in frame]
     for first in SERVICES:
@@ -1000,8 +1003,7 @@ def mechanism_truths(
                                                                                       per_event_time=True)
                 frames.append(truth.assign(treatment=f"{first}>{second}", outcome=outcome))
     for service in SERVICES:
-        sample, _ = service_sample(panel, service, plan)
-        sample = sample.loc[sample["export_value_eur"].notna()]
+        sample, _ = value_sample(panel, service, plan)
         treated = sample.loc[(sample["cohort"] > 0) & (sample["year"] >= sample["cohort"])]
         ratio = panel.loc[treated.index, "export_value_eur"].sum() / counterfactual.loc[treated.index,
                                                                                         "export_value_eur"].sum()

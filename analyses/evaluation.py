@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +264,13 @@ class EvaluationPlan:
                 "covariate_timing: base_period"
             )
         return tuple(FIRST_YEAR_COLUMN.get(c, c) for c in self.covariates)
+
+    def with_covariate_timing(self, timing: str) -> EvaluationPlan:
+        """This plan with covariates read by ``timing``: the default covariates become that timing's defaults,
+        a plan's own covariates are kept (``ValueError`` from :attr:`covariate_columns` if one has no snapshot)."""
+        defaults = tuple(self.covariates) == tuple(DEFAULT_COVARIATES[self.covariate_timing])
+        return replace(self, covariate_timing=timing,
+                       covariates=DEFAULT_COVARIATES[timing] if defaults else self.covariates)
 
     @property
     def xformla(self) -> str | None:

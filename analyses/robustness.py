@@ -33,7 +33,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from analyses.evaluation import DEFAULT_COVARIATES, EvaluationPlan, run_evaluation
+from analyses.evaluation import EvaluationPlan, run_evaluation
 from analyses.panel import NO_SERVICE, SERVICES
 from analyses.reporting.settings import HEADLINE, MIN_FIRMS
 
@@ -85,11 +85,9 @@ def robustness_variant(run: str, panel: pd.DataFrame, plan: EvaluationPlan) -> t
         return panel, replace(plan, control_group=group), words[group]
     if run == "covariate_timing":
         timing = _other(("first_year", "base_period"), plan.covariate_timing)
-        defaults = tuple(plan.covariates) == tuple(DEFAULT_COVARIATES[plan.covariate_timing])
-        covariates = DEFAULT_COVARIATES[timing] if defaults else plan.covariates
         words = {"first_year": "covariates as in each firm's first year",
                  "base_period": "covariates as they stood in the year before support (base period)"}
-        return panel, replace(plan, covariate_timing=timing, covariates=covariates), words[timing]
+        return panel, plan.with_covariate_timing(timing), words[timing]
     if run == "dominance":
         dropped = largest_exporters(panel, plan.dominance_share)
         return (panel.loc[~panel["firm_id"].isin(dropped)], plan,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy.stats import norm
 
 from analyses.did.prepare import check_timing_codes, complete_rows
@@ -81,24 +82,25 @@ def two_way_demean(values: np.ndarray, unit: np.ndarray, period: np.ndarray,
     """
     values = np.asarray(values, dtype=float)
     matrix = values.reshape(len(values), -1).copy()
-    n_units, n_periods = unit.max() + 1, period.max() + 1
-    unit_counts = np.bincount(unit, minlength=n_units)[:, None]
-    period_counts = np.bincount(period, minlength=n_periods)[:, None]
+    rows = np.arange(len(matrix))
+    # group-mean operators as sparse (groups x rows) matrices: one sparse product per projection
+    means = {}
+    for name, codes in (("unit", unit), ("period", period)):
+        counts = np.bincount(codes)
+        means[name] = sparse.csr_matrix((1.0 / np.maximum(counts, 1)[codes], (codes, rows)),
+                                        shape=(counts.size, len(matrix)))
 
-    def group_means(codes, counts, size):
-        sums = np.zeros((size, matrix.shape[1]))
-        np.add.at(sums, codes, matrix)
-        return sums / np.maximum(counts, 1)
+    def group_means(name, codes):
+        return (means[name] @ matrix)[codes]
 
-    if len(matrix) == n_units * n_periods:
-        result = (matrix - group_means(unit, unit_counts, n_units)[unit]
-                  - group_means(period, period_counts, n_periods)[period] + matrix.mean(axis=0))
+    if len(matrix) == means["unit"].shape[0] * means["period"].shape[0]:
+        result = matrix - group_means("unit", unit) - group_means("period", period) + matrix.mean(axis=0)
         return result.reshape(values.shape)
     scale = np.maximum(np.abs(matrix).max(axis=0), 1.0)
     for _ in range(max_iter):
-        unit_part = group_means(unit, unit_counts, n_units)[unit]
+        unit_part = group_means("unit", unit)
         matrix -= unit_part
-        period_part = group_means(period, period_counts, n_periods)[period]
+        period_part = group_means("period", period)
         matrix -= period_part
         if np.max((np.abs(unit_part) + np.abs(period_part)).max(axis=0) / scale) < tol:
             return matrix.reshape(values.shape)
