@@ -710,7 +710,7 @@ class _Pair:
                 try:
                     with warnings.catch_warnings():  # only the plan's own run's pre-test is reported
                         warnings.filterwarnings("ignore", message="pre-test of parallel trends not computed")
-                        other = self.att_gt(xformla, base_period)
+                        other = self.att_gt(xformla, base_period, headline_only=aggregation == HEADLINE)
                 except ValueError as error:
                     self.fail(estimator, aggregation, error)
                     continue
