@@ -37,6 +37,10 @@ def test_labels_are_taken_before_support():
     assert set(labels.index) == set(data.loc[data.cohort > 0, "firm_id"])
     assert labels.loc[firm, "size_class"] == "micro"  # the year before support, not after
     assert set(labels.size_class) <= {"micro", "small", "medium"}
+    # with a year of anticipation the firm may respond the year before support: labelled the year before that
+    data.loc[mine & (data.year == data.cohort - 1), "employees"] = 30
+    assert subgroup_labels(data).loc[firm, "size_class"] == "small"
+    assert subgroup_labels(data, anticipation=1).loc[firm, "size_class"] == "micro"
 
 
 def test_planted_difference_is_detected():

@@ -114,8 +114,8 @@ def matched_att_gt(sample: pd.DataFrame, outcome: str, idname: str, plan: Evalua
     """
     horizon, a = plan.headline_horizon, plan.anticipation
     firm, year, cohort = sample[idname], sample["year"], sample["cohort"]
-    before = pre_programme_rows(sample, idname, a)
-    member = firm.isin(before.index[labels.loc[before.to_numpy()].to_numpy() == value])
+    pre_programme = treated_labels(sample, labels, idname, a)
+    member = firm.isin(pre_programme.index[pre_programme == value])
     last_year = year.max()
     cohorts = np.sort(cohort[member].unique())
     runs, failed = [], []
@@ -216,21 +216,21 @@ def row_labels(sample: pd.DataFrame, subgroup: str) -> pd.Series:
     return sample[source[subgroup]].map(_as_label)
 
 
-def pre_programme_rows(sample: pd.DataFrame, idname: str = "firm_id", anticipation: int = 0) -> pd.Series:
-    """Per treated firm (index ``idname``): the index label in ``sample`` of its last row before support
+def treated_labels(sample: pd.DataFrame, labels: pd.Series, idname: str = "firm_id", anticipation: int = 0) -> pd.Series:
+    """Per treated firm (index ``idname``): ``labels`` (one per row of ``sample``) in its last row before support
     (``year < cohort - anticipation``: with anticipation, before the years it may already respond)."""
     before = sample.loc[(sample["cohort"] > 0) & (sample["year"] < sample["cohort"] - anticipation)]
     ordered = before.sort_values([idname, "year"], kind="stable")
-    return pd.Series(ordered.index, index=ordered[idname]).groupby(level=0).last()
+    last = pd.Series(ordered.index, index=ordered[idname]).groupby(level=0).last()
+    return pd.Series(labels.loc[last.to_numpy()].to_numpy(), index=last.index)
 
 
 def subgroup_labels(sample: pd.DataFrame, idname: str = "firm_id", anticipation: int = 0) -> pd.DataFrame:
     """One row per treated firm (index ``idname``): ``SUBGROUPS`` labels (:func:`row_labels`) from its last row
-    before support (:func:`pre_programme_rows`); ``region`` only when the sample has it."""
-    rows = pre_programme_rows(sample, idname, anticipation)
+    before support (:func:`treated_labels`); ``region`` only when the sample has it."""
     names = [name for name in SUBGROUPS if name != "region" or "region" in sample]
-    return pd.DataFrame({name: row_labels(sample, name).loc[rows.to_numpy()].to_numpy() for name in names},
-                        index=rows.index)
+    return pd.DataFrame({name: treated_labels(sample, row_labels(sample, name), idname, anticipation)
+                         for name in names})
 
 
 def subgroup_effects(sample: pd.DataFrame, outcome: str, subgroup: str, plan: EvaluationPlan, idname: str = "firm_id",
@@ -249,7 +249,7 @@ def subgroup_effects(sample: pd.DataFrame, outcome: str, subgroup: str, plan: Ev
     from scipy.stats import norm
 
     own = row_labels(sample, subgroup)
-    labels = subgroup_labels(sample, idname, plan.anticipation)[subgroup]
+    labels = treated_labels(sample, own, idname, plan.anticipation)
     min_firms = plan.min_cohort_size if min_firms is None else min_firms
     label = sample[idname].map(labels).fillna("")
     fixed = (own.groupby(sample[idname]).nunique(dropna=False) <= 1).all()
