@@ -706,7 +706,8 @@ def true_effects(
       ``horizon``: only cohorts observed at every e in 0..H; one row per e and the overall
       mean over e (``event_time`` empty).  Also per ``subgroup`` of the treated firms:
       ``in_cluster=0/1``, ``size_class=micro/small/medium`` (employees in the year before
-      support: < 10, 10-49, 50+) and ``exported_before=0/1`` (exported in that year);
+      support, before the plan's anticipation years: < 10, 10-49, 50+) and ``exported_before=0/1``
+      (exported in that year); the estimator compares each with firms of the same label in that year;
     * ``dose_slope``: among the headline's firms, the least-squares slope of the firm's mean
       effect over e = 0..H on its first episode's dose of ``s`` (advisory hours, network
       events or grant euros): effect per unit of dose.
@@ -739,7 +740,7 @@ def _service_truths(panel: pd.DataFrame, effect: pd.DataFrame, doses: dict[str, 
         periods = {o: (years[seen[o]].min(), years[seen[o]].max()) for o in outcomes if seen[o].any()}
         treated = sample["cohort"].to_numpy() > 0
         rows = sample.loc[treated, ["firm_id", "year", "cohort"]].join(
-            _treated_firm_traits(sample, doses[service]), on="firm_id"
+            _treated_firm_traits(sample, doses[service], plan.anticipation), on="firm_id"
         )
         effects = effect.loc[rows.index].where(seen.loc[rows.index])
         in_cells = _in_cells(sample, seen, rows, plan)
@@ -782,9 +783,11 @@ def _first_episode_doses(participation: pd.DataFrame) -> dict[str, pd.Series]:
 _SUBGROUPS = ("in_cluster", "size_class", "exported_before")
 
 
-def _treated_firm_traits(sample: pd.DataFrame, dose: pd.Series) -> pd.DataFrame:
-    """One row per treated firm: ``_SUBGROUPS`` labels from the year before support, and its first dose."""
-    before = sample.loc[(sample["cohort"] > 0) & (sample["year"] == sample["cohort"] - 1)].set_index("firm_id")
+def _treated_firm_traits(sample: pd.DataFrame, dose: pd.Series, anticipation: int) -> pd.DataFrame:
+    """One row per treated firm: ``_SUBGROUPS`` labels from the year before support (before the plan's anticipation
+    years, as ``analyses.mechanisms.subgroups`` labels them), and its first dose."""
+    before = sample.loc[(sample["cohort"] > 0)
+                        & (sample["year"] == sample["cohort"] - 1 - anticipation)].set_index("firm_id")
     employees = before["employees"].to_numpy()
     size_class = np.select([(low <= employees) & (employees < high) for low, high, _ in SIZE_CLASSES],
                            [label for _, _, label in SIZE_CLASSES], "")
