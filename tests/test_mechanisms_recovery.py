@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 N_FIRMS = 10_000
 SEEDS = (DEFAULT_SEED, 1, 2, 3)
-PLAN = EvaluationPlan(bootstrap_iterations=199, families={"subgroups": ["in_cluster"]})
+PLAN = EvaluationPlan(bootstrap_iterations=199)
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +104,22 @@ def test_dose_slope_is_recovered(draws):
     _assert_recovered(table)
 
 
+def test_every_subgroup_effect_is_recovered(draws):
+    """Every service by cluster membership, size class and prior exporting (each matched in its base year)."""
+    def select(_, rows):
+        groups = rows[(rows["family"] == "subgroups") & (rows["aggregation"] == "dynamic_balanced")]
+        return groups.sort_values(["treatment", "subgroup"])
+
+    table = _z_table(draws, "for whom", select,
+                     lambda truths, r: _truth(truths, r.treatment, r.outcome, "dynamic_balanced", r.subgroup))
+    assert table.groupby("seed").size().eq(3 * 7).all()  # 3 services x (2 + 3 + 2) values
+    _assert_recovered(table)
+
+
 def test_network_effect_is_bigger_outside_clusters_and_the_difference_is_detected(draws):
     def network(rows):
-        return rows[(rows["family"] == "subgroups") & (rows["treatment"] == "network") & (rows["outcome"] == "exporter")]
+        return rows[(rows["family"] == "subgroups") & (rows["treatment"] == "network") & (rows["outcome"] == "exporter")
+                    & rows["subgroup"].str.startswith("in_cluster")]
 
     def select(_, rows):
         return network(rows)[network(rows)["aggregation"] == "dynamic_balanced"].sort_values("subgroup")
