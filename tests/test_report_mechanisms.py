@@ -1,5 +1,6 @@
 """The "How support works" section and the mechanism rows of estimates.csv: wording, figures, disclosure."""
 import re
+from html import unescape
 
 import numpy as np
 import pandas as pd
@@ -53,11 +54,12 @@ def test_summary_has_one_sentence_per_supported_mechanism_and_none_for_the_other
         "Advisory support raised export value (non-exporters counted as zero) by 12.0 % (95 % confidence interval "
         "4.2 to 19.8).",
     ]
-    assert re.findall(r"<strong>([^<]+)\.</strong>", html.split("How support works</h3>")[1].split("</div>")[0]) == [
+    block = html.split("How support works</h3>")[1].split("</div>")[0]
+    assert re.findall(r"<strong>([^<]+)\.</strong>", block) == [
         "Adding a second service", "Size of support (dose)", "For whom", "Which markets", "How much (export value)"]
     # not supported: the bundle, network's and grant's dose slopes, the size classes, EU destinations, persistence
-    for absent in ("within a year", "network services raised", "export grant raised", "size class", "number of EU destinations",
-                   "For how long", "three years running"):
+    for absent in ("within a year", "network services raised", "export grant raised", "size class",
+                   "number of EU destinations", "For how long", "three years running"):
         assert absent not in summary, absent
 
 
@@ -81,7 +83,8 @@ def test_a_mechanism_with_many_supported_results_gets_one_sentence_leading_with_
     sentences = summary_sentences(pd.DataFrame(rows), Intervals())
     assert sentences == [{"mechanism": "Which markets", "text": (
         "Network services lowered the probability that an exporter adds a new non-EU destination by 8.0 percentage "
-        "points (95 % confidence interval 7.0 to 9.0); eleven more detectable results in \u201cHow support works\u201d.")}]
+        "points (95 % confidence interval 7.0 to 9.0); eleven more detectable results in "
+        "\u201cHow support works\u201d.")}]
 
 
 def test_for_whom_needs_a_rejecting_adjusted_test_and_quotes_the_extreme_groups():
@@ -109,7 +112,8 @@ def test_every_summary_sentence_is_short_for_every_treatment_outcome_and_family(
                 if family == "subgroups":
                     rows = [_row(family, treatment, outcome, -0.5, 0.2, subgroup=f"size_class={v}")
                             for v in ("micro", "small", "medium")]
-                    rows.append(_row(family, treatment, outcome, -0.5, 0.2, "subgroup_difference", "size_class", 0.01))
+                    rows.append(_row(family, treatment, outcome, -0.5, 0.2, "subgroup_difference", "size_class",
+                                     0.01))
                 else:
                     aggregation = {"dose": "dose_slope", "value": "simple"}.get(family, "dynamic_balanced")
                     rows = [_row(family, treatment, outcome, -0.0123, 0.01, aggregation)]
@@ -197,3 +201,26 @@ def test_treatments_and_labels():
     assert in_sentence("Non-EU destinations") == "non-EU destinations"
     assert in_sentence("EU destinations") == "EU destinations" and in_sentence("Exporting") == "exporting"
     assert np.isnan(combine_estimates(make_estimates())["dose"]).all()
+
+
+def _limitations(html: str) -> str:
+    return unescape(_text(html.split('id="h-limits"')[1].split("</section>")[0]))
+
+
+def test_limitations_say_combinations_were_estimated_when_the_plan_ran_them(built, tmp_path):
+    _, _, html = built
+    limits = _limitations(html)
+    assert "Combinations (starting with two services within a year, and adding a second service after the first) are " \
+           "estimated in \u201cHow support works\u201d for the firms that chose them" in limits
+    assert "not a ranking of services or combinations" in limits and "not identified" not in limits
+    # headline only (no mechanism rows, the plan's families ran neither): the old limitation stands
+    inputs = report_inputs(tmp_path)
+    inputs["diagnostics"]["plan"]["families"] = {"run": ["dose", "markets"]}
+    result = build_report(**{**inputs, "mechanisms": None}, output_dir=tmp_path / "out", settings=HTML_ONLY)
+    limits = _limitations(result.html_path.read_text(encoding="utf-8"))
+    assert "effects of combining services are not identified" in limits and "Combinations" not in limits
+    # only sequences planned (none estimable, so no rows): named alone
+    inputs["diagnostics"]["plan"]["families"] = {"run": ["sequences"]}
+    result = build_report(**{**inputs, "mechanisms": None}, output_dir=tmp_path / "out2", settings=HTML_ONLY)
+    limits = _limitations(result.html_path.read_text(encoding="utf-8"))
+    assert "Combinations (adding a second service after the first) are estimated" in limits

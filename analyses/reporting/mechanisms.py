@@ -227,7 +227,8 @@ def _strength(row: dict) -> float:
 def _others(count: int) -> str:
     if not count:
         return ""
-    return f"; {NUMBER_WORDS.get(count, str(count))} more detectable result{'s' if count > 1 else ''} in \u201cHow support works\u201d"
+    results = "results" if count > 1 else "result"
+    return f"; {NUMBER_WORDS.get(count, str(count))} more detectable {results} in \u201cHow support works\u201d"
 
 
 def summary_sentences(rows: pd.DataFrame, intervals: Intervals) -> list[dict]:

@@ -764,6 +764,21 @@ def _plan_items(plan: Mapping, comparison: str) -> dict:
     }
 
 
+#: The families that estimate combinations of services, as the limitations name them.
+COMBINATION_FAMILIES = {"bundles": "starting with two services within a year",
+                        "sequences": "adding a second service after the first"}
+
+
+def combinations_run(plan: Mapping, rows: pd.DataFrame) -> list[str]:
+    """What the run estimated about combining services: the bundle and sequence families the plan's
+    ``families.run`` names, or that left rows (``rows``: all estimates, column ``family``), in words; empty
+    when neither ran (the headline alone says nothing about combinations)."""
+    families = plan.get("families")
+    planned = set((families or {}).get("run") or ()) if isinstance(families, Mapping) else set()
+    ran = planned | set(rows["family"])
+    return [words for family, words in COMBINATION_FAMILIES.items() if family in ran]
+
+
 def _robustness_plan(plan: Mapping) -> dict:
     """The sensitivity grids and robustness runs the plan registered, for the methods annex."""
     mbar = plan.get("sensitivity_mbar") or [0.5, 1.0, 1.5, 2.0]
@@ -896,6 +911,7 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
                                           settings.min_firms),
         "not_estimable": _not_estimable_rows(diagnostics.get("not_estimable"), firm_ids),
         "plan": _plan_items(plan, comparison_phrase(plan.get("control_group"))),
+        "combinations": combinations_run(plan, combined),
         "ratings": ratings,
         "robust_sections": _robustness_sections(headline, sensitivity, robustness, diagnostics.get("robustness"),
                                                 diagnostics.get("event_studies"), ratings, SUPPRESSED_MARK),
