@@ -166,7 +166,18 @@ def test_one_withheld_subgroup_withholds_its_whole_comparison(tmp_path):
     reasons = result.disclosure.suppressed_estimates
     assert reasons["reason"].str.startswith("secondary suppression: protects").sum() == 2
     html = result.html_path.read_text(encoding="utf-8")
-    assert "Outside clusters" not in html and "cluster or hub membership" not in _summary(html)
+    assert "cluster or hub membership" not in _summary(html)
+    # withheld, not vanished: the forest plot and the table of tests say so, without a number
+    section = _text(html.split('id="section-mechanisms"')[1].split("</section>")[0])
+    assert "Network services: Cluster or hub membership Exporting withheld (protects a group of fewer than 10 " \
+           "firms)" in section
+    ticks = re.findall(r'data-tick-labels="([^"]*)"', html.split('id="section-mechanisms"')[1])
+    forest = [t for t in ticks if "In a cluster or hub" in t]
+    assert forest and "Network services: In a cluster or hub: withheld (fewer than 10 firms)" in forest[0]
+    assert "Network services: Outside clusters and hubs: withheld (protects a group of fewer than 10 firms)" in forest[0]
+    assert "Advisory support: Micro firms (under 10 employees)" in forest[0]  # the published groups stay
+    alts = re.findall(r'<img [^>]*alt="([^"]*)"', html.split('id="section-mechanisms"')[1])
+    assert any("(2 withheld, too few firms)" in alt for alt in alts)
 
 
 def test_mechanism_rows_share_keys_with_headline_rows_without_colliding():
@@ -224,3 +235,14 @@ def test_limitations_say_combinations_were_estimated_when_the_plan_ran_them(buil
     result = build_report(**{**inputs, "mechanisms": None}, output_dir=tmp_path / "out2", settings=HTML_ONLY)
     limits = _limitations(result.html_path.read_text(encoding="utf-8"))
     assert "Combinations (adding a second service after the first) are estimated" in limits
+
+
+def test_a_withheld_row_of_any_mechanism_table_says_withheld_instead_of_vanishing(tmp_path):
+    inputs = report_inputs(tmp_path)
+    mechanisms = inputs["mechanisms"]
+    mechanisms.loc[mechanisms["outcome"] == "n_eu_destinations", "n_treated"] = 6
+    result = build_report(**inputs, output_dir=tmp_path / "out", settings=HTML_ONLY)
+    section = _text(result.html_path.read_text(encoding="utf-8").split('id="section-mechanisms"')[1])
+    markets = section.split("Table M5.")[1].split("How much")[0]
+    assert "Advisory support EU destinations withheld (fewer than 10 firms)" in markets
+    assert "Advisory support Non-EU destinations 0.20 0.10 to 0.30" in markets

@@ -151,6 +151,9 @@ class Effect:
 
     @classmethod
     def of(cls, row: dict, label: str, spec: OutcomeSpec) -> Effect:
+        if row.get("withheld"):
+            return cls(label=label, outcome=spec.label, estimate=row["withheld"], ci="", p="", p_adjusted="",
+                       n_treated="", n_control="", direction=0)
         shown = [spec.display(row[c]) if _finite(row[c]) else np.nan for c in ("estimate", "ci_lower", "ci_upper")]
         decimals = _decimals(row, spec)
         return cls(label=label, outcome=spec.label, estimate=format_number(shown[0], decimals),
@@ -294,11 +297,51 @@ def _tested_p(row: dict) -> float:
     return row["p_value_adjusted"] if _finite(row["p_value_adjusted"]) else row["p_value"]
 
 
-def mechanism_section(rows: pd.DataFrame, intervals: Intervals) -> dict:
-    """View model of the "How support works" section from the published mechanism rows (may be empty)."""
+def _test_row(row: dict, alpha: float) -> dict:
+    """A row of the table of tests of difference; a withheld test says so instead of its numbers."""
+    spec = mechanism_outcome(row["outcome"])
+    shown = {"label": f"{service_title(row['treatment'])}: {SUBGROUP_NAMES.get(row['subgroup'], row['subgroup'])}",
+             "outcome": spec.label}
+    if row["withheld"]:
+        return {**shown, "difference": row["withheld"], "p": "", "p_adjusted": "", "verdict": ""}
+    difference = format_number(spec.display(row["estimate"]), spec.decimals) if _finite(row["estimate"]) else "\u2013"
+    return {**shown, "difference": difference, "p": _p(row["p_value"]), "p_adjusted": _p(row["p_value_adjusted"]),
+            "verdict": "differ" if _rejects(row, alpha) else "no detectable difference"}
+
+
+def withheld_rows(suppressed: pd.DataFrame | None, min_firms: int) -> pd.DataFrame:
+    """Mechanism estimates disclosure control withheld, as rows without numbers whose ``withheld`` column says why
+    in the report's words ("withheld (fewer than 10 firms)"; a secondary suppression protects such a group).
+
+    ``suppressed``: ``DisclosureResult.suppressed_estimates`` (``ESTIMATE_KEYS`` and ``reason``); headline rows are
+    left out (the headline table marks its own).
+    """
+    from analyses.reporting.settings import HEADLINE_FAMILY
+
+    if suppressed is None or suppressed.empty:
+        return pd.DataFrame(columns=["withheld"])
+    rows = suppressed.loc[suppressed["family"] != HEADLINE_FAMILY].drop(columns="reason").assign(
+        event_time=lambda d: pd.to_numeric(d["event_time"]), dose=lambda d: pd.to_numeric(d["dose"]),
+        estimate=np.nan, std_error=np.nan, ci_lower=np.nan, ci_upper=np.nan, p_value=np.nan,
+        p_value_adjusted=np.nan, n_treated=np.nan, n_control=np.nan)
+    secondary = suppressed.loc[rows.index, "reason"].str.startswith("secondary")
+    rows["withheld"] = np.where(secondary, f"withheld (protects a group of fewer than {min_firms} firms)",
+                                f"withheld (fewer than {min_firms} firms)")
+    return rows
+
+
+def mechanism_section(rows: pd.DataFrame, intervals: Intervals, withheld: pd.DataFrame | None = None) -> dict:
+    """View model of the "How support works" section from the published mechanism rows (may be empty).
+
+    ``withheld`` (:func:`withheld_rows`) are shown in the tables and the forest plot as withheld, with the reason,
+    instead of vanishing; the sentences and curves read the published rows only.
+    """
     from analyses.reporting.mechanism_plots import dose_plot, forest_plot
 
-    rows = rows.reset_index(drop=True)
+    published = rows.reset_index(drop=True)
+    rows = published.assign(withheld="")
+    if withheld is not None and len(withheld):
+        rows = pd.concat([rows, withheld], ignore_index=True)
     section = {"available": not rows.empty, "dose_warning": DOSE_WARNING, "families": sorted(set(rows["family"]))}
     section["bundles"] = _effects(_overall(rows, "bundles"), lambda r: treatment_title(r["treatment"]))
     section["sequences"] = _effects(_overall(rows, "sequences"), lambda r: treatment_title(r["treatment"]))
@@ -307,7 +350,8 @@ def mechanism_section(rows: pd.DataFrame, intervals: Intervals) -> dict:
         lambda r: f"{service_title(r['treatment'])}: " + (
             "average effect (ATT)" if r["aggregation"] == "dose_level"
             else f"average slope per {DOSE_UNITS[r['treatment']][1]} of dose (ACRT)"))
-    curves = rows[(rows["family"] == "dose") & (rows["aggregation"] == "dose_level") & rows["dose"].notna()]
+    curves = published[(published["family"] == "dose") & (published["aggregation"] == "dose_level")
+                       & published["dose"].notna()]
     section["dose_plots"] = [dose_plot(curve, treatment, outcome, DOSE_UNITS[treatment][0], DOSE_UNITS[treatment][2],
                                        intervals)
                              for (treatment, outcome), curve in curves.groupby(["treatment", "outcome"], sort=False)
@@ -319,17 +363,10 @@ def mechanism_section(rows: pd.DataFrame, intervals: Intervals) -> dict:
                                  for outcome, frame in subgroup_rows.groupby("outcome", sort=False)]
     section["subgroups"] = _effects(subgroup_rows, lambda r: f"{service_title(r['treatment'])}: "
                                                              f"{subgroup_title(r['subgroup'])}")
-    section["subgroup_tests"] = [{
-        "label": f"{service_title(r['treatment'])}: {SUBGROUP_NAMES.get(r['subgroup'], r['subgroup'])}",
-        "outcome": mechanism_outcome(r["outcome"]).label,
-        "difference": (format_number(mechanism_outcome(r["outcome"]).display(r["estimate"]),
-                                     mechanism_outcome(r["outcome"]).decimals) if _finite(r["estimate"]) else "\u2013"),
-        "p": _p(r["p_value"]), "p_adjusted": _p(r["p_value_adjusted"]),
-        "verdict": "differ" if _rejects(r, intervals.alpha) else "no detectable difference"}
-        for r in tests.to_dict("records")]
+    section["subgroup_tests"] = [_test_row(r, intervals.alpha) for r in tests.to_dict("records")]
     section["markets"] = _effects(_overall(rows, "markets"), lambda r: service_title(r["treatment"]))
     section["value"] = _effects(_overall(rows, "value", "simple"),
                                 lambda r: f"{service_title(r['treatment'])}: {VALUE_MARGINS[r['outcome']]}")
     section["persistence"] = _effects(_overall(rows, "persistence"), lambda r: service_title(r["treatment"]))
-    section["summary"] = summary_sentences(rows, intervals)
+    section["summary"] = summary_sentences(published, intervals)
     return section
