@@ -134,17 +134,6 @@ def test_a_source_without_encoding_prints_nothing_for_it(built):
     assert ">None<" not in built and " None" not in re.sub(r"<[^>]+>", " ", built)
 
 
-@pytest.mark.parametrize("with_value", [True, False])
-def test_table_1_note_mentions_export_values_only_when_the_plan_has_them(tmp_path, with_value):
-    inputs = report_inputs(tmp_path)
-    plan = inputs["diagnostics"]["plan"]
-    if not with_value:
-        plan["outcomes"] = [o for o in plan["outcomes"] if o != "log_export_value"]
-        inputs["estimates"] = inputs["estimates"][inputs["estimates"]["outcome"] != "log_export_value"]
-    html = build_report(**inputs, output_dir=tmp_path / "out", settings=HTML_ONLY).html_path.read_text("utf-8")
-    assert ("log(1 + EUR)" in html) is with_value
-
-
 def test_long_table_bodies_keep_three_rows_at_each_end_and_short_ones_whole():
     rows = "".join(f"<tr><td>{i}</td></tr>" for i in range(10))
     grouped = keep_table_ends(f"<table><tbody>{rows}</tbody></table>")

@@ -751,7 +751,6 @@ def _plan_items(plan: Mapping, comparison: str) -> dict:
         "variables": [{"label": OUTCOMES[o].label, "code": o, "kind": "outcome"}
                       for o in plan.get("outcomes") or [] if o in OUTCOMES]
         + [{"label": variable_label(str(c)), "code": str(c), "kind": "covariate"} for c in covariates],
-        "value_outcome": "log_export_value" in (plan.get("outcomes") or []),
         "covariates_first_year": plan.get("covariate_timing") == "first_year",
         "outcome_definitions": definitions,
         "base_period": plan.get("base_period", "varying"),

@@ -104,12 +104,6 @@ def _percentage_points(value: float) -> float:
     return 100.0 * value
 
 
-def _log_points_to_percent(value: float) -> float:
-    # log(1+EUR) coefficients are proportional changes only approximately
-    # for small values; exp(b)-1 is the exact proportional change.
-    return 100.0 * math.expm1(value)
-
-
 def _identity(value: float) -> float:
     return value
 
@@ -154,13 +148,6 @@ OUTCOMES: dict[str, OutcomeSpec] = {
         more="exported to {x} more markets {ci}",
         less="exported to {x} fewer markets {ci}",
         definition="Number of countries the firm exported to in the year.",
-    ),
-    "log_export_value": OutcomeSpec(
-        label="Export value", unit="% (approx.)", unit_short="%", decimals=1,
-        to_display=_log_points_to_percent, noun="the value of exports",
-        more="had export values about {x} % higher {ci}",
-        less="had export values about {x} % lower {ci}",
-        definition="log(1 + export value in euros); 0 for firms that did not export.",
     ),
 }
 
