@@ -64,7 +64,7 @@ def forest_plot(rows: pd.DataFrame, tests: pd.DataFrame, outcome: str, intervals
         note = f": {record['withheld']}" if record.get("withheld") else test
         labels.append(f"{service_title(record['treatment'])}: {subgroup_title(record['subgroup'])}{note}")
     axes.set_yticks(position, labels)
-    axes.set_xlabel(f"Effect on {in_sentence(spec.label)}, {spec.unit} ({intervals.level} CI)", fontsize=8)
+    axes.set_xlabel(f"Effect on {in_sentence(spec.label)},\n{spec.unit} ({intervals.level} CI)", fontsize=8)
     axes.tick_params(labelsize=7)
     axes.spines[["top", "right"]].set_visible(False)
     names = sorted({SUBGROUP_NAMES.get(n, n).lower() for n in rows["_name"]})

@@ -1,10 +1,11 @@
 """The report's "How support works" section: mechanism estimates as tables, figures and plain sentences.
 
 Input: the mechanism families' rows as published (``analyses.mechanisms.families.MECHANISM_COLUMNS``, after
-disclosure control: withheld rows are absent). Every sentence is generated from the numbers, as the headline's
-are (``analyses.reporting.summary``): an effect or a difference is stated only when its interval excludes zero
-(or its test rejects at the plan's level, Holm/Romano-Wolf-adjusted within the family where that p-value
-exists); nothing is said about a mechanism the numbers do not support.
+disclosure control), and the withheld ones as rows without numbers (:func:`withheld_rows`), which the tables and
+the forest plot show as withheld. Every sentence is generated from the published numbers, as the headline's are
+(``analyses.reporting.summary``): an effect is stated only when its interval excludes zero and its family's
+adjusted p-value (Holm/Romano-Wolf within the family, where it exists) rejects at the plan's level, a difference
+only when its adjusted test rejects; nothing is said about a mechanism the numbers do not support.
 """
 from __future__ import annotations
 
@@ -222,6 +223,13 @@ def _raised(row: dict) -> str:
     return "raised" if row["estimate"] > 0 else "lowered"
 
 
+def _supported(row: dict, alpha: float) -> bool:
+    """The interval excludes zero and the family's adjusted p-value, where the family has one, rejects: a result
+    that does not survive the family's correction for multiple tests is not stated in the summary."""
+    adjusted = row["p_value_adjusted"]
+    return _direction(row) != 0 and not (_finite(adjusted) and adjusted >= alpha)
+
+
 def _strength(row: dict) -> float:
     """How far the interval lies from zero, in half-widths (|z| without needing the standard error)."""
     return abs(row["ci_upper"] + row["ci_lower"]) / max(row["ci_upper"] - row["ci_lower"], 1e-300)
@@ -237,16 +245,17 @@ def _others(count: int) -> str:
 def summary_sentences(rows: pd.DataFrame, intervals: Intervals) -> list[dict]:
     """One short plain sentence per mechanism the published numbers support (none for the others).
 
-    Each sentence states the mechanism's most clearly supported result (the interval farthest from zero in
-    half-widths; for "for whom" the rejecting test of difference with the smallest adjusted p-value) with its
-    interval, and counts the other supported results of that mechanism, which the section lists; at most
-    ``MAX_SUMMARY_WORDS`` words. Returns ``[{"mechanism": title, "text": sentence}]`` in the order bundles,
+    A result is supported when its interval excludes zero and its family's adjusted p-value (where there is one)
+    is below the plan's alpha. Each sentence states the mechanism's most clearly supported result (the interval
+    farthest from zero in half-widths; for "for whom" the rejecting test of difference with the smallest adjusted
+    p-value) with its interval, and counts the other supported results of that mechanism, which the section
+    lists; at most ``MAX_SUMMARY_WORDS`` words. Returns ``[{"mechanism": title, "text": sentence}]`` in the order bundles,
     sequences, dose, subgroups, markets, value, persistence.
     """
     words, out = intervals.ci_words, []
 
     def add(title: str, candidates: pd.DataFrame, describe, closing: str = "") -> None:
-        supported = [r for r in candidates.to_dict("records") if _direction(r)]
+        supported = [r for r in candidates.to_dict("records") if _supported(r, intervals.alpha)]
         if supported:
             lead = max(supported, key=_strength)
             text = describe(lead, mechanism_outcome(lead["outcome"]))
@@ -325,7 +334,7 @@ def withheld_rows(suppressed: pd.DataFrame | None, min_firms: int) -> pd.DataFra
         estimate=np.nan, std_error=np.nan, ci_lower=np.nan, ci_upper=np.nan, p_value=np.nan,
         p_value_adjusted=np.nan, n_treated=np.nan, n_control=np.nan)
     secondary = suppressed.loc[rows.index, "reason"].str.startswith("secondary")
-    rows["withheld"] = np.where(secondary, f"withheld (protects a group of fewer than {min_firms} firms)",
+    rows["withheld"] = np.where(secondary, "withheld (protects another group)",
                                 f"withheld (fewer than {min_firms} firms)")
     return rows
 
