@@ -86,11 +86,11 @@ ESTIMATE_COLUMNS = (
     "n_treated",
     "n_control",
 )
-#: Outcomes whose average effect has a plain reading. ``log_export_value`` (log of 1 + euros) is in
-#: the panel but left out by default: with zeros for non-exporters its DiD mixes entry with sales
-#: growth, and reads as implausible percentage changes; export values await PPML.
-#: ``starts_exporting`` and ``new_destination`` split ``enters_new_market`` into its two margins.
+#: Outcomes whose average effect has a plain reading. ``starts_exporting`` and ``new_destination`` split
+#: ``enters_new_market`` into its two margins.
 DEFAULT_OUTCOMES = ("exporter", "n_destinations", "starts_exporting", "new_destination")
+#: a panel column that is never an outcome (:meth:`EvaluationPlan._check_outcomes` says why and what instead)
+LOG_VALUE_OUTCOME = "log_export_value"
 #: the covariates a plan uses unless it names its own, per ``covariate_timing`` (measures; under
 #: ``first_year`` they are read from their ``*_first`` columns, ``BASELINE_COVARIATES``)
 DEFAULT_COVARIATES = {
@@ -204,6 +204,7 @@ class EvaluationPlan:
         lookback = self.lookback_years
         if isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 1:
             raise ValueError(f"evaluation plan: lookback_years must be a whole number of years >= 1, got {lookback!r}")
+        self._check_outcomes()
         if self.covariates is None:
             object.__setattr__(self, "covariates", DEFAULT_COVARIATES[self.covariate_timing])
         self.covariate_columns  # noqa: B018 -- validates the covariates against the timing
@@ -211,6 +212,24 @@ class EvaluationPlan:
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 0:
             raise ValueError(f"evaluation plan: headline_horizon must be a whole number of years >= 0, got {horizon!r}")
         self._check_robustness()
+
+    def _check_outcomes(self) -> None:
+        """No DiD on log(1 + euros): with zeros for non-exporters it mixes entry into exporting with changes in
+        value and has no proportional reading (issue 10; Chen & Roth 2024 on logs of outcomes with zeros)."""
+        families = self.families
+        lists = {"outcomes": self.outcomes, **{f"families.{name}": getattr(families, name) for name in (
+            "dose_outcomes", "subgroup_outcomes", "market_outcomes", "sequence_outcomes", "bundle_outcomes",
+            "persistence_outcomes")}}
+        for key, outcomes in lists.items():
+            if LOG_VALUE_OUTCOME in outcomes:
+                raise ValueError(
+                    f"evaluation plan: {key} names {LOG_VALUE_OUTCOME!r} (log of 1 + export value in euros), which is "
+                    "not an evaluation outcome: with zeros for non-exporters a difference-in-differences on it mixes "
+                    "entry into exporting with changes in value and has no proportional reading. Export value is "
+                    "estimated by the value family (families: run: [..., value]): staggered Poisson, estimator "
+                    "etwfe_poisson, reported as a proportional effect exp(b) - 1, with the extensive margin "
+                    "(exporter) and the intensive margin beside it. Remove it from the plan's outcomes."
+                )
 
     def _check_robustness(self) -> None:
         unknown = sorted(set(self.robustness_runs) - set(ROBUSTNESS_RUNS))

@@ -56,7 +56,9 @@ WINDOW_OUTCOMES = (
     "new_eu_destination",
     "new_non_eu_destination",
 )
-PANEL_OUTCOMES = ("exporter", "n_destinations", "log_export_value", *WINDOW_OUTCOMES)
+#: outcomes a plan can name (``log_export_value`` is a panel column but never an outcome: see
+#: ``analyses.evaluation.EvaluationPlan``; export value is the value family's, by Poisson)
+PANEL_OUTCOMES = ("exporter", "n_destinations", *WINDOW_OUTCOMES)
 #: covariates as they stand in each year; ``att_gt`` reads them in each comparison's base period, so
 #: read in the base year g-1 ``exporter`` is "exported in g-1" and ``years_exported_3y`` "years
 #: exported in g-3..g-1" (the issue's prior-exporting history)
@@ -128,7 +130,8 @@ PANEL_COLUMNS: dict[str, str] = {
     "exporter": "1 if the firm's export value summed over shipments and destinations is > 0, else 0. Also a "
     "time-varying covariate: read in the base year g-1, whether the firm exported in g-1.",
     "export_value_eur": "Export value in euros, summed over all shipments and destinations; 0 in a year without exports.",
-    "log_export_value": "log(1 + export_value_eur): 0 for non-exporters, so entry is part of the outcome.",
+    "log_export_value": "log(1 + export_value_eur): 0 for non-exporters, so entry is part of it. Descriptive only, "
+    "never an evaluation outcome (the plan refuses it); export value effects come from the value family (Poisson).",
     "n_destinations": "Number of destinations served (positive summed value).",
     "n_eu_destinations": "Destinations that were EU members in that year (`countries.csv`; the United Kingdom counts "
     "as EU through 2020, the last year of the single market).",

@@ -133,6 +133,24 @@ def test_plan_file_round_trips_and_rejects_typos(tmp_path):
         EvaluationPlan(control_group="everyone")
 
 
+@pytest.mark.parametrize("plan_text, key", [
+    ("outcomes: [exporter, log_export_value]\n", "outcomes"),
+    ("families:\n  sequence_outcomes: [log_export_value]\n", "families.sequence_outcomes"),
+    ("families:\n  dose_outcomes: [exporter, log_export_value]\n", "families.dose_outcomes"),
+])
+def test_a_plan_never_runs_a_did_on_log_one_plus_euros(tmp_path, plan_text, key):
+    """Issue 10, model 5: the plan refuses log(1 + EUR) wherever an outcome is named, and says what to run."""
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(plan_text)
+    with pytest.raises(ValueError) as raised:
+        EvaluationPlan.from_yaml(plan_file)
+    message = str(raised.value)
+    assert message.startswith(f"evaluation plan: {key} names 'log_export_value'")
+    for pointer in ("families: run: [..., value]", "etwfe_poisson", "proportional effect exp(b) - 1",
+                    "mixes entry into exporting with changes in value"):
+        assert pointer in message, pointer
+
+
 def supported_before_the_accounts(demo, n: int = 12) -> tuple[pd.DataFrame, list[str]]:
     """The demo's episodes plus a grant in 2005 (before the 2012 accounts) for ``n`` never-supported firms."""
     never = sorted(set(demo.firms["firm_id"]) - set(demo.participation["firm_id"]))[:n]

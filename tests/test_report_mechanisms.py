@@ -1,12 +1,16 @@
 """The "How support works" section and the mechanism rows of estimates.csv: wording, figures, disclosure."""
 import re
+from html import unescape
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from analyses.reporting import ReportSettings, build_report, check_disclosure
-from analyses.reporting.mechanisms import DOSE_WARNING, in_sentence, is_known_treatment
+from analyses.reporting.mechanisms import (
+    DOSE_WARNING, MAX_SUMMARY_WORDS, MECHANISM_OUTCOMES, in_sentence, is_known_treatment, summary_sentences,
+)
+from analyses.reporting.summary import OUTCOMES, SERVICES, Intervals
 from analyses.reporting.report import combine_estimates
 from tests.report_fixtures import make_estimates, make_mechanisms, report_inputs
 
@@ -29,23 +33,109 @@ def _summary(html: str) -> str:
     return _text(html.split("How support works</h3>")[1].split("</div>")[0])
 
 
+def _sentences(html: str) -> list[str]:
+    """The summary's mechanism sentences, without their bold lead-in."""
+    block = html.split("How support works</h3>")[1].split("</div>")[0]
+    return [_text(p) for p in re.findall(r"</strong>(.*?)</p>", block, flags=re.S)]
+
+
 def test_summary_has_one_sentence_per_supported_mechanism_and_none_for_the_others(built):
     _, _, html = built
     summary = _summary(html)
-    assert "adding a second one later made a further difference: network services added after advisory support " \
-           "changed exporting by 4.0 percentage points (95 % confidence interval 1.6 to 6.4)" in summary
-    assert "The effect changed with the size of the first dose, for advisory support (exporting: 0.100 percentage " \
-           "points (95 % confidence interval 0.041 to 0.159) per additional hour); this comparison of doses rests on " \
-           "a stronger assumption" in summary
-    assert "for network services, the effect on exporting differed by cluster or hub membership (outside clusters " \
-           "and hubs 6.0 pp, in a cluster or hub 1.0 pp)" in summary
-    assert "advisory support changed non-EU destinations by 0.20 destinations" in summary
-    assert "advisory support: 12.0 % (95 % confidence interval 4.2 to 19.8)" in summary
+    assert _sentences(html) == [
+        "Adding network services after advisory support raised the probability of exporting by 4.0 percentage points "
+        "(95 % confidence interval 1.6 to 6.4).",
+        "Each additional hour of advisory support raised the probability of exporting by 0.100 percentage points "
+        "(95 % confidence interval 0.041 to 0.159); dose comparisons need stronger assumptions.",
+        "For network services, the effect on the probability of exporting differed by cluster or hub membership "
+        "(outside clusters and hubs 6.0 pp, in a cluster or hub 1.0 pp).",
+        "Advisory support raised the number of non-EU destinations by 0.20 destinations (95 % confidence interval "
+        "0.10 to 0.30).",
+        "Advisory support raised export value (non-exporters counted as zero) by 12.0 % (95 % confidence interval "
+        "4.2 to 19.8).",
+    ]
+    block = html.split("How support works</h3>")[1].split("</div>")[0]
+    assert re.findall(r"<strong>([^<]+)\.</strong>", block) == [
+        "Adding a second service", "Size of support (dose)", "For whom", "Which markets", "How much (export value)"]
     # not supported: the bundle, network's and grant's dose slopes, the size classes, EU destinations, persistence
-    for absent in ("two services within a year", "network services (exporting", "export grants (exporting",
-                   "size class", "changed EU destinations", "Persistence", "sustained"):
+    for absent in ("within a year", "network services raised", "export grant raised", "size class",
+                   "number of EU destinations", "For how long", "three years running"):
         assert absent not in summary, absent
-    assert summary.count(". ") + 1 == 5  # five sentences, one per supported mechanism
+
+
+def _row(family, treatment, outcome, estimate, half_width, aggregation="dynamic_balanced", subgroup="",
+         p_adjusted=np.nan):
+    return {"treatment": treatment, "outcome": outcome, "estimator": "cs_did", "aggregation": aggregation,
+            "event_time": np.nan, "estimate": estimate, "std_error": half_width / 1.96,
+            "ci_lower": estimate - half_width, "ci_upper": estimate + half_width, "p_value": 0.01,
+            "n_treated": 100, "n_control": 900, "subgroup": subgroup, "dose": np.nan, "p_value_adjusted": p_adjusted,
+            "family": family}
+
+
+def test_a_mechanism_with_many_supported_results_gets_one_sentence_leading_with_the_clearest():
+    """Markets: 3 services x 4 outcomes all supported. The old summary joined twelve phrases into one sentence; the
+    new one states the result whose interval lies farthest from zero and counts the other eleven."""
+    rows = [_row("markets", service, outcome, 0.05 + 0.01 * i, 0.04)
+            for i, (service, outcome) in enumerate((s, o) for s in ("advisory", "network", "grant")
+                                                   for o in ("new_eu_destination", "new_non_eu_destination",
+                                                             "n_eu_destinations", "n_non_eu_destinations"))]
+    rows[5] = _row("markets", "network", "new_non_eu_destination", -0.08, 0.01)  # clearest: 8 half-widths from zero
+    sentences = summary_sentences(pd.DataFrame(rows), Intervals())
+    assert sentences == [{"mechanism": "Which markets", "text": (
+        "Network services lowered the probability that an exporter adds a new non-EU destination by 8.0 percentage "
+        "points (95 % confidence interval 7.0 to 9.0); eleven more detectable results in "
+        "\u201cHow support works\u201d.")}]
+
+
+def test_for_whom_needs_a_rejecting_adjusted_test_and_quotes_the_extreme_groups():
+    groups = [_row("subgroups", "advisory", "exporter", e, 0.01, subgroup=f"size_class={v}")
+              for v, e in (("micro", 0.01), ("small", 0.03), ("medium", 0.07))]
+    test = _row("subgroups", "advisory", "exporter", np.nan, np.nan, "subgroup_difference", "size_class", 0.04)
+    rows = pd.DataFrame([*groups, test])
+    assert summary_sentences(rows, Intervals()) == [{"mechanism": "For whom", "text": (
+        "For advisory support, the effect on the probability of exporting differed by size class "
+        "(medium and larger firms 7.0 pp, micro firms 1.0 pp).")}]
+    # the unadjusted p-value (0.01) would reject, the adjusted one does not: no sentence
+    assert summary_sentences(rows.assign(p_value_adjusted=0.2), Intervals()) == []
+
+
+def test_a_result_the_familys_adjustment_does_not_support_is_not_stated():
+    """The interval of the sequence excludes zero, but its Romano-Wolf adjusted p-value (0.059, as measured on the
+    5,000-firm demo) does not reject: the summary says nothing about sequences."""
+    row = _row("sequences", "network>grant", "exporter", 0.10, 0.077, p_adjusted=0.059)
+    assert summary_sentences(pd.DataFrame([row]), Intervals()) == []
+    assert summary_sentences(pd.DataFrame([{**row, "p_value_adjusted": 0.02}]), Intervals())[0]["text"].startswith(
+        "Adding an export grant after network services raised the probability of exporting by 10.0 percentage points")
+    assert len(summary_sentences(pd.DataFrame([{**row, "p_value_adjusted": np.nan}]), Intervals())) == 1
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.025])
+def test_every_summary_sentence_is_short_for_every_treatment_outcome_and_family(alpha):
+    """Worst cases: the longest treatment names, every outcome the report knows, many other supported results."""
+    outcomes = sorted(set(OUTCOMES) | set(MECHANISM_OUTCOMES))
+    treatments = {"bundles": ["advisory+grant", "advisory+network", "grant+network"],
+                  "sequences": [f"{a}>{b}" for a in SERVICES for b in SERVICES if a != b]}
+    frames = []
+    for family in ("bundles", "sequences", "markets", "persistence", "dose", "value", "subgroups"):
+        for treatment in treatments.get(family, SERVICES):
+            for outcome in (["export_value_eur"] if family == "value" else outcomes):
+                if family == "subgroups":
+                    rows = [_row(family, treatment, outcome, -0.5, 0.2, subgroup=f"size_class={v}")
+                            for v in ("micro", "small", "medium")]
+                    rows.append(_row(family, treatment, outcome, -0.5, 0.2, "subgroup_difference", "size_class",
+                                     0.01))
+                else:
+                    aggregation = {"dose": "dose_slope", "value": "simple"}.get(family, "dynamic_balanced")
+                    rows = [_row(family, treatment, outcome, -0.0123, 0.01, aggregation)]
+                frames.append(pd.DataFrame(rows))
+    everything = pd.concat(frames, ignore_index=True)
+    for one in frames:  # each row as the lead, with every other row of its family supported too
+        family = one["family"].iloc[0]
+        lead = one.assign(ci_lower=one["ci_lower"] * 3, ci_upper=one["ci_upper"] - 0.002)
+        rows = pd.concat([lead, everything[everything["family"] == family]], ignore_index=True)
+        sentences = summary_sentences(rows, Intervals(alpha=alpha))
+        assert len(sentences) == 1
+        assert len(sentences[0]["text"].split()) <= MAX_SUMMARY_WORDS, sentences[0]["text"]
 
 
 def test_section_explains_the_estimands_and_prints_the_dose_warning(built):
@@ -86,7 +176,17 @@ def test_one_withheld_subgroup_withholds_its_whole_comparison(tmp_path):
     reasons = result.disclosure.suppressed_estimates
     assert reasons["reason"].str.startswith("secondary suppression: protects").sum() == 2
     html = result.html_path.read_text(encoding="utf-8")
-    assert "Outside clusters" not in html and "cluster or hub membership" not in _summary(html)
+    assert "cluster or hub membership" not in _summary(html)
+    # withheld, not vanished: the forest plot and the table of tests say so, without a number
+    section = _text(html.split('id="section-mechanisms"')[1].split("</section>")[0])
+    assert "Network services: Cluster or hub membership Exporting withheld (protects another group)" in section
+    ticks = re.findall(r'data-tick-labels="([^"]*)"', html.split('id="section-mechanisms"')[1])
+    forest = [t for t in ticks if "In a cluster or hub" in t]
+    assert forest and "Network services: In a cluster or hub: withheld (fewer than 10 firms)" in forest[0]
+    assert "Network services: Outside clusters and hubs: withheld (protects another group)" in forest[0]
+    assert "Advisory support: Micro firms (under 10 employees)" in forest[0]  # the published groups stay
+    alts = re.findall(r'<img [^>]*alt="([^"]*)"', html.split('id="section-mechanisms"')[1])
+    assert any("(2 withheld, too few firms)" in alt for alt in alts)
 
 
 def test_mechanism_rows_share_keys_with_headline_rows_without_colliding():
@@ -121,3 +221,37 @@ def test_treatments_and_labels():
     assert in_sentence("Non-EU destinations") == "non-EU destinations"
     assert in_sentence("EU destinations") == "EU destinations" and in_sentence("Exporting") == "exporting"
     assert np.isnan(combine_estimates(make_estimates())["dose"]).all()
+
+
+def _limitations(html: str) -> str:
+    return unescape(_text(html.split('id="h-limits"')[1].split("</section>")[0]))
+
+
+def test_limitations_say_combinations_were_estimated_when_the_plan_ran_them(built, tmp_path):
+    _, _, html = built
+    limits = _limitations(html)
+    assert "Combinations (starting with two services within a year, and adding a second service after the first) are " \
+           "estimated in \u201cHow support works\u201d for the firms that chose them" in limits
+    assert "not a ranking of services or combinations" in limits and "not identified" not in limits
+    # headline only (no mechanism rows, the plan's families ran neither): the old limitation stands
+    inputs = report_inputs(tmp_path)
+    inputs["diagnostics"]["plan"]["families"] = {"run": ["dose", "markets"]}
+    result = build_report(**{**inputs, "mechanisms": None}, output_dir=tmp_path / "out", settings=HTML_ONLY)
+    limits = _limitations(result.html_path.read_text(encoding="utf-8"))
+    assert "effects of combining services are not identified" in limits and "Combinations" not in limits
+    # only sequences planned (none estimable, so no rows): named alone
+    inputs["diagnostics"]["plan"]["families"] = {"run": ["sequences"]}
+    result = build_report(**{**inputs, "mechanisms": None}, output_dir=tmp_path / "out2", settings=HTML_ONLY)
+    limits = _limitations(result.html_path.read_text(encoding="utf-8"))
+    assert "Combinations (adding a second service after the first) are estimated" in limits
+
+
+def test_a_withheld_row_of_any_mechanism_table_says_withheld_instead_of_vanishing(tmp_path):
+    inputs = report_inputs(tmp_path)
+    mechanisms = inputs["mechanisms"]
+    mechanisms.loc[mechanisms["outcome"] == "n_eu_destinations", "n_treated"] = 6
+    result = build_report(**inputs, output_dir=tmp_path / "out", settings=HTML_ONLY)
+    section = _text(result.html_path.read_text(encoding="utf-8").split('id="section-mechanisms"')[1])
+    markets = section.split("Table M5.")[1].split("How much")[0]
+    assert "Advisory support EU destinations withheld (fewer than 10 firms)" in markets
+    assert "Advisory support Non-EU destinations 0.20 0.10 to 0.30" in markets

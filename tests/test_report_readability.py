@@ -11,7 +11,7 @@ from analyses.reporting import ReportSettings, build_report
 from analyses.reporting.disclosure import describe_panel
 from analyses.reporting.plots import balance_plot, overlap_plot
 from analyses.reporting.report import _quality_rows, keep_table_ends
-from analyses.reporting.summary import variable_label
+from analyses.reporting.summary import known_label, variable_label
 from tests.report_fixtures import make_diagnostics, report_inputs
 
 HTML_ONLY = ReportSettings(formats=("html",))
@@ -134,17 +134,6 @@ def test_a_source_without_encoding_prints_nothing_for_it(built):
     assert ">None<" not in built and " None" not in re.sub(r"<[^>]+>", " ", built)
 
 
-@pytest.mark.parametrize("with_value", [True, False])
-def test_table_1_note_mentions_export_values_only_when_the_plan_has_them(tmp_path, with_value):
-    inputs = report_inputs(tmp_path)
-    plan = inputs["diagnostics"]["plan"]
-    if not with_value:
-        plan["outcomes"] = [o for o in plan["outcomes"] if o != "log_export_value"]
-        inputs["estimates"] = inputs["estimates"][inputs["estimates"]["outcome"] != "log_export_value"]
-    html = build_report(**inputs, output_dir=tmp_path / "out", settings=HTML_ONLY).html_path.read_text("utf-8")
-    assert ("log(1 + EUR)" in html) is with_value
-
-
 def test_long_table_bodies_keep_three_rows_at_each_end_and_short_ones_whole():
     rows = "".join(f"<tr><td>{i}</td></tr>" for i in range(10))
     grouped = keep_table_ends(f"<table><tbody>{rows}</tbody></table>")
@@ -194,3 +183,40 @@ def test_no_pdf_page_holds_fewer_than_three_rows_of_a_split_table(tmp_path, n_ro
     split = {caption: rows for caption, rows in pages.items() if len(rows) > 1}
     assert any(caption.startswith("Table 7") for caption in split)  # the long table did run over a page
     assert all(min(rows) >= 3 for rows in split.values()), split
+
+
+def _plan_codes():
+    """Every covariate a default plan (either covariate timing) can put in a table or figure, and every outcome
+    the headline, the default outcomes, the panel and the default mechanism families can report."""
+    from analyses.evaluation import DEFAULT_COVARIATES, DEFAULT_OUTCOMES, EvaluationPlan
+    from analyses.mechanisms.plan import FamiliesPlan
+    from analyses.panel import BASELINE_COVARIATES, PANEL_OUTCOMES, WINDOW_OUTCOMES
+    from analyses.reporting.mechanisms import VALUE_MARGINS
+
+    covariates = {*BASELINE_COVARIATES}
+    for timing in DEFAULT_COVARIATES:
+        plan = EvaluationPlan(covariate_timing=timing)
+        covariates |= {*plan.covariates, *plan.covariate_columns}
+    families = FamiliesPlan()
+    outcomes = {*DEFAULT_OUTCOMES, *PANEL_OUTCOMES, *WINDOW_OUTCOMES, *VALUE_MARGINS, *families.dose_outcomes,
+                *families.subgroup_outcomes, *families.market_outcomes, *families.sequence_outcomes,
+                *families.bundle_outcomes, *families.persistence_outcomes}
+    return sorted(covariates), sorted(outcomes)
+
+
+@pytest.mark.parametrize("code", _plan_codes()[0])
+def test_every_covariate_of_the_default_plans_has_a_written_label(code):
+    """Not the words of the code ("Years exported 3y" for years_exported_3y): a label someone wrote."""
+    assert known_label(code) is not None, variable_label(code)
+
+
+@pytest.mark.parametrize("code", _plan_codes()[1])
+def test_every_outcome_a_table_or_figure_can_show_has_a_written_label(code):
+    from analyses.reporting.mechanisms import mechanism_outcome
+
+    label = mechanism_outcome(code).label  # raises for an outcome neither list knows
+    assert label and label.lower() != code.replace("_", " ")
+
+
+def test_prior_exporting_reads_as_years_before_support():
+    assert variable_label("years_exported_3y") == "Years with exports in the three years before"

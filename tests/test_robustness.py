@@ -196,7 +196,7 @@ def test_conclusions_that_break_down_below_mbar_one_lower_the_rating_when_they_a
     rating = rate_service("network", _with(diagnostics, sensitivity=sensitivity))
     assert rating.level == 3 and any(note.startswith("fragile to differences in trends: 1 of 3")
                                      and note.endswith("(not the majority)") for note in rating.notes)
-    sensitivity = _breakdowns(sensitivity, "network", {"log_export_value": 0.5})
+    sensitivity = _breakdowns(sensitivity, "network", {"starts_exporting": 0.5})
     assert rate_service("network", _with(diagnostics, sensitivity=sensitivity)).level == 2
 
 

@@ -43,14 +43,6 @@ def test_count_outcome_is_reported_in_markets():
         "network", "n_destinations", -0.30, -0.50, -0.10)
 
 
-def test_log_export_value_is_converted_to_percent():
-    sentence = effect_sentence("network", "log_export_value", 0.20, 0.063, 0.337)
-    # 100*(exp(0.2)-1) = 22.1 %, bounds 6.5 % and 40.1 %
-    assert "export values about 22.1 % higher (95 % CI 6.5 to 40.1)" in sentence
-    decrease = effect_sentence("grant", "log_export_value", -0.15, -0.268, -0.032)
-    assert "about 13.9 % lower (95 % CI 3.1 to 23.5)" in decrease
-
-
 def test_entering_a_new_market_is_in_percentage_points():
     sentence = effect_sentence("network", "enters_new_market", 0.030, 0.008, 0.052)
     assert "3.0 percentage points (95 % CI 0.8 to 5.2) more likely to enter a new export market" in sentence
@@ -69,7 +61,7 @@ def test_negative_numbers_use_a_typographic_minus_and_no_negative_zero():
 @pytest.mark.parametrize("seed", range(5))
 def test_no_sentence_claims_a_direction_when_the_interval_includes_zero(seed):
     rng = np.random.default_rng(seed)
-    for outcome in ("exporter", "n_destinations", "log_export_value", "enters_new_market"):
+    for outcome in ("exporter", "n_destinations", "starts_exporting", "enters_new_market"):
         for _ in range(40):
             estimate = rng.normal(0, 0.1)
             half_width = abs(rng.normal(0, 0.15)) + 1e-6
@@ -89,7 +81,7 @@ def test_paragraph_per_service_uses_the_fixture_signs():
     assert "no statistically detectable change in the probability of exporting" in paragraphs["network"]
     assert "less likely to export" in paragraphs["grant"]
     # the failing pre-trend test of the fixture is flagged where it applies only
-    assert "different trends for the value of exports (p = 0.012)" in paragraphs["grant"]
+    assert "different trends for the probability of starting to export (p = 0.012)" in paragraphs["grant"]
     assert "different trends" not in paragraphs["advisory"]
 
 
@@ -232,7 +224,7 @@ def test_the_average_effect_names_its_window_of_event_times():
 def test_the_summary_quotes_the_headline_not_rs_simple_average():
     paragraphs = summary_paragraphs(make_estimates(), make_diagnostics())
     assert "4.1 percentage points" in paragraphs["advisory"]
-    assert "2.5 percentage points" not in paragraphs["advisory"]  # simple = 0.6 x headline in the fixture
+    assert "2.5 percentage points (95 %" not in paragraphs["advisory"]  # simple = 0.6 x headline in the fixture
 
 
 @pytest.mark.parametrize("cs, no_covariates, twfe, expected, absent", [

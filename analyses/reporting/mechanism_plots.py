@@ -42,7 +42,8 @@ def dose_plot(curve: pd.DataFrame, treatment: str, outcome: str, dose_label: str
 
 def forest_plot(rows: pd.DataFrame, tests: pd.DataFrame, outcome: str, intervals: Intervals = Intervals()) -> Plot:
     """Subgroup effects (``cs_did`` headline rows with a ``subgroup``) with their intervals, grouped by service
-    and subgroup, each group's test of difference in its label."""
+    and subgroup, each group's test of difference in its label; a row with a ``withheld`` text (disclosure
+    control) gets no point and says why in its label."""
     spec = mechanism_outcome(outcome)
     rows = rows.assign(_name=rows["subgroup"].str.split("=").str[0]).sort_values(["treatment", "_name", "subgroup"])
     labels, p_values = [], {}
@@ -60,14 +61,18 @@ def forest_plot(rows: pd.DataFrame, tests: pd.DataFrame, outcome: str, intervals
     for record in rows.to_dict("records"):
         p = p_values.get((record["treatment"], record["_name"]))
         test = "" if p is None or pd.isna(p) else f" (difference p = {p:.3f})" if p >= 0.001 else " (difference p < 0.001)"
-        labels.append(f"{service_title(record['treatment'])}: {subgroup_title(record['subgroup'])}{test}")
+        note = f": {record['withheld']}" if record.get("withheld") else test
+        labels.append(f"{service_title(record['treatment'])}: {subgroup_title(record['subgroup'])}{note}")
     axes.set_yticks(position, labels)
-    axes.set_xlabel(f"Effect on {in_sentence(spec.label)}, {spec.unit} ({intervals.level} CI)", fontsize=8)
+    axes.set_xlabel(f"Effect on {in_sentence(spec.label)},\n{spec.unit} ({intervals.level} CI)", fontsize=8)
     axes.tick_params(labelsize=7)
     axes.spines[["top", "right"]].set_visible(False)
     names = sorted({SUBGROUP_NAMES.get(n, n).lower() for n in rows["_name"]})
+    shown = estimate[np.isfinite(estimate)]
+    values = (f"from {format_number(shown.min(), spec.decimals)} to {format_number(shown.max(), spec.decimals)}"
+              if shown.size else "none published")
+    withheld = len(rows) - shown.size
     alt = (f"Effects on {in_sentence(spec.label)} by group of firms ({', '.join(names)}), in {spec.unit}, for "
-           f"{len(rows)} groups: from {format_number(np.nanmin(estimate), spec.decimals)} to "
-           f"{format_number(np.nanmax(estimate), spec.decimals)}; each group's label gives the test that its values "
-           f"differ.")
+           f"{len(rows)} groups: {values}" + (f" ({withheld} withheld, too few firms)" if withheld else "")
+           + "; each group's label gives the test that its values differ.")
     return _render(figure, alt)

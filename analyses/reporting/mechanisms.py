@@ -1,10 +1,11 @@
 """The report's "How support works" section: mechanism estimates as tables, figures and plain sentences.
 
 Input: the mechanism families' rows as published (``analyses.mechanisms.families.MECHANISM_COLUMNS``, after
-disclosure control: withheld rows are absent). Every sentence is generated from the numbers, as the headline's
-are (``analyses.reporting.summary``): an effect or a difference is stated only when its interval excludes zero
-(or its test rejects at the plan's level, Holm/Romano-Wolf-adjusted within the family where that p-value
-exists); nothing is said about a mechanism the numbers do not support.
+disclosure control), and the withheld ones as rows without numbers (:func:`withheld_rows`), which the tables and
+the forest plot show as withheld. Every sentence is generated from the published numbers, as the headline's are
+(``analyses.reporting.summary``): an effect is stated only when its interval excludes zero and its family's
+adjusted p-value (Holm/Romano-Wolf within the family, where it exists) rejects at the plan's level, a difference
+only when its adjusted test rejects; nothing is said about a mechanism the numbers do not support.
 """
 from __future__ import annotations
 
@@ -16,32 +17,48 @@ import pandas as pd
 
 from analyses.reporting.settings import HEADLINE
 from analyses.reporting.summary import (
-    OUTCOMES, SERVICES, Intervals, OutcomeSpec, direction, format_number, service_title,
+    NUMBER_WORDS, OUTCOMES, SERVICES, Intervals, OutcomeSpec, direction, format_number, service_title,
 )
 
 
-def _share(label: str, definition: str) -> OutcomeSpec:
+def in_sentence(label: str) -> str:
+    """A label inside a sentence: "Exporting" -> "exporting", but "EU destinations" and "Non-EU ..." keep
+    their acronym ("non-EU destinations")."""
+    if label[:2].isupper():
+        return label
+    return label[0].lower() + label[1:]
+
+
+def _share(label: str, definition: str, noun: str) -> OutcomeSpec:
     """A 0/1 mechanism outcome, in percentage points."""
     return OutcomeSpec(label=label, unit="percentage points", unit_short="pp", decimals=1,
-                       to_display=lambda v: 100.0 * v, noun=label.lower(), more="", less="", definition=definition)
+                       to_display=lambda v: 100.0 * v, noun=noun, more="", less="", definition=definition)
 
 
 def _count(label: str, definition: str) -> OutcomeSpec:
     return OutcomeSpec(label=label, unit="destinations", unit_short="destinations", decimals=2,
-                       to_display=lambda v: v, noun=label.lower(), more="", less="", definition=definition)
+                       to_display=lambda v: v, noun=f"the number of {in_sentence(label)}", more="", less="",
+                       definition=definition)
 
 
 def _percent(label: str, definition: str, convert) -> OutcomeSpec:
-    return OutcomeSpec(label=label, unit="%", unit_short="%", decimals=1, to_display=convert, noun=label.lower(),
-                       more="", less="", definition=definition)
+    return OutcomeSpec(label=label, unit="%", unit_short="%", decimals=1, to_display=convert,
+                       noun=in_sentence(label), more="", less="", definition=definition)
 
 
-#: Outcomes only the mechanism models use, with the headline's ``OutcomeSpec`` shape (labels, units, display).
+def _years(k: int) -> str:
+    return f"{k} year{'s' if k > 1 else ''}"
+
+
+#: Outcomes only the mechanism models use, with the headline's ``OutcomeSpec`` shape (labels, units, display;
+#: ``noun`` is the outcome inside a summary sentence).
 MECHANISM_OUTCOMES: dict[str, OutcomeSpec] = {
-    "sustained_exporter": _share("Sustained exporting", "1 if the firm exported in each of the last three years."),
+    "sustained_exporter": _share("Sustained exporting", "1 if the firm exported in each of the last three years.",
+                                 "the probability of exporting three years running"),
     **{f"spell_survives_{k}": _share(
-        f"Export spell still running after {k} year{'s' if k > 1 else ''}",
-        f"1 if the firm started exporting {k} year{'s' if k > 1 else ''} before and exported every year since.")
+        f"Export spell still running after {_years(k)}",
+        f"1 if the firm started exporting {_years(k)} before and exported every year since.",
+        f"the probability that a new export spell lasts {_years(k)}")
        for k in (1, 2, 3)},
     "n_eu_destinations": _count("EU destinations", "Number of EU member states the firm exported to in the year."),
     "n_non_eu_destinations": _count("Non-EU destinations",
@@ -135,6 +152,9 @@ class Effect:
 
     @classmethod
     def of(cls, row: dict, label: str, spec: OutcomeSpec) -> Effect:
+        if row.get("withheld"):
+            return cls(label=label, outcome=spec.label, estimate=row["withheld"], ci="", p="", p_adjusted="",
+                       n_treated="", n_control="", direction=0)
         shown = [spec.display(row[c]) if _finite(row[c]) else np.nan for c in ("estimate", "ci_lower", "ci_upper")]
         decimals = _decimals(row, spec)
         return cls(label=label, outcome=spec.label, estimate=format_number(shown[0], decimals),
@@ -153,14 +173,6 @@ def per_dose_unit(rows: pd.DataFrame) -> pd.DataFrame:
     per = rows["treatment"].map(lambda t: DOSE_UNITS.get(t, ("", "", 1.0))[2]).where(
         rows["aggregation"] == "dose_slope", 1.0)
     return rows.assign(**{c: rows[c] * per for c in ("estimate", "std_error", "ci_lower", "ci_upper")})
-
-
-def in_sentence(label: str) -> str:
-    """A label inside a sentence: "Exporting" -> "exporting", but "EU destinations" and "Non-EU ..." keep
-    their acronym ("non-EU destinations")."""
-    if label[:2].isupper():
-        return label
-    return label[0].lower() + label[1:]
 
 
 def _finite(value) -> bool:
@@ -188,89 +200,157 @@ def _effects(rows: pd.DataFrame, label) -> list[Effect]:
 
 def _rejects(row: dict, alpha: float) -> bool:
     """The test of a row rejects: its adjusted p-value where the family has one, else its own."""
-    p = row["p_value_adjusted"] if _finite(row["p_value_adjusted"]) else row["p_value"]
+    p = _tested_p(row)
     return _finite(p) and p < alpha
 
 
+#: Longest executive-summary sentence (words, the interval's words included): one finding per mechanism. Typical
+#: sentences have 20 to 32; the longest (a grant's dose slope on a long-named outcome) reach 43.
+MAX_SUMMARY_WORDS = 45
+
+
 def _amount(row: dict, spec: OutcomeSpec, ci_words: str) -> str:
-    shown = [spec.display(row[c]) for c in ("estimate", "ci_lower", "ci_upper")]
+    """"4.0 percentage points (95 % confidence interval 1.6 to 6.4)", as magnitudes: the verb carries the sign
+    (the interval excludes zero, so both bounds have the estimate's sign)."""
+    shown = sorted(abs(spec.display(row[c])) for c in ("ci_lower", "ci_upper"))
     decimals = _decimals(row, spec)
-    return (f"{format_number(shown[0], decimals)} {spec.sentence_unit} "
-            f"({ci_words} {format_number(shown[1], decimals)} to {format_number(shown[2], decimals)})")
+    size = lambda value: format_number(value, decimals, signed=False)  # noqa: E731
+    return (f"{size(spec.display(row['estimate']))} {spec.sentence_unit} "
+            f"({ci_words} {size(shown[0])} to {size(shown[1])})")
 
 
-def _supported(rows: pd.DataFrame, describe, ci_words: str) -> list[str]:
-    """Phrases for the rows whose interval excludes zero."""
-    return [describe(r, mechanism_outcome(r["outcome"]), ci_words) for r in rows.to_dict("records") if _direction(r)]
+def _raised(row: dict) -> str:
+    return "raised" if row["estimate"] > 0 else "lowered"
 
 
-def _change(row: dict) -> str:
-    return "higher" if row["estimate"] > 0 else "lower"
+def _supported(row: dict, alpha: float) -> bool:
+    """The interval excludes zero and the family's adjusted p-value, where the family has one, rejects: a result
+    that does not survive the family's correction for multiple tests is not stated in the summary."""
+    adjusted = row["p_value_adjusted"]
+    return _direction(row) != 0 and not (_finite(adjusted) and adjusted >= alpha)
+
+
+def _strength(row: dict) -> float:
+    """How far the interval lies from zero, in half-widths (|z| without needing the standard error)."""
+    return abs(row["ci_upper"] + row["ci_lower"]) / max(row["ci_upper"] - row["ci_lower"], 1e-300)
+
+
+def _others(count: int) -> str:
+    if not count:
+        return ""
+    results = "results" if count > 1 else "result"
+    return f"; {NUMBER_WORDS.get(count, str(count))} more detectable {results} in \u201cHow support works\u201d"
 
 
 def summary_sentences(rows: pd.DataFrame, intervals: Intervals) -> list[dict]:
-    """One plain sentence per mechanism the published numbers support (none for the others).
+    """One short plain sentence per mechanism the published numbers support (none for the others).
 
-    Returns ``[{"mechanism": title, "text": sentence}]`` in the order bundles, sequences, dose, subgroups,
-    markets, value, persistence.
+    A result is supported when its interval excludes zero and its family's adjusted p-value (where there is one)
+    is below the plan's alpha. Each sentence states the mechanism's most clearly supported result (the interval
+    farthest from zero in half-widths; for "for whom" the rejecting test of difference with the smallest adjusted
+    p-value) with its interval, and counts the other supported results of that mechanism, which the section
+    lists; at most ``MAX_SUMMARY_WORDS`` words. Returns ``[{"mechanism": title, "text": sentence}]`` in the order bundles,
+    sequences, dose, subgroups, markets, value, persistence.
     """
-    words, alpha, out = intervals.ci_words, intervals.alpha, []
+    words, out = intervals.ci_words, []
 
-    def add(title: str, phrases: list[str], opening: str, closing: str = "") -> None:
-        if phrases:
-            out.append({"mechanism": title, "text": f"{opening} {_join(phrases)}{closing}."})
+    def add(title: str, candidates: pd.DataFrame, describe, closing: str = "") -> None:
+        supported = [r for r in candidates.to_dict("records") if _supported(r, intervals.alpha)]
+        if supported:
+            lead = max(supported, key=_strength)
+            text = describe(lead, mechanism_outcome(lead["outcome"]))
+            out.append({"mechanism": title, "text": f"{text}{_others(len(supported) - 1)}{closing}."})
 
-    add("Bundles", _supported(_overall(rows, "bundles"), lambda r, s, w: (
-        f"{treatment_title(r['treatment']).lower()}: {in_sentence(s.label)} {_amount(r, s, w)} {_change(r)}"), words),
-        "Firms that started with two services within a year fared differently from similar unsupported firms:")
-    add("Sequences", _supported(_overall(rows, "sequences"), lambda r, s, w: (
-        f"{treatment_title(r['treatment']).lower()} changed {in_sentence(s.label)} by {_amount(r, s, w)}"), words),
-        "Among firms that had started with one service, adding a second one later made a further difference:")
-    add("Dose", _supported(per_dose_unit(_overall(rows, "dose", "dose_slope")), _dose_phrase, words),
-        "The effect changed with the size of the first dose, for", "; this comparison of doses rests on a stronger "
-        "assumption than the other results")
-    tests = rows[(rows["family"] == "subgroups") & (rows["aggregation"] == "subgroup_difference")]
-    add("For whom", [_difference_phrase(rows, r) for r in tests.to_dict("records") if _rejects(r, alpha)],
-        "The effect differed between groups of firms (test of difference, adjusted for the number of tests):")
-    add("Markets", _supported(_overall(rows, "markets"), lambda r, s, w: (
-        f"{service_title(r['treatment']).lower()} changed {in_sentence(s.label)} by {_amount(r, s, w)}"), words),
-        "In EU and non-EU markets:")
+    def effect(subject):
+        return lambda r, s: f"{subject(r)} {_raised(r)} {s.noun} by {_amount(r, s, words)}"
+
+    add("Bundles of services", _overall(rows, "bundles"),
+        effect(lambda r: "Starting with " + " and ".join(SERVICES[t][1] for t in r["treatment"].split("+"))
+               + " within a year"))
+    add("Adding a second service", _overall(rows, "sequences"),
+        effect(lambda r: "Adding {1} after {0}".format(*(SERVICES[t][1] for t in r["treatment"].split(">")))))
+    add("Size of support (dose)", per_dose_unit(_overall(rows, "dose", "dose_slope")),
+        effect(lambda r: f"Each additional {DOSE_UNITS[r['treatment']][1]} of {SERVICES[r['treatment']][1]}"),
+        "; dose comparisons need stronger assumptions")
+    _add_difference(out, rows, intervals.alpha)
+    add("Which markets", _overall(rows, "markets"), effect(lambda r: service_title(r["treatment"])))
     value = _overall(rows, "value", "simple")
-    add("Value", _supported(value[value["outcome"] == "export_value_eur"], lambda r, s, w: (
-        f"{service_title(r['treatment']).lower()}: {_amount(r, s, w)}"), words),
-        "Export value, counting firms that did not export as zero, changed in proportion for")
-    add("Persistence", _supported(_overall(rows, "persistence"), lambda r, s, w: (
-        f"{service_title(r['treatment']).lower()} changed {in_sentence(s.label)} by {_amount(r, s, w)}"), words),
-        "Persistence of exporting changed:")
+    add("How much (export value)", value[value["outcome"] == "export_value_eur"],
+        lambda r, s: f"{service_title(r['treatment'])} {_raised(r)} export value (non-exporters counted as zero) by "
+                     f"{_amount(r, s, words)}")
+    add("For how long", _overall(rows, "persistence"), effect(lambda r: service_title(r["treatment"])))
     return out
 
 
-def _dose_phrase(row: dict, spec: OutcomeSpec, ci_words: str) -> str:
-    """``row``: a ``dose_slope`` row rescaled by ``per_dose_unit``."""
-    return (f"{service_title(row['treatment']).lower()} ({in_sentence(spec.label)}: {_amount(row, spec, ci_words)} per "
-            f"additional {DOSE_UNITS[row['treatment']][1]})")
-
-
-def _difference_phrase(rows: pd.DataFrame, test: dict) -> str:
+def _add_difference(out: list[dict], rows: pd.DataFrame, alpha: float) -> None:
+    """The "for whom" sentence: the rejecting test of difference with the smallest (adjusted) p-value, with its
+    groups' highest and lowest effect."""
+    tests = rows[(rows["family"] == "subgroups") & (rows["aggregation"] == "subgroup_difference")]
+    rejecting = [r for r in tests.to_dict("records") if _rejects(r, alpha)]
+    if not rejecting:
+        return
+    lead = min(rejecting, key=_tested_p)
     values = rows[(rows["family"] == "subgroups") & (rows["aggregation"] == HEADLINE) & rows["event_time"].isna()
-                  & (rows["treatment"] == test["treatment"]) & (rows["outcome"] == test["outcome"])
-                  & rows["subgroup"].str.startswith(test["subgroup"] + "=")]
-    spec = mechanism_outcome(test["outcome"])
-    parts = [f"{subgroup_title(v['subgroup']).lower()} {format_number(spec.display(v['estimate']), spec.decimals)} "
-             f"{spec.unit_short}" for v in values.sort_values("estimate", ascending=False).to_dict("records")]
-    return (f"for {service_title(test['treatment']).lower()}, the effect on {in_sentence(spec.label)} differed by "
-            f"{SUBGROUP_NAMES.get(test['subgroup'], test['subgroup']).lower()} ({', '.join(parts)})")
+                  & (rows["treatment"] == lead["treatment"]) & (rows["outcome"] == lead["outcome"])
+                  & rows["subgroup"].str.startswith(lead["subgroup"] + "=")].sort_values("estimate", ascending=False)
+    spec = mechanism_outcome(lead["outcome"])
+    show = lambda v: (f"{subgroup_title(v['subgroup']).split(' (')[0].lower()} "  # noqa: E731
+                      f"{format_number(spec.display(v['estimate']), spec.decimals)} {spec.unit_short}")
+    spread = f" ({show(values.iloc[0])}, {show(values.iloc[-1])})" if len(values) >= 2 else ""
+    text = (f"For {SERVICES[lead['treatment']][1]}, the effect on {spec.noun} differed by "
+            f"{SUBGROUP_NAMES.get(lead['subgroup'], lead['subgroup']).lower()}{spread}")
+    out.append({"mechanism": "For whom", "text": f"{text}{_others(len(rejecting) - 1)}."})
 
 
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else "; ".join(items[:-1]) + "; and " + items[-1]
+def _tested_p(row: dict) -> float:
+    return row["p_value_adjusted"] if _finite(row["p_value_adjusted"]) else row["p_value"]
 
 
-def mechanism_section(rows: pd.DataFrame, intervals: Intervals) -> dict:
-    """View model of the "How support works" section from the published mechanism rows (may be empty)."""
+def _test_row(row: dict, alpha: float) -> dict:
+    """A row of the table of tests of difference; a withheld test says so instead of its numbers."""
+    spec = mechanism_outcome(row["outcome"])
+    shown = {"label": f"{service_title(row['treatment'])}: {SUBGROUP_NAMES.get(row['subgroup'], row['subgroup'])}",
+             "outcome": spec.label}
+    if row["withheld"]:
+        return {**shown, "difference": row["withheld"], "p": "", "p_adjusted": "", "verdict": ""}
+    difference = format_number(spec.display(row["estimate"]), spec.decimals) if _finite(row["estimate"]) else "\u2013"
+    return {**shown, "difference": difference, "p": _p(row["p_value"]), "p_adjusted": _p(row["p_value_adjusted"]),
+            "verdict": "differ" if _rejects(row, alpha) else "no detectable difference"}
+
+
+def withheld_rows(suppressed: pd.DataFrame | None, min_firms: int) -> pd.DataFrame:
+    """Mechanism estimates disclosure control withheld, as rows without numbers whose ``withheld`` column says why
+    in the report's words ("withheld (fewer than 10 firms)"; a secondary suppression protects such a group).
+
+    ``suppressed``: ``DisclosureResult.suppressed_estimates`` (``ESTIMATE_KEYS`` and ``reason``); headline rows are
+    left out (the headline table marks its own).
+    """
+    from analyses.reporting.settings import HEADLINE_FAMILY
+
+    if suppressed is None or suppressed.empty:
+        return pd.DataFrame(columns=["withheld"])
+    rows = suppressed.loc[suppressed["family"] != HEADLINE_FAMILY].drop(columns="reason").assign(
+        event_time=lambda d: pd.to_numeric(d["event_time"]), dose=lambda d: pd.to_numeric(d["dose"]),
+        estimate=np.nan, std_error=np.nan, ci_lower=np.nan, ci_upper=np.nan, p_value=np.nan,
+        p_value_adjusted=np.nan, n_treated=np.nan, n_control=np.nan)
+    secondary = suppressed.loc[rows.index, "reason"].str.startswith("secondary")
+    rows["withheld"] = np.where(secondary, "withheld (protects another group)",
+                                f"withheld (fewer than {min_firms} firms)")
+    return rows
+
+
+def mechanism_section(rows: pd.DataFrame, intervals: Intervals, withheld: pd.DataFrame | None = None) -> dict:
+    """View model of the "How support works" section from the published mechanism rows (may be empty).
+
+    ``withheld`` (:func:`withheld_rows`) are shown in the tables and the forest plot as withheld, with the reason,
+    instead of vanishing; the sentences and curves read the published rows only.
+    """
     from analyses.reporting.mechanism_plots import dose_plot, forest_plot
 
-    rows = rows.reset_index(drop=True)
+    published = rows.reset_index(drop=True)
+    rows = published.assign(withheld="")
+    if withheld is not None and len(withheld):
+        rows = pd.concat([rows, withheld], ignore_index=True)
     section = {"available": not rows.empty, "dose_warning": DOSE_WARNING, "families": sorted(set(rows["family"]))}
     section["bundles"] = _effects(_overall(rows, "bundles"), lambda r: treatment_title(r["treatment"]))
     section["sequences"] = _effects(_overall(rows, "sequences"), lambda r: treatment_title(r["treatment"]))
@@ -279,7 +359,8 @@ def mechanism_section(rows: pd.DataFrame, intervals: Intervals) -> dict:
         lambda r: f"{service_title(r['treatment'])}: " + (
             "average effect (ATT)" if r["aggregation"] == "dose_level"
             else f"average slope per {DOSE_UNITS[r['treatment']][1]} of dose (ACRT)"))
-    curves = rows[(rows["family"] == "dose") & (rows["aggregation"] == "dose_level") & rows["dose"].notna()]
+    curves = published[(published["family"] == "dose") & (published["aggregation"] == "dose_level")
+                       & published["dose"].notna()]
     section["dose_plots"] = [dose_plot(curve, treatment, outcome, DOSE_UNITS[treatment][0], DOSE_UNITS[treatment][2],
                                        intervals)
                              for (treatment, outcome), curve in curves.groupby(["treatment", "outcome"], sort=False)
@@ -291,17 +372,10 @@ def mechanism_section(rows: pd.DataFrame, intervals: Intervals) -> dict:
                                  for outcome, frame in subgroup_rows.groupby("outcome", sort=False)]
     section["subgroups"] = _effects(subgroup_rows, lambda r: f"{service_title(r['treatment'])}: "
                                                              f"{subgroup_title(r['subgroup'])}")
-    section["subgroup_tests"] = [{
-        "label": f"{service_title(r['treatment'])}: {SUBGROUP_NAMES.get(r['subgroup'], r['subgroup'])}",
-        "outcome": mechanism_outcome(r["outcome"]).label,
-        "difference": (format_number(mechanism_outcome(r["outcome"]).display(r["estimate"]),
-                                     mechanism_outcome(r["outcome"]).decimals) if _finite(r["estimate"]) else "\u2013"),
-        "p": _p(r["p_value"]), "p_adjusted": _p(r["p_value_adjusted"]),
-        "verdict": "differ" if _rejects(r, intervals.alpha) else "no detectable difference"}
-        for r in tests.to_dict("records")]
+    section["subgroup_tests"] = [_test_row(r, intervals.alpha) for r in tests.to_dict("records")]
     section["markets"] = _effects(_overall(rows, "markets"), lambda r: service_title(r["treatment"]))
     section["value"] = _effects(_overall(rows, "value", "simple"),
                                 lambda r: f"{service_title(r['treatment'])}: {VALUE_MARGINS[r['outcome']]}")
     section["persistence"] = _effects(_overall(rows, "persistence"), lambda r: service_title(r["treatment"]))
-    section["summary"] = summary_sentences(rows, intervals)
+    section["summary"] = summary_sentences(published, intervals)
     return section

@@ -22,7 +22,7 @@ from analyses.reporting.disclosure import (
     SUPPRESSED_MARK, DisclosureResult, check_disclosure, cohort_cells, coarsen_overlap, describe_panel,
     drop_suppressed, estimate_key, redact_identifiers, scan_for_identifiers, with_extra_columns,
 )
-from analyses.reporting.mechanisms import MECHANISM_OUTCOMES, is_known_treatment, mechanism_section
+from analyses.reporting.mechanisms import MECHANISM_OUTCOMES, is_known_treatment, mechanism_section, withheld_rows
 from analyses.reporting.plots import balance_plot, event_study_plot, overlap_plot, sensitivity_plot
 from analyses.reporting.rating import ROBUSTNESS_COLUMNS, SENSITIVITY_COLUMNS, rate_service, unsupported_share
 from analyses.reporting.settings import (
@@ -751,7 +751,6 @@ def _plan_items(plan: Mapping, comparison: str) -> dict:
         "variables": [{"label": OUTCOMES[o].label, "code": o, "kind": "outcome"}
                       for o in plan.get("outcomes") or [] if o in OUTCOMES]
         + [{"label": variable_label(str(c)), "code": str(c), "kind": "covariate"} for c in covariates],
-        "value_outcome": "log_export_value" in (plan.get("outcomes") or []),
         "covariates_first_year": plan.get("covariate_timing") == "first_year",
         "outcome_definitions": definitions,
         "base_period": plan.get("base_period", "varying"),
@@ -762,6 +761,21 @@ def _plan_items(plan: Mapping, comparison: str) -> dict:
         "horizon": int(plan.get("headline_horizon", 3)),
         "window": window_words(int(plan.get("headline_horizon", 3)), "the year support started"),
     }
+
+
+#: The families that estimate combinations of services, as the limitations name them.
+COMBINATION_FAMILIES = {"bundles": "starting with two services within a year",
+                        "sequences": "adding a second service after the first"}
+
+
+def combinations_run(plan: Mapping, rows: pd.DataFrame) -> list[str]:
+    """What the run estimated about combining services: the bundle and sequence families the plan's
+    ``families.run`` names, or that left rows (``rows``: all estimates, column ``family``), in words; empty
+    when neither ran (the headline alone says nothing about combinations)."""
+    families = plan.get("families")
+    planned = set((families or {}).get("run") or ()) if isinstance(families, Mapping) else set()
+    ran = planned | set(rows["family"])
+    return [words for family, words in COMBINATION_FAMILIES.items() if family in ran]
 
 
 def _robustness_plan(plan: Mapping) -> dict:
@@ -873,7 +887,8 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         "sections": CORE_SECTIONS,
         "contents": [{"anchor": _ANCHORS[title], "title": title} for title in SECTION_TITLES],
         "mechanism_title": MECHANISM_SECTION,
-        "mechanisms": mechanism_section(drop_suppressed(combined.loc[~headline_family], disclosure), intervals),
+        "mechanisms": mechanism_section(drop_suppressed(combined.loc[~headline_family], disclosure), intervals,
+                                        withheld_rows(disclosure.suppressed_estimates, settings.min_firms)),
         "paragraphs": [{"title": service_title(t), "text": text} for t, text in paragraphs.items()],
         "headline": [{"title": title, "rows": [{**row, **_headline_cells(row)} for row in rows.to_dict("records")]}
                      for title, rows in headline.groupby("service", sort=False)],
@@ -896,6 +911,7 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
                                           settings.min_firms),
         "not_estimable": _not_estimable_rows(diagnostics.get("not_estimable"), firm_ids),
         "plan": _plan_items(plan, comparison_phrase(plan.get("control_group"))),
+        "combinations": combinations_run(plan, combined),
         "ratings": ratings,
         "robust_sections": _robustness_sections(headline, sensitivity, robustness, diagnostics.get("robustness"),
                                                 diagnostics.get("event_studies"), ratings, SUPPRESSED_MARK),

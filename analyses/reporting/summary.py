@@ -104,12 +104,6 @@ def _percentage_points(value: float) -> float:
     return 100.0 * value
 
 
-def _log_points_to_percent(value: float) -> float:
-    # log(1+EUR) coefficients are proportional changes only approximately
-    # for small values; exp(b)-1 is the exact proportional change.
-    return 100.0 * math.expm1(value)
-
-
 def _identity(value: float) -> float:
     return value
 
@@ -155,13 +149,6 @@ OUTCOMES: dict[str, OutcomeSpec] = {
         less="exported to {x} fewer markets {ci}",
         definition="Number of countries the firm exported to in the year.",
     ),
-    "log_export_value": OutcomeSpec(
-        label="Export value", unit="% (approx.)", unit_short="%", decimals=1,
-        to_display=_log_points_to_percent, noun="the value of exports",
-        more="had export values about {x} % higher {ci}",
-        less="had export values about {x} % lower {ci}",
-        definition="log(1 + export value in euros); 0 for firms that did not export.",
-    ),
 }
 
 #: plain names of the covariates, for tables and figures; the codes appear only in the methods annex
@@ -173,8 +160,17 @@ VARIABLE_LABELS: dict[str, str] = {
     "exporter": "Exporter",
     "exported_last_year": "Exported the year before",
     "years_exported_last3": "Years with exports, previous three",
+    # t-2..t, read in the base year g-1 as a covariate: the years with exports in g-3..g-1
+    "years_exported_3y": "Years with exports in the three years before",
 }
 _SNAPSHOT_SUFFIX = "_first"
+
+
+def known_label(code: str) -> str | None:
+    """The plain name ``VARIABLE_LABELS`` or ``OUTCOMES`` give a panel column (a ``*_first`` snapshot by its
+    measure's name), or None when neither names it."""
+    base = code[: -len(_SNAPSHOT_SUFFIX)] if code.endswith(_SNAPSHOT_SUFFIX) else code
+    return VARIABLE_LABELS.get(base) or (OUTCOMES[base].label if base in OUTCOMES else None)
 
 
 def variable_label(code: str) -> str:
@@ -182,7 +178,7 @@ def variable_label(code: str) -> str:
     ``log_employees_first``); an unknown code gets its words, never the code itself."""
     snapshot = code.endswith(_SNAPSHOT_SUFFIX)
     base = code[: -len(_SNAPSHOT_SUFFIX)] if snapshot else code
-    label = VARIABLE_LABELS.get(base) or (OUTCOMES[base].label if base in OUTCOMES else None)
+    label = known_label(base)
     if label is None:
         words = base.split("_")
         logged = words[0] == "log" and len(words) > 1
