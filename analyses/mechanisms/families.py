@@ -38,7 +38,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from analyses.evaluation import ESTIMATE_COLUMNS, EvaluationPlan, service_sample
-from analyses.mechanisms.dose import cont_did
+from analyses.mechanisms.dose import GRID_SIZE, cont_did
 from analyses.mechanisms.etwfe import emfx, etwfe
 from analyses.mechanisms.inference import JointInfluence, holm, romano_wolf
 from analyses.mechanisms.outcomes import add_persistence_outcomes, bundle_starts
@@ -145,8 +145,9 @@ def _samples(panel: pd.DataFrame, plan: EvaluationPlan, sampler=service_sample):
 def run_dose(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
     """Dose-response of each service's first episode (``{s}_first_dose``) on a balanced panel of firms.
 
-    ``cont_did`` needs a balanced panel (as R contdid): firms observed with the outcome in every year of the
-    sample's years are kept (firms entering or leaving the register drop out; their count is in
+    The curves are evaluated at ``GRID_SIZE`` doses between the ``families.dose_grid`` quantiles of the treated
+    firms' doses. ``cont_did`` needs a balanced panel (as R contdid): firms observed with the outcome in every
+    year of the sample's years are kept (firms entering or leaving the register drop out; their count is in
     ``not_estimable`` when nothing is left).
     """
     started, fam = time.perf_counter(), plan.families
@@ -161,8 +162,11 @@ def run_dose(panel: pd.DataFrame, plan: EvaluationPlan) -> FamilyResult:
             years = data["year"].nunique()
             complete = data.groupby("firm_id")["year"].transform("nunique") == years
             data = data.loc[complete].assign(dose=lambda d: np.where(d["cohort"] > 0, d[f"{service}_first_dose"], 0.0))
+            doses = data.loc[data["dose"] > 0].drop_duplicates("firm_id")["dose"]
             try:
-                result = _quiet(cont_did, data, outcome, "year", "firm_id", "cohort", "dose", control_group=control,
+                grid = np.linspace(*np.quantile(doses, fam.dose_grid), GRID_SIZE) if len(doses) else None
+                result = _quiet(cont_did, data, outcome, "year", "firm_id", "cohort", "dose", dvals=grid,
+                                control_group=control,
                                 base_period=plan.base_period, anticipation=plan.anticipation, degree=fam.dose_degree,
                                 num_knots=fam.dose_num_knots, biters=max(plan.bootstrap_iterations, 2),
                                 alp=plan.alpha, random_state=plan.seed)

@@ -21,6 +21,10 @@ class FamiliesPlan:
     dose_outcomes: tuple[str, ...] = ("exporter", "n_destinations")
     dose_degree: int = 3
     dose_num_knots: int = 0
+    #: quantiles of the treated firms' first doses between which the curves ATT(d), ACRT(d) are evaluated (50
+    #: equally spaced doses). R contdid spans every positive dose, but a few large grants then set the band
+    #: (+-750 pp at the largest grant of the 5,000-firm demo) and the grid's ends are single firms' doses
+    dose_grid: tuple[float, float] = (0.05, 0.95)
     #: pre-programme subgroups (``region`` only when named) and their outcomes
     subgroups: tuple[str, ...] = ("in_cluster", "size_class", "exported_before")
     subgroup_outcomes: tuple[str, ...] = ("exporter",)
@@ -66,6 +70,11 @@ class FamiliesPlan:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"evaluation plan: families.{name} must be a whole number >= 1, got {value!r}")
+        grid = tuple(self.dose_grid)
+        numbers = all(isinstance(q, (int, float)) and not isinstance(q, bool) for q in grid)
+        if len(grid) != 2 or not numbers or not 0 <= grid[0] < grid[1] <= 1:
+            raise ValueError(f"evaluation plan: families.dose_grid must be two quantiles 0 <= low < high <= 1, "
+                             f"got {list(self.dose_grid)!r}")
         if isinstance(self.dose_num_knots, bool) or not isinstance(self.dose_num_knots, int) or self.dose_num_knots < 0:
             raise ValueError(f"evaluation plan: families.dose_num_knots must be a whole number >= 0, "
                              f"got {self.dose_num_knots!r}")
