@@ -7,12 +7,12 @@ from analyses.evaluation import EvaluationResult, check_plan_fits_panel, run_eva
 from analyses.panel import PanelAccount
 from analyses.reporting.settings import HEADLINE
 from analyses.specifications import combine_results, split_plan
-from assets.metadata import frame_metadata
+from assets.metadata import HEADLINE_PRIORITY, frame_metadata
 from pipelines.partitions import deliveries
 from pipelines.resources import EvaluationPlanResource
 
 
-@dg.op(out=dg.DynamicOut(io_manager_key="object_io_manager"))
+@dg.op(out=dg.DynamicOut(io_manager_key="object_io_manager"), tags=HEADLINE_PRIORITY)
 def plan_specifications(firm_year_panel: pd.DataFrame, panel_account: PanelAccount, plan: EvaluationPlanResource):
     """The evaluation plan, one specification per service: each is estimated in its own step.
 
@@ -23,7 +23,7 @@ def plan_specifications(firm_year_panel: pd.DataFrame, panel_account: PanelAccou
         yield dg.DynamicOutput(specification, mapping_key=key)
 
 
-@dg.op(out=dg.Out(io_manager_key="object_io_manager"))
+@dg.op(out=dg.Out(io_manager_key="object_io_manager"), tags=HEADLINE_PRIORITY)
 def estimate_specification(
     context: dg.OpExecutionContext, firm_year_panel: pd.DataFrame, panel_account: PanelAccount, specification
 ) -> EvaluationResult:
@@ -32,6 +32,7 @@ def estimate_specification(
 
 
 @dg.op(
+    tags=HEADLINE_PRIORITY,
     out={
         "did_estimates": dg.Out(),
         "evaluation_diagnostics": dg.Out(io_manager_key="object_io_manager"),

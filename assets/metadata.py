@@ -34,3 +34,10 @@ def check_result(outcome, summary: str | None = None) -> dg.AssetCheckResult:
             **({"summary": dg.MetadataValue.text(summary)} if summary else {}),
         },
     )
+
+
+#: step priorities (Dagster's ``dagster/priority`` step tag: with steps waiting for a free process, the higher runs
+#: first): the headline steps, then sensitivity and robustness, which wait for them, before the mechanism families,
+#: which wait for nothing; otherwise the headline chain starts last and decides the run's length
+HEADLINE_PRIORITY = {"dagster/priority": "2"}
+AFTER_HEADLINE_PRIORITY = {"dagster/priority": "1"}

@@ -6,12 +6,13 @@ import dagster as dg
 import pandas as pd
 
 from analyses.sensitivity import sensitivity_table
-from assets.metadata import frame_metadata
+from assets.metadata import AFTER_HEADLINE_PRIORITY, frame_metadata
 from pipelines.partitions import deliveries
 from pipelines.resources import EvaluationPlanResource
 
 
 @dg.asset(
+    op_tags=AFTER_HEADLINE_PRIORITY,
     group_name="analysis",
     partitions_def=deliveries,
     kinds={"scipy", "parquet"},

@@ -78,6 +78,20 @@ def test_definitions_load_with_every_asset_check_job_schedule_and_sensor():
     assert unpartitioned == []  # every table belongs to one delivery
 
 
+def test_the_headline_chain_takes_free_processes_before_the_mechanism_families():
+    """With two processes the families (ready first) would otherwise delay the headline, and sensitivity and
+    robustness after it, to the end of the run (measured on 40,000 firms: the chain started last)."""
+    from pipelines.definitions import defs
+
+    job = defs.resolve_job_def("evaluate_programmes")
+    priority = {op.name: int(op.tags.get("dagster/priority", 0)) for op in job.graph.iterate_op_defs()}
+    families = [name for name in priority if name.startswith("mechanism_")]
+    headline = ("plan_specifications", "estimate_specification", "combine_specifications")  # did_estimates' steps
+    assert len(families) == 7
+    chain = min(priority[name] for name in headline)
+    assert chain > priority["robustness"] == priority["sensitivity"] > max(priority[name] for name in families)
+
+
 def test_warehouse_keeps_deliveries_with_other_columns_apart(tmp_path):
     """A delivery with an extra, a missing or a retyped column is stored beside the earlier one (no BinderException)."""
     from pipelines.resources import ParquetWarehouse
