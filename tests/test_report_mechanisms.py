@@ -151,6 +151,9 @@ def test_section_explains_the_estimands_and_prints_the_dose_warning(built):
     assert "Export grants: average slope per EUR 1,000 of dose (ACRT) Exporting 0.01" in section
     assert "Network services: Cluster or hub membership Exporting 5.0 0.009 0.018 differ" in section
     assert "Advisory support: Size class Exporting \u2013 0.600 1.000 no detectable difference" in section
+    # each group's effect in a table too, not only as a point in the forest plot
+    assert "Table M4. Effects by group of firms" in section
+    assert "Network services: Outside clusters and hubs Exporting" in section
 
 
 def test_mechanism_figures_use_labels_not_codes(built):
@@ -252,6 +255,6 @@ def test_a_withheld_row_of_any_mechanism_table_says_withheld_instead_of_vanishin
     mechanisms.loc[mechanisms["outcome"] == "n_eu_destinations", "n_treated"] = 6
     result = build_report(**inputs, output_dir=tmp_path / "out", settings=HTML_ONLY)
     section = _text(result.html_path.read_text(encoding="utf-8").split('id="section-mechanisms"')[1])
-    markets = section.split("Table M5.")[1].split("How much")[0]
+    markets = section.split("Table M6.")[1].split("How much")[0]
     assert "Advisory support EU destinations withheld (fewer than 10 firms)" in markets
     assert "Advisory support Non-EU destinations 0.20 0.10 to 0.30" in markets
