@@ -59,12 +59,14 @@ from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 from analyses.did import AggteResult, AttGtResult, aggte, att_gt
 from analyses.did.attgt import _ZERO_SE
 from analyses.honest_did import event_study_from_aggte, event_study_from_twfe
-from analyses.mechanisms.plan import FamiliesPlan
+from analyses.mechanisms.plan import FamiliesPlan, list_settings
 from analyses.panel import (
     BASELINE_COVARIATES,
+    EXPORT_OUTCOMES,
     FIRST_YEAR_COLUMN,
     LOOKBACK_YEARS,
     NO_SERVICE,
+    PANEL_OUTCOMES,
     SERVICES,
     TIME_VARYING_COVARIATES,
     PanelAccount,
@@ -129,7 +131,10 @@ EVENT_STUDY_COLUMNS = ("treatment", "outcome", "estimator", "study", "reason")
 def read_plan_file(path: str | Path) -> dict:
     """The keys of a YAML plan file, unchecked (``EvaluationPlan.from_mapping`` checks them)."""
     with open(path, encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle) or {}
+        try:
+            raw = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as error:  # its text names the line and column
+            raise ValueError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: an evaluation plan must be a mapping of keys to values, got {type(raw).__name__}")
     return raw
@@ -260,8 +265,7 @@ class EvaluationPlan:
         unknown = sorted(set(raw) - allowed)
         if unknown:
             raise ValueError(f"{source}: unknown evaluation plan key(s) {unknown}; allowed: {sorted(allowed)}")
-        coerced = {key: tuple(value) if isinstance(value, list) else value for key, value in raw.items()}
-        return cls(**coerced)
+        return cls(**list_settings(cls, dict(raw)))
 
     def to_dict(self) -> dict:
         plain = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
@@ -431,10 +435,19 @@ def _missing_outcome_reason(rows: pd.DataFrame) -> str:
 
 
 def check_plan_fits_panel(panel: pd.DataFrame, plan: EvaluationPlan, account: PanelAccount | None = None) -> None:
-    """Raise ``ValueError`` when the plan names a column the panel lacks or another look-back window."""
-    missing = sorted({*plan.outcomes, *plan.covariate_columns, "exports_covered"} - set(panel.columns))
-    if missing:
-        raise ValueError(f"firm_year_panel lacks column(s) {missing} named in the evaluation plan")
+    """Raise ``ValueError`` when the plan names a column the panel lacks (headline outcomes, covariates, the
+    columns of every family it runs) or another look-back window; the message names the plan's key."""
+    outcomes = sorted(c for c in panel.columns if c in {*PANEL_OUTCOMES, *EXPORT_OUTCOMES} - {LOG_VALUE_OUTCOME})
+    unknown = {"outcomes": [o for o in plan.outcomes if o not in panel.columns],
+               "covariates": [c for c in plan.covariate_columns if c not in panel.columns],
+               **{f"families.{key}": names for key, names in plan.families.unknown_columns(panel.columns).items()}}
+    for key, names in unknown.items():
+        if names:
+            known = (f"its outcomes are {outcomes}" if "outcomes" in key
+                     else "its columns are listed in data_contracts/DATA_DICTIONARY.md (firm-year panel)")
+            raise ValueError(f"evaluation plan: {key} names {names}, which the firm-year panel does not have; {known}")
+    if "exports_covered" not in panel.columns:
+        raise ValueError("firm_year_panel lacks column 'exports_covered': build it with analyses.panel")
     if account is not None and account.lookback_years != plan.lookback_years:
         raise ValueError(
             f"firm_year_panel was built with lookback_years={account.lookback_years} but the evaluation plan says "

@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from analyses.evaluation import check_plan_fits_panel
 from analyses.panel import build_firm_year_panel
 from assets.metadata import frame_metadata
 from pipelines.partitions import deliveries
@@ -31,10 +32,13 @@ def firm_year_panel(
     plan: EvaluationPlanResource,
 ):
     """One row per firm-year of the register and accounts: outcomes, treatment timing, covariates."""
-    lookback_years = plan.load().lookback_years  # the new-market outcomes' window is part of the plan
+    evaluation_plan = plan.load()
     build = build_firm_year_panel(clean_firms, clean_financials, clean_participation, clean_exports,
-                                  lookback_years=lookback_years)
+                                  lookback_years=evaluation_plan.lookback_years)  # part of the plan
     panel = build.panel
+    # a plan naming a column the panel lacks stops here, once, before any model (and before the families'
+    # steps, which would each fail with it)
+    check_plan_fits_panel(panel, evaluation_plan, build.account)
     firms = panel.drop_duplicates("firm_id")
     yield dg.Output(
         panel,

@@ -97,13 +97,16 @@ def run(demo_firms: int = DEMO_FIRMS) -> int:
     from analyses.contracts import ContractError
     from analyses.deliveries import identify_delivery
     from analyses.publishing import FAILURE_NOTE, ensure_restricted_apart, publish_failure, published_status
-    from pipelines.resources import DEFAULT_OUTPUT_DIR, DEFAULT_WAREHOUSE, WarehouseDirectory, setting
+    from pipelines.resources import (DEFAULT_OUTPUT_DIR, DEFAULT_WAREHOUSE, EvaluationPlanResource, WarehouseDirectory,
+                                     setting)
 
     output_root = setting("EXPORT_IMPACT_OUTPUT_DIR", DEFAULT_OUTPUT_DIR)
     warehouse = WarehouseDirectory(path=str(setting("EXPORT_IMPACT_WAREHOUSE", DEFAULT_WAREHOUSE)))
     try:
         ensure_restricted_apart(output_root, warehouse.path)
         delivery = identify_delivery(landing)
+        # a mistyped plan stops here, once: no run starts and the delivery's last good report stays
+        EvaluationPlanResource(plan_file=os.environ.get("EXPORT_IMPACT_PLAN", "")).load()
     except (ValueError, ContractError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -92,7 +92,8 @@ class EvaluationPlanResource(ConfigurableResource):
         """The plan as an ``analyses.evaluation.EvaluationPlan``; ``ValueError`` names a bad key or value."""
         chosen = self.specification.model_dump(exclude_none=True) if self.specification else {}
         base = read_plan_file(self.plan_file) if self.plan_file else {}
-        source = f"{self.plan_file} with run config" if self.plan_file else "run config"
+        source = " with ".join([part for part in (self.plan_file, "run config" if chosen else "") if part]) or \
+            "evaluation plan"
         return EvaluationPlan.from_mapping(merged(base, chosen), source=source)
 
 

@@ -11,6 +11,7 @@ import yaml
 
 from analyses.evaluation import (
     _classify,
+    check_plan_fits_panel,
     covariates_known,
     DEFAULT_OUTCOMES,
     REASON_ALREADY_TREATED_FIRMS,
@@ -149,6 +150,33 @@ def test_a_plan_never_runs_a_did_on_log_one_plus_euros(tmp_path, plan_text, key)
     for pointer in ("families: run: [..., value]", "etwfe_poisson", "proportional effect exp(b) - 1",
                     "mixes entry into exporting with changes in value"):
         assert pointer in message, pointer
+
+
+@pytest.mark.parametrize("plan_text, message", [
+    ("services: advisory\n", "services must be a list (e.g. [advisory]), got 'advisory'"),
+    ("families:\n  run: dose\n", "families.run must be a list (e.g. [dose]), got 'dose'"),
+    ("families:\n  dose_grid: wide\n", "families.dose_grid must be a list (e.g. [wide]), got 'wide'"),
+    ("families: [dose, subgroups]\n", "families must be a mapping of settings (e.g. run: [dose, value]), got a list"),
+    ("families:\n  run: [dose, survival\n", "plan.yaml: not valid YAML: while parsing a flow sequence"),
+])
+def test_a_mistyped_plan_is_refused_naming_the_key_not_a_list_of_letters(tmp_path, plan_text, message):
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(plan_text)
+    with pytest.raises(ValueError) as raised:
+        EvaluationPlan.from_yaml(plan_file)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("key", ["dose_outcomes", "subgroup_outcomes", "market_outcomes", "sequence_outcomes",
+                                 "bundle_outcomes", "persistence_outcomes", "value_controls", "margin_controls"])
+def test_every_family_column_the_plan_names_is_checked_against_the_panel_before_any_model(panel, key):
+    """A name the panel lacks stops the run at the panel (once), naming the plan key, not as a KeyError in a
+    family's step after the headline has run."""
+    plan = EvaluationPlan(families={key: ["exports_a_lot"]})
+    with pytest.raises(ValueError, match=rf"evaluation plan: families\.{key} names \['exports_a_lot'\], which the "
+                                         "firm-year panel does not have"):
+        check_plan_fits_panel(panel, plan)
+    check_plan_fits_panel(panel, EvaluationPlan(families={key: ["exports_a_lot"], "run": []}))  # family not run
 
 
 def supported_before_the_accounts(demo, n: int = 12) -> tuple[pd.DataFrame, list[str]]:
@@ -327,6 +355,10 @@ def test_the_readme_plan_example_is_the_default_plan(tmp_path):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     (tmp_path / "plan.yaml").write_text(re.search(r"```yaml\n(.*?)```", readme, re.S).group(1))
     assert EvaluationPlan.from_yaml(tmp_path / "plan.yaml") == EvaluationPlan()
+    # every key is documented there, the mechanism families' too
+    documented = yaml.safe_load((tmp_path / "plan.yaml").read_text())
+    assert set(documented) == set(EvaluationPlan().to_dict())
+    assert set(documented["families"]) == set(EvaluationPlan().families.to_dict())
 # --- headline, comparisons and weak cohorts (issue 9) -------------------------------------------------------------
 
 def _estimate(estimates: pd.DataFrame, estimator: str, aggregation: str, event_time: float | None = None) -> pd.Series:

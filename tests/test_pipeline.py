@@ -327,6 +327,20 @@ def test_a_few_bad_rows_are_quarantined_and_the_run_still_completes(demo_landing
     assert (quality["rows_in"], quality["rows_quarantined"]) == (len(financials), 2)
 
 
+def test_a_mistyped_plan_stops_before_any_run_with_one_line_and_replaces_nothing(demo_landing, tmp_path):
+    """The plan is read once before the run: not once per ingestion step, and a delivery's published report is not
+    replaced by a RUN_FAILED note because of a typo in the plan."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("families:\n  run: dose\n")
+    published = tmp_path / "out" / delivery_key(demo_landing)
+    published.mkdir(parents=True)
+    (published / "impact_report.html").write_text("the last good report")
+    out = run_cli(tmp_path, demo_landing, EXPORT_IMPACT_PLAN=str(plan))
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: evaluation plan: families.run must be a list (e.g. [dose]), got 'dose'"
+    assert "Traceback" not in out.stdout and sorted(p.name for p in published.iterdir()) == ["impact_report.html"]
+
+
 def test_cli_explains_a_rejected_delivery_in_plain_words(demo_landing, tmp_path):
     """Too many bad rows: the run stops after validation, says what, where and how many, and publishes that."""
     exports = pd.read_csv(demo_landing / "exports.csv", dtype=str)

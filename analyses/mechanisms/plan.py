@@ -11,6 +11,21 @@ FAMILY_NAMES = ("dose", "subgroups", "markets", "value", "bundles", "sequences",
 SUBGROUP_NAMES = ("in_cluster", "size_class", "exported_before", "region")
 
 
+def list_settings(plan_type: type, raw: dict, prefix: str = "") -> dict:
+    """``raw`` plan keys of ``plan_type`` (a plan dataclass) with its list settings as tuples.
+
+    A list setting given one word or number (``run: dose`` in YAML) is an error naming the key, not a list of
+    its characters. Raises ``ValueError``.
+    """
+    lists = {f.name for f in fields(plan_type) if "tuple[" in str(f.type)}
+    out = {}
+    for key, value in raw.items():
+        if key in lists and value is not None and not isinstance(value, (list, tuple)):
+            raise ValueError(f"evaluation plan: {prefix}{key} must be a list (e.g. [{value}]), got {value!r}")
+        out[key] = tuple(value) if key in lists and isinstance(value, list) else value
+    return out
+
+
 @dataclass(frozen=True)
 class FamiliesPlan:
     """Pre-registered mechanism specifications (the plan's ``families:`` mapping); every key has a default."""
@@ -79,6 +94,26 @@ class FamiliesPlan:
             raise ValueError(f"evaluation plan: families.dose_num_knots must be a whole number >= 0, "
                              f"got {self.dose_num_knots!r}")
 
+    def unknown_columns(self, columns) -> dict[str, list[str]]:
+        """Per list setting of a family in ``run`` that names panel ``columns``: the names not among them.
+
+        Persistence outcomes are made from the panel's exporting (``PERSISTENCE_OUTCOMES``), not read from it.
+        """
+        from analyses.mechanisms.outcomes import PERSISTENCE_OUTCOMES
+
+        known = set(columns)
+        settings = {"dose": ("dose_outcomes",), "subgroups": ("subgroup_outcomes",), "markets": ("market_outcomes",),
+                    "value": ("value_controls", "margin_controls"), "bundles": ("bundle_outcomes",),
+                    "sequences": ("sequence_outcomes",), "persistence": ("persistence_outcomes",)}
+        unknown = {}
+        for family in self.run:
+            for key in settings[family]:
+                allowed = set(PERSISTENCE_OUTCOMES) if key == "persistence_outcomes" else known
+                missing = [name for name in getattr(self, key) if name not in allowed]
+                if missing:
+                    unknown[key] = missing
+        return unknown
+
     @classmethod
     def from_value(cls, value) -> FamiliesPlan:
         """From the plan's ``families`` entry: ``None`` (defaults), a mapping, or a ``FamiliesPlan``."""
@@ -87,12 +122,14 @@ class FamiliesPlan:
         if isinstance(value, cls):
             return value
         if not isinstance(value, dict):
-            raise ValueError(f"evaluation plan: families must be a mapping of settings, got {type(value).__name__}")
+            kind = "a list" if isinstance(value, (list, tuple)) else type(value).__name__
+            raise ValueError(f"evaluation plan: families must be a mapping of settings (e.g. run: [dose, value]), "
+                             f"got {kind}")
         allowed = {f.name for f in fields(cls)}
         unknown = sorted(set(value) - allowed)
         if unknown:
             raise ValueError(f"evaluation plan: unknown families key(s) {unknown}; allowed: {sorted(allowed)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+        return cls(**list_settings(cls, value, "families."))
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
