@@ -57,11 +57,17 @@ def check_lines(evaluations: Iterable) -> list[str]:
     return [f"{detail}\n(data checks: {', '.join(names)})" for detail, names in by_detail.items()]
 
 
+#: exceptions whose text is written for the user: shown without their class name
+PLAIN_ERRORS = ("ValueError", "ContractError")
+
+
 def innermost_message(error) -> str:
-    """The user's exception, not Dagster's wrapper around it."""
+    """The user's exception, not Dagster's wrapper around it; an unexpected one keeps its class name."""
     while error.cause is not None:
         error = error.cause
-    return error.message.strip()  # already "ExceptionClass: text"
+    message = error.message.strip()  # "ExceptionClass: text"
+    prefix = f"{error.cls_name}: "
+    return message[len(prefix):] if error.cls_name in PLAIN_ERRORS and message.startswith(prefix) else message
 
 
 def check_detail(evaluation) -> str:

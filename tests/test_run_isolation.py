@@ -254,3 +254,20 @@ def test_an_interrupted_run_says_so_without_a_traceback_and_publishes_its_own_no
         [record] = instance.get_run_records()
     assert record.dagster_run.status == dg.DagsterRunStatus.FAILURE
     assert json.loads((published / "run.json").read_text())["run_id"] == record.dagster_run.run_id
+
+
+def test_a_plain_error_reads_without_its_class_name_and_an_unexpected_one_keeps_it():
+    """A message written for the user (ValueError, ContractError) is shown as written; a bug (KeyError...)
+    keeps its class so that it is not mistaken for a sentence about the data."""
+    from types import SimpleNamespace
+
+    from pipelines.run_summary import innermost_message
+
+    def error(cls_name, text):
+        wrapper = SimpleNamespace(cls_name="DagsterExecutionStepExecutionError", message="Error in step", cause=None)
+        wrapper.cause = SimpleNamespace(cls_name=cls_name, message=f"{cls_name}: {text}\n", cause=None)
+        return wrapper
+
+    assert innermost_message(error("ValueError", "evaluation plan: families.run must be a list")) == \
+        "evaluation plan: families.run must be a list"
+    assert innermost_message(error("KeyError", "'exports_a_lot'")) == "KeyError: 'exports_a_lot'"
