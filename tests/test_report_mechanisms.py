@@ -329,7 +329,7 @@ def _subgroup_rows() -> pd.DataFrame:
 def test_forest_plot_and_table_m4_share_the_plans_order_and_the_plot_says_adjusted_p():
     section = mechanism_section(_subgroup_rows(), Intervals())
     expected = [f"{service}: {group}" for service in ("Advisory support", "Network services", "Export grants")
-                for group in ("In a cluster or hub", "Outside clusters and hubs", "Micro firms (under 10 employees)",
+                for group in ("Outside clusters and hubs", "In a cluster or hub", "Micro firms (under 10 employees)",
                               "Small firms (10\u201349)", "Medium and larger firms (50+)",
                               "Did not export before support")]
     assert [effect.label for effect in section["subgroups"]] == expected
@@ -338,6 +338,8 @@ def test_forest_plot_and_table_m4_share_the_plans_order_and_the_plot_says_adjust
     assert labels == expected
     assert "Advisory support: Micro firms (under 10 employees) (difference: adjusted p = 0.029)" in ticks
     assert not any("(difference p =" in t for t in ticks)
+    # the groupings in the plan's order in the alt text too
+    assert "(cluster or hub membership, size class, exporting before support)" in section["subgroup_plots"][0].alt
 
 
 def test_a_test_of_more_than_two_groups_is_explained_under_table_m5(built):

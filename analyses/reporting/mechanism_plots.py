@@ -114,7 +114,7 @@ def forest_plot(rows: pd.DataFrame, tests: pd.DataFrame, outcome: str, intervals
     axes.set_xlabel(f"Effect on {in_sentence(spec.label)},\n{spec.unit} ({intervals.level} CI)", fontsize=8)
     axes.tick_params(labelsize=7)
     axes.spines[["top", "right"]].set_visible(False)
-    names = sorted({SUBGROUP_NAMES.get(n, n).lower() for n in rows["_name"]})
+    names = list(dict.fromkeys(SUBGROUP_NAMES.get(n, n).lower() for n in rows["_name"]))
     shown = estimate[np.isfinite(estimate)]
     values = (f"from {format_number(shown.min(), spec.decimals)} to {format_number(shown.max(), spec.decimals)}"
               if shown.size else "none published")

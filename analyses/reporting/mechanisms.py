@@ -82,9 +82,11 @@ DOSE_UNITS = {"advisory": ("Advisory hours in the first episode", "hour", 1.0, "
 #: outcome) lies between -100 and +100 percentage points; counts and proportional changes have no upper limit.
 EFFECT_BOUNDS = {"pp": (-100.0, 100.0)}
 
-#: Display order of the values of a pre-programme grouping (the plan orders the groupings and the services).
-SUBGROUP_VALUE_ORDER = {"in_cluster": ("1", "True", "0", "False"), "size_class": ("micro", "small", "medium"),
-                        "exported_before": ("1", "0")}
+#: Display order of the values of a pre-programme grouping (the plan orders the groupings and the services): size
+#: classes by size; a yes/no grouping "no" first, as its test's difference is first minus second value in sorted
+#: order (``analyses.mechanisms.subgroups``), so Table M5's "first minus second group" reads off Table M4.
+SUBGROUP_VALUE_ORDER = {"in_cluster": ("0", "False", "1", "True"), "size_class": ("micro", "small", "medium"),
+                        "exported_before": ("0", "1")}
 _DEFAULT_GROUPINGS = ("in_cluster", "size_class", "exported_before", "region")
 
 #: The value family's three rows per service, in the words the report uses.
@@ -191,7 +193,7 @@ def effect_bounds(spec: OutcomeSpec) -> tuple[float, float] | None:
 def order_subgroups(rows: pd.DataFrame, plan: Mapping | None = None) -> pd.DataFrame:
     """Subgroup rows in the one order the table and the forest plot share: the plan's services (``services``),
     then its groupings (``families.subgroups``), then each grouping's values (``SUBGROUP_VALUE_ORDER``: micro,
-    small, medium; yes before no), anything else after in alphabetical order."""
+    small, medium; no before yes), anything else after in alphabetical order."""
     plan = plan or {}
     services = list(plan.get("services") or SERVICES)
     families = plan.get("families") if isinstance(plan.get("families"), Mapping) else {}
