@@ -7,12 +7,14 @@ import pandas as pd
 import pytest
 
 from analyses.reporting import ReportSettings, build_report, check_disclosure
+from analyses.reporting.mechanism_plots import dose_plot
 from analyses.reporting.mechanisms import (
-    DOSE_WARNING, MAX_SUMMARY_WORDS, MECHANISM_OUTCOMES, in_sentence, is_known_treatment, summary_sentences,
+    DOSE_WARNING, MAX_SUMMARY_WORDS, MECHANISM_OUTCOMES, in_sentence, is_known_treatment, mechanism_section,
+    summary_sentences,
 )
 from analyses.reporting.summary import OUTCOMES, SERVICES, Intervals
 from analyses.reporting.report import combine_estimates
-from tests.report_fixtures import make_estimates, make_mechanisms, report_inputs
+from tests.report_fixtures import DOSE_GRIDS, make_estimates, make_mechanisms, report_inputs
 
 HTML_ONLY = ReportSettings(formats=("html",))
 
@@ -146,14 +148,14 @@ def test_section_explains_the_estimands_and_prints_the_dose_warning(built):
     assert "intensive margin is conditional on an outcome of support and is a description, not an effect" in section
     assert "Advisory support: intensive margin among exporting firm-years (descriptive)" in section
     assert "Advisory support: proportional effect on export value, zeros included Export value (zeros included) " \
-           "12.0 4.2 to 19.8" in section
+           "(%) 12.0 4.2 to 19.8" in section
     # the slope of a grant is per EUR 1,000 of grant, not per euro
-    assert "Export grants: average slope per EUR 1,000 of dose (ACRT) Exporting 0.01" in section
-    assert "Network services: Cluster or hub membership Exporting 5.0 0.009 0.018 differ" in section
-    assert "Advisory support: Size class Exporting \u2013 0.600 1.000 no detectable difference" in section
+    assert "Export grants: average slope per EUR 1,000 of dose (ACRT) Exporting (pp per EUR 1,000) 0.01" in section
+    assert "Network services: Cluster or hub membership Exporting (pp) 5.0 0.009 0.018 differ" in section
+    assert "Advisory support: Size class Exporting (pp) \u2013 0.600 1.000 no detectable difference" in section
     # each group's effect in a table too, not only as a point in the forest plot
     assert "Table M4. Effects by group of firms" in section
-    assert "Network services: Outside clusters and hubs Exporting" in section
+    assert "Network services: Outside clusters and hubs Exporting (pp)" in section
 
 
 def test_mechanism_figures_use_labels_not_codes(built):
@@ -165,7 +167,7 @@ def test_mechanism_figures_use_labels_not_codes(built):
         assert titles.strip(" |")
         assert not re.findall(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b", titles + " " + ticks), (titles, ticks)
     forest = [ticks for _, ticks in images if "Outside clusters and hubs" in ticks]
-    assert forest and "Network services: Outside clusters and hubs (difference p = 0.018)" in forest[0]
+    assert forest and "Network services: Outside clusters and hubs (difference: adjusted p = 0.018)" in forest[0]
 
 
 def test_one_withheld_subgroup_withholds_its_whole_comparison(tmp_path):
@@ -182,7 +184,7 @@ def test_one_withheld_subgroup_withholds_its_whole_comparison(tmp_path):
     assert "cluster or hub membership" not in _summary(html)
     # withheld, not vanished: the forest plot and the table of tests say so, without a number
     section = _text(html.split('id="section-mechanisms"')[1].split("</section>")[0])
-    assert "Network services: Cluster or hub membership Exporting withheld (protects another group)" in section
+    assert "Network services: Cluster or hub membership Exporting (pp) withheld (protects another group)" in section
     ticks = re.findall(r'data-tick-labels="([^"]*)"', html.split('id="section-mechanisms"')[1])
     forest = [t for t in ticks if "In a cluster or hub" in t]
     assert forest and "Network services: In a cluster or hub: withheld (fewer than 10 firms)" in forest[0]
@@ -256,5 +258,104 @@ def test_a_withheld_row_of_any_mechanism_table_says_withheld_instead_of_vanishin
     result = build_report(**inputs, output_dir=tmp_path / "out", settings=HTML_ONLY)
     section = _text(result.html_path.read_text(encoding="utf-8").split('id="section-mechanisms"')[1])
     markets = section.split("Table M6.")[1].split("How much")[0]
-    assert "Advisory support EU destinations withheld (fewer than 10 firms)" in markets
-    assert "Advisory support Non-EU destinations 0.20 0.10 to 0.30" in markets
+    assert "Advisory support EU destinations (destinations) withheld (fewer than 10 firms)" in markets
+    assert "Advisory support Non-EU destinations (destinations) 0.20 0.10 to 0.30" in markets
+
+
+def _curve(treatment: str, low: float, high: float, half_width: float) -> pd.DataFrame:
+    """A dose curve of 11 grid doses from ``low`` to ``high`` (outcome units) with a uniform band of +-half_width."""
+    estimate = np.linspace(low, high, 11)
+    return pd.DataFrame({"dose": np.linspace(*DOSE_GRIDS[treatment], 11), "estimate": estimate,
+                         "ci_lower": estimate - half_width, "ci_upper": estimate + half_width})
+
+
+def _ticks(plot) -> list[float]:
+    return [float(t.replace("\u2212", "-")) for t in plot.tick_labels if re.fullmatch(r"[\u2212-]?[\d.]+", t)]
+
+
+@pytest.mark.parametrize("outcome", ["exporter", "sustained_exporter", "new_non_eu_destination"])
+def test_a_share_dose_curve_is_cut_at_the_logical_bound_and_says_so(outcome):
+    """On the 10,000-firm demo the grant band reached +120 pp on a probability: cut at +-100 pp, with a caption."""
+    plot = dose_plot(_curve("network", -0.9, 0.9, 0.6), "network", outcome, median_dose=4.4)
+    assert max(_ticks(plot)) == 100 and min(_ticks(plot)) == -100, plot.tick_labels  # doses run from 1 to 8
+    assert "band is cut at \u2212100 and +100 percentage points" in plot.alt
+    # a count is not bounded: no cut, no such words
+    count = dose_plot(_curve("network", -0.9, 0.9, 0.6), "network", "n_destinations", median_dose=4.4)
+    assert "cut" not in count.alt
+
+
+@pytest.mark.parametrize("treatment, median, words", [
+    ("advisory", 64.0, "at the median treated dose (65.0 advisory hours, the nearest dose shown)"),
+    ("network", 4.4, "at the median treated dose (4.5 network events, the nearest dose shown)"),
+    ("grant", 80_000.0, "at the median treated dose (77.5 EUR 1,000 of grant, the nearest dose shown)"),
+])
+def test_a_dose_caption_leads_with_the_median_dose_in_its_unit_and_says_the_ends_rest_on_few_firms(
+        treatment, median, words):
+    plot = dose_plot(_curve(treatment, 0.0, 0.2, 0.05), treatment, "exporter", median_dose=median,
+                     dose_grid=(0.05, 0.95))
+    assert words in plot.alt
+    assert re.search(r"the effect is 10\.0 percentage points \(95 % uniform band 5\.0 to 15\.0\)", plot.alt), plot.alt
+    assert "smallest dose shown" not in plot.alt and "at the largest" not in plot.alt
+    assert ("the 5 % of treated firms with the smallest doses and the 5 % with the largest lie outside the curve, "
+            "and its ends rest on few firms") in plot.alt
+    # no median known: the middle of the doses shown, said as such
+    assert "in the middle of the doses shown" in dose_plot(_curve(treatment, 0.0, 0.2, 0.05), treatment,
+                                                           "exporter").alt
+
+
+def test_every_mechanism_table_gives_the_unit_of_each_row(built):
+    _, _, html = built
+    section = _text(html.split('id="section-mechanisms"')[1].split("</section>")[0])
+    assert section.count("Outcome (unit)") == 8  # Tables M1-M8
+    value = section.split("Table M7.")[1]
+    assert "proportional effect on export value, zeros included Export value (zeros included) (%) 12.0" in value
+    assert "extensive margin (exporting or not) Exporting (pp)" in value
+    assert "Export value of exporting firms (%)" in value
+    assert "Advisory support Non-EU destinations (destinations) 0.20" in section
+    # a slope is per unit of dose
+    assert "Export grants: average slope per EUR 1,000 of dose (ACRT) Exporting (pp per EUR 1,000) 0.01" in section
+
+
+def _subgroup_rows() -> pd.DataFrame:
+    rows = [_row("subgroups", s, "exporter", 0.01 * i, 0.01, subgroup=g)
+            for i, (s, g) in enumerate((s, g) for s in ("grant", "network", "advisory")
+                                       for g in ("exported_before=0", "size_class=medium", "in_cluster=1",
+                                                 "size_class=micro", "in_cluster=0", "size_class=small"))]
+    tests = [_row("subgroups", s, "exporter", np.nan, np.nan, "subgroup_difference", "size_class", 0.029)
+             for s in ("grant", "network", "advisory")]
+    return pd.DataFrame([*rows, *tests])
+
+
+def test_forest_plot_and_table_m4_share_the_plans_order_and_the_plot_says_adjusted_p():
+    section = mechanism_section(_subgroup_rows(), Intervals())
+    expected = [f"{service}: {group}" for service in ("Advisory support", "Network services", "Export grants")
+                for group in ("Outside clusters and hubs", "In a cluster or hub", "Micro firms (under 10 employees)",
+                              "Small firms (10\u201349)", "Medium and larger firms (50+)",
+                              "Did not export before support")]
+    assert [effect.label for effect in section["subgroups"]] == expected
+    ticks = section["subgroup_plots"][0].tick_labels
+    labels = [t.split(" (difference")[0] for t in ticks if ": " in t]
+    assert labels == expected
+    assert "Advisory support: Micro firms (under 10 employees) (difference: adjusted p = 0.029)" in ticks
+    assert not any("(difference p =" in t for t in ticks)
+    # the groupings in the plan's order in the alt text too
+    assert "(cluster or hub membership, size class, exporting before support)" in section["subgroup_plots"][0].alt
+
+
+def test_a_test_of_more_than_two_groups_is_explained_under_table_m5(built):
+    _, _, html = built
+    section = _text(html.split('id="section-mechanisms"')[1].split("</section>")[0])
+    m5 = section.split("Table M5.")[1].split("Which markets")[0]
+    assert "Advisory support: Size class Exporting (pp) \u2013" in m5
+    assert ("For a grouping with more than two groups (size class) the test is a joint Wald test that all groups' "
+            "effects are equal; there is no single difference (\u2013).") in unescape(m5)
+
+
+def test_the_section_says_which_effect_on_exporting_is_the_reference(built):
+    _, _, html = built
+    section = unescape(_text(html.split('id="section-mechanisms"')[1].split("</section>")[0]))
+    dose = section.split("Dose-response")[1].split("Table M3.")[0]
+    value = section.split("How much: export value")[1].split("Table M7.")[0]
+    for part in (dose, value):
+        assert "the headline (Table 1) is the reference estimate of each service's effect" in part, part
+    assert "balanced panel" in dose and "first-year controls" in value

@@ -10,6 +10,7 @@ only when its adjusted test rejects; nothing is said about a mechanism the numbe
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,10 +72,22 @@ MECHANISM_OUTCOMES: dict[str, OutcomeSpec] = {
         lambda v: 100.0 * math.expm1(v)),
 }
 
-#: Dose of each service's first episode: label, unit of the slope, and how many raw units the slope is per.
-DOSE_UNITS = {"advisory": ("Advisory hours in the first episode", "hour", 1.0),
-              "network": ("Network events in the first episode", "event", 1.0),
-              "grant": ("Grant in the first episode (EUR thousand)", "EUR 1,000", 1000.0)}
+#: Dose of each service's first episode: axis label, unit of the slope, how many raw units the slope and the axis
+#: are per, and the unit after a dose in a caption ("12.5 advisory hours").
+DOSE_UNITS = {"advisory": ("Advisory hours in the first episode", "hour", 1.0, "advisory hours"),
+              "network": ("Network events in the first episode", "event", 1.0, "network events"),
+              "grant": ("Grant in the first episode (EUR thousand)", "EUR 1,000", 1000.0, "EUR 1,000 of grant")}
+
+#: Logical limits of an effect in reporting units, by ``OutcomeSpec.unit_short``: a change in a share (0/1
+#: outcome) lies between -100 and +100 percentage points; counts and proportional changes have no upper limit.
+EFFECT_BOUNDS = {"pp": (-100.0, 100.0)}
+
+#: Display order of the values of a pre-programme grouping (the plan orders the groupings and the services): size
+#: classes by size; a yes/no grouping "no" first, as its test's difference is first minus second value in sorted
+#: order (``analyses.mechanisms.subgroups``), so Table M5's "first minus second group" reads off Table M4.
+SUBGROUP_VALUE_ORDER = {"in_cluster": ("0", "False", "1", "True"), "size_class": ("micro", "small", "medium"),
+                        "exported_before": ("0", "1")}
+_DEFAULT_GROUPINGS = ("in_cluster", "size_class", "exported_before", "region")
 
 #: The value family's three rows per service, in the words the report uses.
 VALUE_MARGINS = {"export_value_eur": "proportional effect on export value, zeros included",
@@ -152,15 +165,70 @@ class Effect:
 
     @classmethod
     def of(cls, row: dict, label: str, spec: OutcomeSpec) -> Effect:
+        outcome = f"{spec.label} ({row_unit(row, spec)})"
         if row.get("withheld"):
-            return cls(label=label, outcome=spec.label, estimate=row["withheld"], ci="", p="", p_adjusted="",
+            return cls(label=label, outcome=outcome, estimate=row["withheld"], ci="", p="", p_adjusted="",
                        n_treated="", n_control="", direction=0)
         shown = [spec.display(row[c]) if _finite(row[c]) else np.nan for c in ("estimate", "ci_lower", "ci_upper")]
         decimals = _decimals(row, spec)
-        return cls(label=label, outcome=spec.label, estimate=format_number(shown[0], decimals),
+        return cls(label=label, outcome=outcome, estimate=format_number(shown[0], decimals),
                    ci=f"{format_number(shown[1], decimals)} to {format_number(shown[2], decimals)}",
                    p=_p(row["p_value"]), p_adjusted=_p(row["p_value_adjusted"]), n_treated=f"{int(row['n_treated']):,}",
                    n_control=f"{int(row['n_control']):,}", direction=_direction(row))
+
+
+def row_unit(row: dict, spec: OutcomeSpec) -> str:
+    """Unit of a row's estimate in the tables: the outcome's ("pp", "%", "destinations"), per unit of dose for a
+    ``dose_slope`` ("pp per EUR 1,000")."""
+    if row.get("aggregation") == "dose_slope" and row.get("treatment") in DOSE_UNITS:
+        return f"{spec.unit_short} per {DOSE_UNITS[row['treatment']][1]}"
+    return spec.unit_short
+
+
+def effect_bounds(spec: OutcomeSpec) -> tuple[float, float] | None:
+    """``EFFECT_BOUNDS`` of an outcome in reporting units, or None when its effect is unbounded."""
+    return EFFECT_BOUNDS.get(spec.unit_short)
+
+
+def order_subgroups(rows: pd.DataFrame, plan: Mapping | None = None) -> pd.DataFrame:
+    """Subgroup rows in the one order the table and the forest plot share: the plan's services (``services``),
+    then its groupings (``families.subgroups``), then each grouping's values (``SUBGROUP_VALUE_ORDER``: micro,
+    small, medium; no before yes), anything else after in alphabetical order."""
+    plan = plan or {}
+    services = list(plan.get("services") or SERVICES)
+    families = plan.get("families") if isinstance(plan.get("families"), Mapping) else {}
+    groupings = list(families.get("subgroups") or _DEFAULT_GROUPINGS)
+
+    def rank(order: list, value) -> tuple:
+        return (order.index(value), "") if value in order else (len(order), str(value))
+
+    def key(row: dict) -> tuple:
+        name, _, value = row["subgroup"].partition("=")
+        return (rank(services, row["treatment"]), rank(groupings, name),
+                rank(list(SUBGROUP_VALUE_ORDER.get(name, ())), value))
+
+    order = sorted(range(len(rows)), key=lambda i: key(rows.iloc[i]))
+    return rows.iloc[order]
+
+
+def median_first_doses(panel: pd.DataFrame) -> dict[str, float]:
+    """Median first-episode dose (raw units: hours, events, euros) of the firms that started with each service,
+    from the panel's ``{service}_first_dose`` and ``first_service``; services without those columns are left out.
+    The dose curves quote their effect at the grid dose nearest to it."""
+    if "firm_id" not in panel.columns:
+        return {}
+    firms = panel.drop_duplicates("firm_id")
+    medians = {}
+    for service in SERVICES:
+        column = f"{service}_first_dose"
+        if column not in firms.columns:
+            continue
+        starters = firms[firms["first_service"] == service] if "first_service" in firms.columns else firms
+        doses = pd.to_numeric(starters[column], errors="coerce")
+        doses = doses[doses > 0]
+        if len(doses):
+            medians[service] = float(doses.median())
+    return medians
 
 
 def _decimals(row: dict, spec: OutcomeSpec) -> int:
@@ -170,7 +238,7 @@ def _decimals(row: dict, spec: OutcomeSpec) -> int:
 
 def per_dose_unit(rows: pd.DataFrame) -> pd.DataFrame:
     """``dose_slope`` rows rescaled to the slope per reported unit of dose (``DOSE_UNITS``: per EUR 1,000)."""
-    per = rows["treatment"].map(lambda t: DOSE_UNITS.get(t, ("", "", 1.0))[2]).where(
+    per = rows["treatment"].map(lambda t: DOSE_UNITS.get(t, ("", "", 1.0, ""))[2]).where(
         rows["aggregation"] == "dose_slope", 1.0)
     return rows.assign(**{c: rows[c] * per for c in ("estimate", "std_error", "ci_lower", "ci_upper")})
 
@@ -310,12 +378,14 @@ def _test_row(row: dict, alpha: float) -> dict:
     """A row of the table of tests of difference; a withheld test says so instead of its numbers."""
     spec = mechanism_outcome(row["outcome"])
     shown = {"label": f"{service_title(row['treatment'])}: {SUBGROUP_NAMES.get(row['subgroup'], row['subgroup'])}",
-             "outcome": spec.label}
+             "outcome": f"{spec.label} ({row_unit(row, spec)})", "joint": False}
     if row["withheld"]:
         return {**shown, "difference": row["withheld"], "p": "", "p_adjusted": "", "verdict": ""}
-    difference = format_number(spec.display(row["estimate"]), spec.decimals) if _finite(row["estimate"]) else "\u2013"
+    joint = not _finite(row["estimate"])
+    difference = "\u2013" if joint else format_number(spec.display(row["estimate"]), spec.decimals)
     return {**shown, "difference": difference, "p": _p(row["p_value"]), "p_adjusted": _p(row["p_value_adjusted"]),
-            "verdict": "differ" if _rejects(row, alpha) else "no detectable difference"}
+            "verdict": "differ" if _rejects(row, alpha) else "no detectable difference", "joint": joint,
+            "grouping": SUBGROUP_NAMES.get(row["subgroup"], row["subgroup"]).lower()}
 
 
 def withheld_rows(suppressed: pd.DataFrame | None, min_firms: int) -> pd.DataFrame:
@@ -339,11 +409,14 @@ def withheld_rows(suppressed: pd.DataFrame | None, min_firms: int) -> pd.DataFra
     return rows
 
 
-def mechanism_section(rows: pd.DataFrame, intervals: Intervals, withheld: pd.DataFrame | None = None) -> dict:
+def mechanism_section(rows: pd.DataFrame, intervals: Intervals, withheld: pd.DataFrame | None = None,
+                      plan: Mapping | None = None, median_doses: Mapping[str, float] | None = None) -> dict:
     """View model of the "How support works" section from the published mechanism rows (may be empty).
 
     ``withheld`` (:func:`withheld_rows`) are shown in the tables and the forest plot as withheld, with the reason,
-    instead of vanishing; the sentences and curves read the published rows only.
+    instead of vanishing; the sentences and curves read the published rows only. ``plan`` (``diagnostics["plan"]``)
+    orders services and groupings and gives the dose grid's quantiles (``families.dose_grid``);
+    ``median_doses`` (:func:`median_first_doses`) is where each dose curve is quoted.
     """
     from analyses.reporting.mechanism_plots import dose_plot, forest_plot
 
@@ -361,18 +434,20 @@ def mechanism_section(rows: pd.DataFrame, intervals: Intervals, withheld: pd.Dat
             else f"average slope per {DOSE_UNITS[r['treatment']][1]} of dose (ACRT)"))
     curves = published[(published["family"] == "dose") & (published["aggregation"] == "dose_level")
                        & published["dose"].notna()]
-    section["dose_plots"] = [dose_plot(curve, treatment, outcome, DOSE_UNITS[treatment][0], DOSE_UNITS[treatment][2],
-                                       intervals)
+    families = (plan or {}).get("families")
+    grid = tuple((families if isinstance(families, Mapping) else {}).get("dose_grid") or (0.05, 0.95))
+    section["dose_plots"] = [dose_plot(curve, treatment, outcome, intervals, (median_doses or {}).get(treatment), grid)
                              for (treatment, outcome), curve in curves.groupby(["treatment", "outcome"], sort=False)
                              if outcome == curves["outcome"].iloc[0]]
     subgroup_rows = _overall(rows, "subgroups")
-    subgroup_rows = subgroup_rows[subgroup_rows["subgroup"] != ""]
+    subgroup_rows = order_subgroups(subgroup_rows[subgroup_rows["subgroup"] != ""], plan)
     tests = rows[(rows["family"] == "subgroups") & (rows["aggregation"] == "subgroup_difference")]
     section["subgroup_plots"] = [forest_plot(frame, tests[tests["outcome"] == outcome], outcome, intervals)
                                  for outcome, frame in subgroup_rows.groupby("outcome", sort=False)]
     section["subgroups"] = _effects(subgroup_rows, lambda r: f"{service_title(r['treatment'])}: "
                                                              f"{subgroup_title(r['subgroup'])}")
     section["subgroup_tests"] = [_test_row(r, intervals.alpha) for r in tests.to_dict("records")]
+    section["joint_groupings"] = sorted({t["grouping"] for t in section["subgroup_tests"] if t["joint"]})
     section["markets"] = _effects(_overall(rows, "markets"), lambda r: service_title(r["treatment"]))
     section["value"] = _effects(_overall(rows, "value", "simple"),
                                 lambda r: f"{service_title(r['treatment'])}: {VALUE_MARGINS[r['outcome']]}")

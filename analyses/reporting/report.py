@@ -22,7 +22,9 @@ from analyses.reporting.disclosure import (
     SUPPRESSED_MARK, DisclosureResult, check_disclosure, cohort_cells, coarsen_overlap, describe_panel,
     drop_suppressed, estimate_key, redact_identifiers, scan_for_identifiers, with_extra_columns,
 )
-from analyses.reporting.mechanisms import MECHANISM_OUTCOMES, is_known_treatment, mechanism_section, withheld_rows
+from analyses.reporting.mechanisms import (
+    MECHANISM_OUTCOMES, is_known_treatment, mechanism_section, median_first_doses, withheld_rows,
+)
 from analyses.reporting.plots import balance_plot, event_study_plot, overlap_plot, sensitivity_plot
 from analyses.reporting.rating import ROBUSTNESS_COLUMNS, SENSITIVITY_COLUMNS, rate_service, unsupported_share
 from analyses.reporting.settings import (
@@ -888,7 +890,8 @@ def build_report(estimates: pd.DataFrame, diagnostics: dict, data_quality: dict,
         "contents": [{"anchor": _ANCHORS[title], "title": title} for title in SECTION_TITLES],
         "mechanism_title": MECHANISM_SECTION,
         "mechanisms": mechanism_section(drop_suppressed(combined.loc[~headline_family], disclosure), intervals,
-                                        withheld_rows(disclosure.suppressed_estimates, settings.min_firms)),
+                                        withheld_rows(disclosure.suppressed_estimates, settings.min_firms), plan,
+                                        median_first_doses(panel)),
         "paragraphs": [{"title": service_title(t), "text": text} for t, text in paragraphs.items()],
         "headline": [{"title": title, "rows": [{**row, **_headline_cells(row)} for row in rows.to_dict("records")]}
                      for title, rows in headline.groupby("service", sort=False)],
