@@ -141,11 +141,7 @@ def test_plan_file_round_trips_and_rejects_typos(tmp_path):
 ])
 def test_a_plan_never_runs_a_did_on_log_one_plus_euros(tmp_path, plan_text, key):
     """Issue 10, model 5: the plan refuses log(1 + EUR) wherever an outcome is named, and says what to run."""
-    plan_file = tmp_path / "plan.yaml"
-    plan_file.write_text(plan_text)
-    with pytest.raises(ValueError) as raised:
-        EvaluationPlan.from_yaml(plan_file)
-    message = str(raised.value)
+    message = _refusal(tmp_path, plan_text)
     assert message.startswith(f"evaluation plan: {key} names 'log_export_value'")
     for pointer in ("families: run: [..., value]", "etwfe_poisson", "proportional effect exp(b) - 1",
                     "mixes entry into exporting with changes in value"):
@@ -160,11 +156,16 @@ def test_a_plan_never_runs_a_did_on_log_one_plus_euros(tmp_path, plan_text, key)
     ("families:\n  run: [dose, survival\n", "plan.yaml: not valid YAML: while parsing a flow sequence"),
 ])
 def test_a_mistyped_plan_is_refused_naming_the_key_not_a_list_of_letters(tmp_path, plan_text, message):
+    assert message in _refusal(tmp_path, plan_text)
+
+
+def _refusal(tmp_path, plan_text: str) -> str:
+    """The message with which a plan file of ``plan_text`` is refused."""
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text(plan_text)
     with pytest.raises(ValueError) as raised:
         EvaluationPlan.from_yaml(plan_file)
-    assert message in str(raised.value)
+    return str(raised.value)
 
 
 @pytest.mark.parametrize("key", ["dose_outcomes", "subgroup_outcomes", "market_outcomes", "sequence_outcomes",
