@@ -59,7 +59,7 @@ from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 from analyses.did import AggteResult, AttGtResult, aggte, att_gt
 from analyses.did.attgt import _ZERO_SE
 from analyses.honest_did import event_study_from_aggte, event_study_from_twfe
-from analyses.mechanisms.plan import FamiliesPlan, list_settings
+from analyses.mechanisms.plan import OUTCOME_SETTINGS, FamiliesPlan, list_settings
 from analyses.panel import (
     BASELINE_COVARIATES,
     EXPORT_OUTCOMES,
@@ -221,10 +221,8 @@ class EvaluationPlan:
     def _check_outcomes(self) -> None:
         """No DiD on log(1 + euros): with zeros for non-exporters it mixes entry into exporting with changes in
         value and has no proportional reading (issue 10; Chen & Roth 2024 on logs of outcomes with zeros)."""
-        families = self.families
-        lists = {"outcomes": self.outcomes, **{f"families.{name}": getattr(families, name) for name in (
-            "dose_outcomes", "subgroup_outcomes", "market_outcomes", "sequence_outcomes", "bundle_outcomes",
-            "persistence_outcomes")}}
+        lists = {"outcomes": self.outcomes,
+                 **{f"families.{name}": getattr(self.families, name) for name in OUTCOME_SETTINGS}}
         for key, outcomes in lists.items():
             if LOG_VALUE_OUTCOME in outcomes:
                 raise ValueError(

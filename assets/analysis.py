@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from analyses.evaluation import EvaluationResult, check_plan_fits_panel, run_evaluation
+from analyses.evaluation import EvaluationResult, run_evaluation
 from analyses.panel import PanelAccount
 from analyses.reporting.settings import HEADLINE
 from analyses.specifications import combine_results, split_plan
@@ -13,13 +13,10 @@ from pipelines.resources import EvaluationPlanResource
 
 
 @dg.op(out=dg.DynamicOut(io_manager_key="object_io_manager"), tags=HEADLINE_PRIORITY)
-def plan_specifications(firm_year_panel: pd.DataFrame, panel_account: PanelAccount, plan: EvaluationPlanResource):
-    """The evaluation plan, one specification per service: each is estimated in its own step.
-
-    A plan that does not fit the panel stops here, once, rather than in every specification's step."""
-    evaluation_plan = plan.load()
-    check_plan_fits_panel(firm_year_panel, evaluation_plan, panel_account)
-    for key, specification in split_plan(evaluation_plan).items():
+def plan_specifications(panel_account: PanelAccount, plan: EvaluationPlanResource):
+    """The evaluation plan, one specification per service: each is estimated in its own step. It waits for the
+    panel step (``panel_account``, not the panel itself: nothing here reads it), which checked that the plan fits."""
+    for key, specification in split_plan(plan.load()).items():
         yield dg.DynamicOutput(specification, mapping_key=key)
 
 
@@ -86,7 +83,7 @@ def did_estimates(firm_year_panel: pd.DataFrame, panel_account: PanelAccount):
     """Estimate what each service did to firms' exporting, as the evaluation plan specifies: one step per
     specification (fanned out, so executors with several processes or workers estimate them in parallel),
     then one step that combines them."""
-    parts = plan_specifications(firm_year_panel, panel_account).map(
+    parts = plan_specifications(panel_account).map(
         lambda specification: estimate_specification(firm_year_panel, panel_account, specification)
     )
     return combine_specifications(parts.collect())

@@ -9,6 +9,12 @@ from dataclasses import asdict, dataclass, fields
 
 FAMILY_NAMES = ("dose", "subgroups", "markets", "value", "bundles", "sequences", "persistence")
 SUBGROUP_NAMES = ("in_cluster", "size_class", "exported_before", "region")
+#: per family, its settings that name panel columns (outcomes and controls)
+FAMILY_COLUMNS = {"dose": ("dose_outcomes",), "subgroups": ("subgroup_outcomes",), "markets": ("market_outcomes",),
+                  "value": ("value_controls", "margin_controls"), "bundles": ("bundle_outcomes",),
+                  "sequences": ("sequence_outcomes",), "persistence": ("persistence_outcomes",)}
+#: the families' outcome settings
+OUTCOME_SETTINGS = tuple(key for keys in FAMILY_COLUMNS.values() for key in keys if key.endswith("_outcomes"))
 
 
 def list_settings(plan_type: type, raw: dict, prefix: str = "") -> dict:
@@ -102,12 +108,9 @@ class FamiliesPlan:
         from analyses.mechanisms.outcomes import PERSISTENCE_OUTCOMES
 
         known = set(columns)
-        settings = {"dose": ("dose_outcomes",), "subgroups": ("subgroup_outcomes",), "markets": ("market_outcomes",),
-                    "value": ("value_controls", "margin_controls"), "bundles": ("bundle_outcomes",),
-                    "sequences": ("sequence_outcomes",), "persistence": ("persistence_outcomes",)}
         unknown = {}
         for family in self.run:
-            for key in settings[family]:
+            for key in FAMILY_COLUMNS[family]:
                 allowed = set(PERSISTENCE_OUTCOMES) if key == "persistence_outcomes" else known
                 missing = [name for name in getattr(self, key) if name not in allowed]
                 if missing:
